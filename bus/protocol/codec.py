@@ -1,0 +1,172 @@
+"""Events to frames and frames to events. No sockets here (after h11).
+
+An event on the wire is `[header, *blobs]`: one msgpack map with string keys,
+then one raw frame per blob field (a screenshot's bytes). What the supervisor
+publishes puts a topic frame first: `[topic, header, *blobs]`, with the topic
+`"<kind>/<engine>/"` so SUB prefix filters select by kind and by engine.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+import msgpack
+
+from .errors import LocalProtocolError, RemoteProtocolError
+from .events import COMMON_FIELDS, KINDS, AnyEvent, Event, UnknownEvent
+from .limits import MAX_BLOB, MAX_HEADER, PROTOCOL_VERSION
+
+Buffer = bytes | bytearray | memoryview
+
+
+def topic(kind: str, engine: str) -> bytes:
+    return f"{kind}/{engine}/".encode()
+
+
+def topic_of(event: AnyEvent) -> bytes:
+    return topic(event.kind, event.engine)
+
+
+def header_map(event: AnyEvent) -> dict[str, Any]:
+    """The header as a map; nil values are left out (absent means default)."""
+    if isinstance(event, UnknownEvent):
+        header = dict(event.header)
+        if event.gseq is not None:
+            header["gseq"] = event.gseq
+        return header
+    header: dict[str, Any] = {"v": PROTOCOL_VERSION, "kind": event.KIND}
+    for name in COMMON_FIELDS + event.HEADER_FIELDS:
+        value = getattr(event, name)
+        if value is not None:
+            header[name] = value
+    return header
+
+
+def encode(event: AnyEvent) -> list[Buffer]:
+    """`[header, *blobs]`, as an engine sends it (and as history replies carry it)."""
+    header = msgpack.packb(header_map(event), use_bin_type=True)
+    if len(header) > MAX_HEADER:
+        raise LocalProtocolError(
+            f"{event.kind}: encoded header is {len(header)} bytes, more than {MAX_HEADER}",
+            reason="too-large",
+        )
+    if isinstance(event, UnknownEvent):
+        return [header, *event.blobs]
+    return [header, *(getattr(event, name) for name in event.BLOB_FIELDS)]
+
+
+def encode_published(event: AnyEvent) -> list[Buffer]:
+    """`[topic, header, *blobs]`, as the supervisor publishes it."""
+    return [topic_of(event), *encode(event)]
+
+
+def _reject(message: str, reason: str) -> RemoteProtocolError:
+    return RemoteProtocolError(message, reason=reason)
+
+
+def unpack_header(frame: Buffer) -> dict[str, Any]:
+    if len(frame) > MAX_HEADER:
+        raise _reject(f"header frame is {len(frame)} bytes, more than {MAX_HEADER}", "too-large")
+    try:
+        header = msgpack.unpackb(frame, raw=False, strict_map_key=True, use_list=True)
+    except UnicodeDecodeError as exc:
+        raise _reject(f"header has a string that is not valid UTF-8: {exc.reason}", "bad-utf8") from None
+    except Exception as exc:  # msgpack raises several unrelated types for garbage
+        raise _reject(f"header is not valid msgpack: {type(exc).__name__}: {exc}", "bad-msgpack") from None
+    if not isinstance(header, dict):
+        raise _reject(f"header must be a msgpack map, got {type(header).__name__}", "not-a-map")
+    return header
+
+
+def decode(frames: Sequence[Buffer], *, from_engine: bool = False) -> AnyEvent:
+    """Frames `[header, *blobs]` to an event.
+
+    Clients (`from_engine=False`) get an `UnknownEvent` for kinds or protocol
+    versions they do not know, so they can skip it. The supervisor reading
+    engines (`from_engine=True`) is strict: unknown or supervisor-only kinds and
+    newer versions are rejected. Garbage raises `RemoteProtocolError`.
+    """
+    if not frames:
+        raise _reject("message has no frames", "no-frames")
+    header = unpack_header(frames[0])
+    blobs = tuple(frames[1:])
+    version = header.get("v")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise _reject(f"header field 'v' must be a protocol version >= 1, got {version!r}", "bad-version")
+    kind_name = header.get("kind")
+    if not isinstance(kind_name, str):
+        raise _reject(f"header field 'kind' must be a string, got {kind_name!r}", "bad-kind")
+    cls = KINDS.get(kind_name)
+    if from_engine:
+        if version > PROTOCOL_VERSION:
+            raise _reject(f"protocol version {version} is newer than {PROTOCOL_VERSION}", "newer-version")
+        if cls is None:
+            raise _reject(f"unknown event kind {kind_name!r}", "unknown-kind")
+        if cls.ORIGIN != "engine":
+            raise _reject(f"kind {kind_name!r} is sent only by the supervisor", "reserved-kind")
+    if cls is None or version > PROTOCOL_VERSION:
+        return _unknown(kind_name, version, header, blobs)
+    return _build(cls, header, blobs, from_engine)
+
+
+def _build(cls: type[Event], header: dict[str, Any], blobs: tuple[Buffer, ...], from_engine: bool) -> Event:
+    if len(blobs) != len(cls.BLOB_FIELDS):
+        raise _reject(
+            f"{cls.KIND}: expected {len(cls.BLOB_FIELDS)} frame(s) after the header, got {len(blobs)}",
+            "bad-frames",
+        )
+    kwargs: dict[str, Any] = {}
+    for name in COMMON_FIELDS + cls.HEADER_FIELDS:
+        if name in header and header[name] is not None:
+            kwargs[name] = header[name]
+    if from_engine:
+        kwargs.pop("gseq", None)  # only the supervisor numbers events
+    for name, blob in zip(cls.BLOB_FIELDS, blobs):
+        if len(blob) > MAX_BLOB:
+            raise _reject(f"{cls.KIND}.{name} is {len(blob)} bytes, more than {MAX_BLOB}", "too-large")
+        kwargs[name] = blob if isinstance(blob, (bytes, memoryview)) else memoryview(blob)
+    try:
+        return cls(**kwargs)
+    except LocalProtocolError as exc:
+        raise _reject(str(exc), exc.reason) from None
+    except TypeError as exc:  # a required field is missing
+        missing = str(exc).split("argument", 1)[-1].strip(": ")
+        raise _reject(f"{cls.KIND}: missing required field {missing}", "missing-field") from None
+
+
+def _unknown(kind_name: str, version: int, header: dict[str, Any], blobs: tuple[Buffer, ...]) -> UnknownEvent:
+    def get(name: str, types: type | tuple[type, ...], default: Any) -> Any:
+        value = header.get(name, default)
+        return value if isinstance(value, types) and not isinstance(value, bool) else default
+
+    return UnknownEvent(
+        kind=kind_name,
+        version=version,
+        engine=get("engine", str, ""),
+        seq=get("seq", int, None),
+        ts=float(get("ts", (int, float), 0.0)),
+        gseq=get("gseq", int, None),
+        header=header,
+        blobs=tuple(b if isinstance(b, (bytes, memoryview)) else memoryview(b) for b in blobs),
+    )
+
+
+def decode_published(frames: Sequence[Buffer]) -> AnyEvent:
+    """Frames `[topic, header, *blobs]` as received from the supervisor's PUB."""
+    if len(frames) < 2:
+        raise _reject(f"published message needs a topic and a header, got {len(frames)} frame(s)", "no-frames")
+    return decode(frames[1:])
+
+
+def split_batch(frames: Sequence[Buffer], counts: Iterable[int]) -> list[AnyEvent]:
+    """Decode a history reply body: events laid end to end, `counts[i]` frames each."""
+    events: list[AnyEvent] = []
+    at = 0
+    for count in counts:
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1 or at + count > len(frames):
+            raise _reject("history reply frame counts do not match its frames", "bad-frames")
+        events.append(decode(frames[at : at + count]))
+        at += count
+    if at != len(frames):
+        raise _reject("history reply has frames left over", "bad-frames")
+    return events

@@ -1,0 +1,87 @@
+"""Control requests and replies (the supervisor's ROUTER socket). No I/O here.
+
+A client sends `["", request]` (the empty frame is the REQ envelope, so REQ and
+DEALER clients both work); the supervisor answers `["", reply, *frames]`.
+Both are msgpack maps. See docs/PROTOCOL.md, "Control".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from .codec import unpack_header
+from .errors import RemoteProtocolError
+from .limits import MAX_ITEMS, PROTOCOL_VERSION
+
+MAX_HISTORY_BATCH = 1000  # events in one history reply
+MAX_HISTORY_BYTES = 32 * 1024 * 1024  # frame bytes in one history reply (at least one event is sent)
+
+# op -> {argument: (accepted types, default)}
+OPS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
+    "hello": {},
+    "status": {},
+    "down": {},
+    "history": {
+        "after": ((int,), 0),
+        "until": ((int, type(None)), None),
+        "last": ((int, type(None)), None),
+        "limit": ((int, type(None)), None),
+        "kinds": ((list, type(None)), None),
+        "engines": ((list, type(None)), None),
+    },
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    op: str
+    id: Any = None
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+def encode_request(op: str, req_id: Any = None, **args: Any) -> bytes:
+    return msgpack.packb({"v": PROTOCOL_VERSION, "op": op, "id": req_id, **args}, use_bin_type=True)
+
+
+def decode_request(frame: bytes | memoryview) -> Request:
+    body = unpack_header(frame)
+    op = body.get("op")
+    req_id = body.get("id")
+    if not isinstance(op, str):
+        raise RemoteProtocolError(f"request field 'op' must be a string, got {op!r}", reason="bad-request")
+    spec = OPS.get(op)
+    if spec is None:
+        raise RemoteProtocolError(
+            f"unknown request {op!r}; known: {', '.join(sorted(OPS))}", reason="unknown-op"
+        )
+    args: dict[str, Any] = {}
+    for name, (types, default) in spec.items():
+        value = body.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise RemoteProtocolError(f"{op}: argument {name!r} has the wrong type: {value!r}", reason="bad-request")
+        if isinstance(value, int) and value < 0:
+            raise RemoteProtocolError(f"{op}: argument {name!r} must be >= 0, got {value}", reason="bad-request")
+        if isinstance(value, list) and (len(value) > MAX_ITEMS or not all(isinstance(x, str) for x in value)):
+            raise RemoteProtocolError(f"{op}: argument {name!r} must be a list of strings", reason="bad-request")
+        args[name] = value
+    return Request(op=op, id=req_id, args=args)
+
+
+def encode_reply(req_id: Any, **fields: Any) -> bytes:
+    return msgpack.packb({"v": PROTOCOL_VERSION, "id": req_id, "ok": True, **fields}, use_bin_type=True)
+
+
+def encode_error(req_id: Any, code: str, message: str) -> bytes:
+    return msgpack.packb(
+        {"v": PROTOCOL_VERSION, "id": req_id, "ok": False, "code": code, "error": message}, use_bin_type=True
+    )
+
+
+def decode_reply(frame: bytes | memoryview) -> dict[str, Any]:
+    body = unpack_header(frame)
+    if not isinstance(body.get("ok"), bool):
+        raise RemoteProtocolError("reply has no boolean 'ok'", reason="bad-reply")
+    return body

@@ -1,0 +1,320 @@
+"""Every event kind of the bus, as a frozen dataclass validated on construction.
+
+How it works: each class is registered with `@kind(...)`, which records its wire
+name, who may send it (an engine through the SDK, or only the supervisor) and
+whether an engine may drop it under pressure, and compiles one checker per
+field from the type hints (see fields.py). `__post_init__` runs the checkers,
+then the class's own cross-field `_validate`, so an invalid event cannot exist:
+building one raises `LocalProtocolError` naming the kind, the field and what was
+wrong. The `doc` of each field is what docs/PROTOCOL.md shows.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Literal
+
+from .errors import LocalProtocolError
+from .fields import (
+    Blob,
+    Checker,
+    Data,
+    EngineName,
+    Label,
+    Mime,
+    Number,
+    RequiredLabel,
+    Text,
+    compile_checker,
+    is_blob,
+)
+
+Level = Literal["debug", "info", "warning", "error", "critical"]
+Stream = Literal["engine", "stdout", "stderr"]
+LEVELS: tuple[str, ...] = typing.get_args(Level)
+
+
+def doc(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING) -> Any:
+    return field(default=default, default_factory=factory, metadata={"doc": text})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Fields every event has; `gseq` is set by the supervisor when it publishes."""
+
+    KIND: ClassVar[str] = ""
+    ORIGIN: ClassVar[str] = "engine"  # "engine": engines may send it; "supervisor": only it
+    DROPPABLE: ClassVar[bool] = False  # may an engine drop it when its queue is full?
+    CHECKS: ClassVar[tuple[tuple[str, Checker], ...]] = ()
+    HEADER_FIELDS: ClassVar[tuple[str, ...]] = ()
+    BLOB_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    engine: EngineName = doc("engine (instance) name; empty for supervisor-wide events", "")
+    seq: int | None = doc("the engine's own sequence number (1, 2, ...); nil if the supervisor made the event", None)
+    ts: float = doc("when the event was produced, Unix time in seconds", factory=time.time)
+    gseq: int | None = doc("global sequence number stamped by the supervisor (1, 2, ...); absent from engine to supervisor", None)
+
+    def __post_init__(self) -> None:
+        for name, check in type(self).CHECKS:
+            value = getattr(self, name)
+            checked = check(value)
+            if checked is not value:
+                object.__setattr__(self, name, checked)
+        self._validate()
+
+    def _validate(self) -> None:
+        """Cross-field rules; subclasses override."""
+
+    @property
+    def kind(self) -> str:
+        return self.KIND
+
+    def fields(self) -> dict[str, Any]:
+        """The kind's own fields (not the common ones), blobs included."""
+        return {name: getattr(self, name) for name in self.HEADER_FIELDS + self.BLOB_FIELDS}
+
+    def stamped(self, gseq: int) -> Event:
+        """A copy numbered `gseq`. Skips re-validation: only gseq changes."""
+        numbered = copy.copy(self)
+        object.__setattr__(numbered, "gseq", gseq)
+        return numbered
+
+
+COMMON_FIELDS = ("engine", "seq", "ts", "gseq")
+KINDS: dict[str, type[Event]] = {}
+
+
+def kind(name: str, *, origin: str = "engine", droppable: bool = False) -> Callable[[type], type]:
+    def register(cls: type) -> type:
+        hints = typing.get_type_hints(cls, include_extras=True)
+        fields = dataclasses.fields(cls)
+        cls.KIND = name
+        cls.ORIGIN = origin
+        cls.DROPPABLE = droppable
+        cls.CHECKS = tuple((f.name, compile_checker(hints[f.name], f"{name}.{f.name}")) for f in fields)
+        own = [f.name for f in fields if f.name not in COMMON_FIELDS]
+        cls.BLOB_FIELDS = tuple(n for n in own if is_blob(hints[n]))
+        cls.HEADER_FIELDS = tuple(n for n in own if n not in cls.BLOB_FIELDS)
+        KINDS[name] = cls
+        return cls
+
+    return register
+
+
+def _bad(kind_name: str, message: str) -> LocalProtocolError:
+    return LocalProtocolError(f"{kind_name}: {message}", reason="bad-field")
+
+
+@kind("hello")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineHello(Event):
+    """First event of an engine process: who it is."""
+
+    pid: int = doc("process id of the engine")
+    sdk: Label = doc('name/version of the SDK, e.g. "bus-py/0.1.0"', "")
+    host: Label = doc("host name the engine runs on", "")
+
+
+@kind("heartbeat", droppable=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Heartbeat(Event):
+    """The engine is alive (sent periodically by the SDK when asked to)."""
+
+
+@kind("phase.start")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PhaseStarted(Event):
+    """A named phase of the engine's work begins."""
+
+    phase: RequiredLabel = doc("phase name")
+    detail: Text = doc("free text", "")
+
+
+@kind("phase.done")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PhaseCompleted(Event):
+    """A phase finished successfully."""
+
+    phase: RequiredLabel = doc("phase name")
+    elapsed: float | None = doc("seconds since the phase started, if known", None)
+    detail: Text = doc("free text", "")
+
+
+@kind("phase.error")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PhaseFailed(Event):
+    """A phase failed."""
+
+    phase: RequiredLabel = doc("phase name")
+    message: Text = doc("what went wrong")
+
+
+@kind("progress", droppable=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Progress(Event):
+    """How far the engine is. Give done/total, or pct, or neither (busy, unknown extent)."""
+
+    phase: Label = doc("phase this progress belongs to; empty if none", "")
+    done: Number | None = doc("units done (>= 0)", None)
+    total: Number | None = doc("units in all (>= 0), if known", None)
+    pct: float | None = doc("percent 0..100; computed from done/total when they are given without it", None)
+    detail: Text = doc("free text, e.g. the item being worked on", "")
+
+    def _validate(self) -> None:
+        if self.done is not None and self.done < 0:
+            raise _bad(self.KIND, f"done must be >= 0, got {self.done}")
+        if self.total is not None and self.total < 0:
+            raise _bad(self.KIND, f"total must be >= 0, got {self.total}")
+        if self.pct is None:
+            if self.done is not None and self.total:
+                object.__setattr__(self, "pct", min(100.0, 100.0 * self.done / self.total))
+        elif not 0.0 <= self.pct <= 100.0:
+            raise _bad(self.KIND, f"pct must be between 0 and 100, got {self.pct}")
+
+
+@kind("log")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Log(Event):
+    """A log line: from the SDK (stream "engine") or captured from stdout/stderr."""
+
+    message: Text = doc("the line, without its newline")
+    level: Level = doc("severity", "info")
+    stream: Stream = doc("where the line came from", "engine")
+
+
+@kind("screenshot", droppable=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Screenshot(Event):
+    """An image; its bytes travel as one raw frame after the header."""
+
+    name: RequiredLabel = doc('file-like name, e.g. "home.png"')
+    mime: Mime = doc("media type of the bytes", "image/png")
+    size: int = doc("length of the raw frame in bytes (must match)")
+    data: Blob = doc("the image bytes (frame 1 after the header)")
+
+    def _validate(self) -> None:
+        if self.size != len(self.data):
+            raise _bad(self.KIND, f"size says {self.size} bytes but the data has {len(self.data)}")
+
+
+@kind("finding")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finding(Event):
+    """Something the engine found; free-form."""
+
+    data: Data = doc("free-form map (string keys; nil, bool, int, float, str, bin, array, map values)")
+
+
+@kind("result")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Result(Event):
+    """The engine's final summary."""
+
+    summary: Data = doc("free-form map, as for finding")
+
+
+@kind("error")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineError(Event):
+    """An error the engine reports (fatal ones usually precede its exit)."""
+
+    message: Text = doc("what went wrong")
+    type: Label = doc('error class, e.g. "ValueError"', "")
+    traceback: Text = doc("stack trace, if any", "")
+    fatal: bool = doc("the engine is giving up", False)
+
+
+@kind("bye")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineBye(Event):
+    """Last event of an engine process: everything before it has been sent."""
+
+    sent: int = doc("events this engine process sent before bye (hello included)")
+    dropped: int = doc("events it dropped because its queue was full", 0)
+
+
+@kind("state", origin="supervisor")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineState(Event):
+    """The supervisor moved an engine to a new lifecycle state."""
+
+    state: Label = doc("new state, e.g. starting, running, exited")
+    prev: Label = doc("previous state; empty for the first", "")
+    pid: int | None = doc("process id, if there is a process", None)
+    reason: Text = doc("why, in words", "")
+
+
+@kind("exit", origin="supervisor")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineExited(Event):
+    """An engine process ended; published after its last events and output lines."""
+
+    pid: int = doc("process id it had")
+    code: int | None = doc("exit status if it exited; nil if a signal killed it", None)
+    signal: int | None = doc("number of the signal that killed it, else nil", None)
+    signame: Label = doc('name of that signal, e.g. "SIGKILL"; empty if none', "")
+    runtime: float = doc("seconds it ran", 0.0)
+
+    def _validate(self) -> None:
+        if (self.code is None) == (self.signal is None):
+            raise _bad(self.KIND, "exactly one of code and signal must be set")
+
+
+@kind("sup.start", origin="supervisor")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SupervisorStarted(Event):
+    """First event of a supervisor run."""
+
+    run: Label = doc("unique id of this supervisor run")
+    pid: int = doc("supervisor process id")
+    version: Label = doc("bus package version", "")
+    engines: list[EngineName] = doc("names of the engines it will run", factory=list)
+
+
+@kind("sup.stop", origin="supervisor")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SupervisorStopped(Event):
+    """Last event of a supervisor run: nothing follows."""
+
+    code: int = doc("exit code the supervisor ends with")
+    reason: Text = doc("why it stopped", "")
+
+
+@kind("welcome", origin="supervisor")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Welcome(Event):
+    """Answer to a new subscription, published on the subscription's own prefix.
+
+    Not numbered (no gseq) and not kept in history: it tells a subscriber that
+    its subscription is active and which event was the newest at that moment.
+    """
+
+    run: Label = doc("unique id of this supervisor run")
+    last: int = doc("gseq of the newest event published so far; 0 if none")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnknownEvent:
+    """An event of a kind (or protocol version) this code does not know.
+
+    Decoders return it instead of failing, so older clients can skip newer
+    events; it keeps everything it was given so it can be forwarded as is.
+    """
+
+    kind: str
+    version: int
+    engine: str = ""
+    seq: int | None = None
+    ts: float = 0.0
+    gseq: int | None = None
+    header: dict[str, Any] = field(default_factory=dict)
+    blobs: tuple[bytes | memoryview, ...] = ()
+
+
+AnyEvent = Event | UnknownEvent
+ENGINE_KINDS = frozenset(k for k, c in KINDS.items() if c.ORIGIN == "engine")
+DROPPABLE_KINDS = frozenset(k for k, c in KINDS.items() if c.DROPPABLE)
