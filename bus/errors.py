@@ -1,0 +1,15 @@
+"""Errors a user can cause: printed as one line (what, where, how to fix), never a traceback."""
+
+from __future__ import annotations
+
+from . import exitcodes
+
+
+class BusError(Exception):
+    exit_code = exitcodes.CANNOT_START
+
+
+class NotRunning(BusError):
+    """No supervisor answered at an address."""
+
+    exit_code = exitcodes.NOT_RUNNING

@@ -1,0 +1,195 @@
+"""Where a supervisor's sockets live, and how `bus tail` / `bus status` find them.
+
+A local supervisor belongs to a *session* (default name "default"): a private
+run directory `<base>/<session>/` (mode 0700) holding its ipc sockets `ctl`,
+`pub` and `pull`, an owner-only `supervisor.json` describing the run, and a
+`lock` file that the supervisor holds (flock) for its lifetime, so two
+supervisors never share a session and a crashed one never blocks the next.
+
+`<base>` is `$BUS_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/bus`, else
+`<tmp>/bus-<uid>`. The socket paths are fixed, so a tool can connect before
+the supervisor exists: zmq keeps retrying until it binds.
+
+Windows has no ipc: there the supervisor binds tcp on 127.0.0.1 with random
+ports and tools read them from `supervisor.json` (owner-only on POSIX; on
+Windows it relies on the profile directory's ACL).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from .errors import BusError, NotRunning
+
+HAS_IPC = zmq.has("ipc")
+SESSION_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,31}")
+MAX_IPC_PATH = 100  # sun_path is 108 bytes on Linux (104 on macOS); keep a margin
+INFO_FILE = "supervisor.json"
+
+
+def runtime_base() -> Path:
+    explicit = os.environ.get("BUS_RUNTIME_DIR")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.path.isdir(xdg):
+        return Path(xdg) / "bus"
+    user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    return Path(tempfile.gettempdir()) / f"bus-{user}"
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` owner-only (0700), or check that an existing one is ours."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BusError(f"cannot create run directory {path}: {exc.strerror}; set BUS_RUNTIME_DIR") from None
+    if hasattr(os, "getuid"):
+        st = path.stat()
+        if st.st_uid != os.getuid():
+            raise BusError(
+                f"run directory {path} belongs to uid {st.st_uid}, not to you: "
+                "set BUS_RUNTIME_DIR to a directory of your own"
+            )
+        if st.st_mode & 0o077:
+            os.chmod(path, 0o700)
+    return path
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    name: str
+    dir: Path
+
+    def ipc(self, socket_name: str) -> str:
+        return f"ipc://{self.dir / socket_name}"
+
+    @property
+    def info_file(self) -> Path:
+        return self.dir / INFO_FILE
+
+    @property
+    def label(self) -> str:
+        return f"session '{self.name}' ({self.dir})"
+
+    def read_info(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.info_file.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def write_info(self, info: dict[str, Any]) -> None:
+        tmp = self.dir / (INFO_FILE + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(info, out, indent=2)
+        os.replace(tmp, self.info_file)
+
+
+def local_session(name: str | None = None, *, create: bool = False) -> Session:
+    name = name or os.environ.get("BUS_SESSION") or "default"
+    if not SESSION_NAME.fullmatch(name):
+        raise BusError(
+            f"session name {name!r} is not valid: use up to 32 letters, digits, '_', '.', '-'"
+        )
+    base = runtime_base()
+    session = Session(name, base / name)
+    longest = len(str(session.dir / "pull"))
+    if HAS_IPC and longest > MAX_IPC_PATH:
+        raise BusError(
+            f"run directory {session.dir} is too long for ipc sockets ({longest} > {MAX_IPC_PATH} "
+            "characters): set BUS_RUNTIME_DIR to a shorter directory"
+        )
+    if create:
+        private_dir(base)
+        private_dir(session.dir)
+    return session
+
+
+class SessionLock:
+    """Held by the supervisor for its lifetime; the OS drops it if the process dies."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._fd = os.open(session.dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        if not _try_lock(self._fd):
+            os.close(self._fd)
+            info = session.read_info() or {}
+            pid = info.get("pid", "?")
+            raise BusError(
+                f"{session.label} is in use by another supervisor (pid {pid}): "
+                f"stop it with `bus down {session.name}`, or use --session OTHER"
+            )
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # closing drops the lock
+            self._fd = -1
+
+
+def _try_lock(fd: int) -> bool:
+    if sys.platform == "win32":  # pragma: no cover - Windows only
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """Where to reach a supervisor: its control endpoint, and PUB if known."""
+
+    control: str
+    pub: str | None
+    label: str
+    session: Session | None = None
+
+
+def resolve(address: str | None) -> Address:
+    """`None` or a session name -> the local session; `tcp://HOST:PORT` -> remote
+    control socket (PUB found through it); a directory -> that run directory."""
+    if address and address.startswith("tcp://"):
+        return Address(control=address, pub=None, label=address)
+    if address and ("/" in address or os.sep in address):
+        path = Path(address)
+        session = Session(path.name, path)
+    else:
+        session = local_session(address)
+    if HAS_IPC:
+        return Address(control=session.ipc("ctl"), pub=session.ipc("pub"), label=session.label, session=session)
+    info = session.read_info()  # pragma: no cover - Windows: tcp endpoints from the info file
+    if info is None:
+        raise NotRunning(f"no supervisor is running in {session.label}: start one with `bus up`")
+    return Address(control=info["control"][0], pub=info["pub"][0], label=session.label, session=session)
+
+
+def tcp_endpoints(listen: str) -> dict[str, str]:
+    """`tcp://HOST:PORT` -> control on PORT, pub on PORT+1, pull on PORT+2 (port 0: any free ports)."""
+    match = re.fullmatch(r"tcp://(\[[^\]]+\]|[^:/]+):(\d+)", listen)
+    if not match:
+        raise BusError(f"--listen {listen!r} is not an address like tcp://127.0.0.1:7010")
+    host, port = match.group(1), int(match.group(2))
+    if port > 65533:
+        raise BusError(f"--listen {listen!r}: the port must be at most 65533 (pub and pull use the next two)")
+    if port == 0:
+        return {name: f"tcp://{host}:*" for name in ("control", "pub", "pull")}
+    return {"control": f"tcp://{host}:{port}", "pub": f"tcp://{host}:{port + 1}", "pull": f"tcp://{host}:{port + 2}"}

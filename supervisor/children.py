@@ -1,0 +1,244 @@
+"""Engine processes: spawn, capture output line by line, signal, reap.
+
+Each child gets three helper threads that own no sockets: two read its stdout
+and stderr line by line, one waits for it to exit. They hand what they see to
+the supervisor's loop through the `Inbox`, a bounded queue plus a wake-up
+socket the loop polls. A full inbox blocks the readers, so they stop reading
+the pipes and the child waits on its writes: output is slowed, never lost.
+Lines longer than `max_line` bytes are cut (the rest of the line is read and
+counted, never held), so a child cannot make the supervisor's memory grow.
+
+POSIX: each child leads its own session and process group, and signals go to
+the whole group (grandchildren included). Windows has no process groups to
+signal: the child gets CREATE_NEW_PROCESS_GROUP, stop is terminate() and kill
+is kill(), and grandchildren are not reached (see README, "Platforms").
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import IO, Any, Mapping
+
+from .config import EngineSpec
+from .lifecycle import State
+
+POSIX = os.name == "posix"
+STREAMS = ("stdout", "stderr")
+
+
+class Inbox:
+    """Thread-safe hand-off from helper threads to the loop, which polls `fileno()`."""
+
+    def __init__(self, maxsize: int = 10_000) -> None:
+        self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize)
+        self._reader, self._writer = socket.socketpair()
+        self._reader.setblocking(False)
+        self._writer.setblocking(False)
+
+    def fileno(self) -> int:
+        return self._reader.fileno()
+
+    def put(self, item: tuple[Any, ...]) -> None:
+        self._queue.put(item)  # blocks while full: backpressure on the child's pipe
+        try:
+            self._writer.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass  # a wake-up is already pending (or we are closing)
+
+    def drain(self, limit: int = 1000) -> list[tuple[Any, ...]]:
+        # Empty the wake-up socket *before* the queue: an item put after this
+        # point comes with a fresh wake-up, so none is ever left unseen.
+        try:
+            while self._reader.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+        items = []
+        for _ in range(limit):
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        if len(items) == limit:
+            self.wake()  # more left: come back after the other sockets had a turn
+        return items
+
+    def wake(self) -> None:
+        try:
+            self._writer.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass
+
+    def close(self) -> None:
+        self._reader.close()
+        self._writer.close()
+
+
+@dataclass
+class ExitInfo:
+    code: int | None
+    signal: int | None
+    signame: str
+    at: float
+
+
+@dataclass
+class Child:
+    """One engine instance: its spec, its process, and what the supervisor knows of it."""
+
+    spec: EngineSpec
+    state: State = State.PENDING
+    proc: subprocess.Popen[bytes] | None = None
+    pid: int | None = None
+    started: float = 0.0         # wall clock, for status
+    started_mono: float = 0.0
+    open_streams: set[str] = field(default_factory=set)
+    hello: bool = False
+    bye: bool = False
+    exit: ExitInfo | None = None          # set when the process ended
+    exit_deadline: float | None = None    # publish the exit by then at the latest
+    exit_published: bool = True
+    events: int = 0              # events accepted from its SDK
+    lines: int = 0               # stdout/stderr lines captured
+    markers: int = 0             # legacy ##PROGRESS: markers understood
+    bad_markers: int = 0
+    rejected: int = 0
+    phase: str = ""
+    progress: dict[str, Any] | None = None
+    last_event_ts: float = 0.0
+    spawn_error: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def spawn(self, env: Mapping[str, str], inbox: Inbox, max_line: int) -> None:
+        """Start the process and its helper threads. Raises OSError if it cannot start."""
+        options: dict[str, Any] = {}
+        if POSIX:
+            options["start_new_session"] = True  # own session + process group
+        else:  # pragma: no cover - Windows
+            options["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
+        proc = subprocess.Popen(
+            list(self.spec.command),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=self.spec.cwd,
+            env=dict(env),
+            close_fds=True,
+            **options,
+        )
+        self.proc, self.pid = proc, proc.pid
+        self.started, self.started_mono = time.time(), time.monotonic()
+        self.hello = self.bye = False
+        self.exit, self.exit_deadline, self.exit_published = None, None, False
+        self.open_streams = set(STREAMS)
+        for name, pipe in zip(STREAMS, (proc.stdout, proc.stderr)):
+            assert pipe is not None
+            _thread(f"{self.name}-{name}", read_lines, self, name, pipe, inbox, max_line)
+        _thread(f"{self.name}-wait", wait_exit, self, proc, inbox)
+
+    def signal_group(self, sig: int) -> None:
+        """Send `sig` to the child's whole process group (POSIX) or the child (Windows)."""
+        if self.pid is None:
+            return
+        if POSIX:
+            try:
+                os.killpg(self.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass  # the group is gone already
+        elif self.proc is not None and self.proc.returncode is None:  # pragma: no cover - Windows
+            if sig == signal.SIGTERM:
+                self.proc.terminate()
+            else:
+                self.proc.kill()
+
+    def group_alive(self) -> bool:
+        if self.pid is None:
+            return False
+        if not POSIX:  # pragma: no cover - Windows: only the child itself is known
+            return self.proc is not None and self.proc.returncode is None
+        try:
+            os.killpg(self.pid, 0)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
+
+
+def _thread(name: str, target: Any, *args: Any) -> None:
+    threading.Thread(target=target, args=args, name=name, daemon=True).start()
+
+
+def read_lines(child: Child, stream: str, pipe: IO[bytes], inbox: Inbox, max_line: int) -> None:
+    """Helper thread: one inbox item per line; over-long lines cut at `max_line` bytes."""
+    try:
+        while True:
+            line = pipe.readline(max_line)
+            if not line:
+                break
+            cut = 0
+            if not line.endswith(b"\n") and len(line) >= max_line:
+                cut = _skip_rest_of_line(pipe, max_line)
+            text = line.rstrip(b"\r\n").decode("utf-8", errors="replace")
+            inbox.put(("line", child, stream, text, cut, time.time()))
+    except (OSError, ValueError):
+        pass  # the pipe was closed under us
+    finally:
+        inbox.put(("eof", child, stream))
+        try:
+            pipe.close()
+        except OSError:
+            pass
+
+
+def _skip_rest_of_line(pipe: IO[bytes], chunk: int) -> int:
+    skipped = 0
+    while True:
+        more = pipe.readline(chunk)
+        if not more:
+            return skipped
+        if more.endswith(b"\n"):
+            return skipped + len(more) - 1
+        skipped += len(more)
+
+
+def wait_exit(child: Child, proc: subprocess.Popen[bytes], inbox: Inbox) -> None:
+    """Helper thread: reap the child and report how it ended."""
+    code = proc.wait()
+    inbox.put(("exit", child, code, time.time()))
+
+
+def exit_info(returncode: int, at: float) -> ExitInfo:
+    if returncode < 0:  # POSIX: killed by signal -returncode
+        signum = -returncode
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = f"SIG{signum}"
+        return ExitInfo(code=None, signal=signum, signame=name, at=at)
+    return ExitInfo(code=returncode, signal=None, signame="", at=at)
+
+
+def engine_env(spec: EngineSpec, *, endpoint: str, session_dir: str) -> dict[str, str]:
+    """The engine's environment: ours, its own `env`, then the bus variables.
+
+    The directory of the Python running the supervisor goes first on PATH, so
+    `python` in an engine's command is the interpreter (and venv) bus runs in.
+    """
+    env = dict(os.environ)
+    bindir = os.path.dirname(sys.executable)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "") if bindir else env.get("PATH", "")
+    if sys.prefix != sys.base_prefix:
+        env["VIRTUAL_ENV"] = sys.prefix
+    env.update(spec.env)
+    env.update(BUS_ENDPOINT=endpoint, BUS_ENGINE=spec.name, BUS_SESSION_DIR=session_dir, PYTHONUNBUFFERED="1")
+    return env

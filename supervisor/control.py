@@ -1,0 +1,129 @@
+"""Control requests on the supervisor's ROUTER socket: hello, status, history, down.
+
+A bad request gets an error reply (`ok: false`, a `code` and a one-line
+`error`); it never disturbs the supervisor. See docs/PROTOCOL.md, "Control".
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+import zmq
+
+from bus._version import __version__
+from bus.protocol import RemoteProtocolError
+from bus.protocol.control import (
+    MAX_HISTORY_BATCH,
+    MAX_HISTORY_BYTES,
+    Request,
+    decode_request,
+    encode_error,
+    encode_reply,
+)
+
+if TYPE_CHECKING:
+    from .children import Child
+    from .core import Supervisor
+
+BATCH = 100  # requests answered before the other sockets get a turn
+
+
+def serve(sup: Supervisor) -> None:
+    for _ in range(BATCH):
+        try:
+            frames = sup.router.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        # [identity, "", body] from REQ/DEALER with an envelope; [identity, body] without.
+        envelope, body = (frames[:2], frames[2:]) if len(frames) > 1 and frames[1] == b"" else (frames[:1], frames[1:])
+        sup.router.send_multipart(envelope + answer(sup, body))
+
+
+def answer(sup: Supervisor, body: list[bytes]) -> list[Any]:
+    if len(body) != 1:
+        return [encode_error(None, "bad-request", f"a request is one frame, got {len(body)}")]
+    try:
+        request = decode_request(body[0])
+    except RemoteProtocolError as exc:
+        return [encode_error(None, exc.reason, str(exc))]
+    if request.op == "history":
+        return history(sup, request)
+    if request.op == "down":
+        sup.stop("down requested")
+        return [encode_reply(request.id, stopping=True)]
+    if request.op == "status":
+        return [encode_reply(request.id, **status(sup))]
+    return [encode_reply(request.id, **hello(sup))]
+
+
+def hello(sup: Supervisor) -> dict[str, Any]:
+    return {
+        "run": sup.run_id,
+        "pid": os.getpid(),
+        "version": __version__,
+        "started": sup.started,
+        "last": sup.gseq,
+        "endpoints": sup.endpoints,
+    }
+
+
+def status(sup: Supervisor) -> dict[str, Any]:
+    return {
+        **hello(sup),
+        "uptime": time.time() - sup.started,
+        "stopping": sup.stop_reason or None,
+        "counters": dict(sup.counters),
+        "rejects": dict(sup.rejects),
+        "history": {"first": sup.history.first, "events": len(sup.history), "bytes": sup.history.bytes},
+        "engines": [engine_status(child) for child in sup.children.values()],
+    }
+
+
+def engine_status(child: Child) -> dict[str, Any]:
+    exit_ = child.exit
+    end = exit_.at if exit_ is not None else time.time()
+    return {
+        "name": child.name,
+        "state": str(child.state),
+        "pid": child.pid,
+        "started": child.started or None,
+        "uptime": (end - child.started) if child.started else None,
+        "exit": None if exit_ is None else {"code": exit_.code, "signal": exit_.signal, "signame": exit_.signame},
+        "error": child.spawn_error or None,
+        "events": child.events,
+        "lines": child.lines,
+        "markers": child.markers,
+        "bad_markers": child.bad_markers,
+        "phase": child.phase,
+        "progress": child.progress,
+        "last_event": child.last_event_ts or None,
+    }
+
+
+def history(sup: Supervisor, request: Request) -> list[Any]:
+    args = request.args
+    limit = min(args["limit"] or MAX_HISTORY_BATCH, MAX_HISTORY_BATCH)
+    entries, more = sup.history.select(
+        after=args["after"],
+        until=args["until"],
+        last=args["last"],
+        kinds=args["kinds"],
+        engines=args["engines"],
+        limit=limit,
+        max_bytes=MAX_HISTORY_BYTES,
+    )
+    frames: list[Any] = []
+    for entry in entries:
+        frames.extend(entry.frames)
+    reply = encode_reply(
+        request.id,
+        first=sup.history.first,
+        last=sup.gseq,
+        count=len(entries),
+        more=more,
+        next=entries[-1].gseq if entries else args["after"],
+        frames=[len(entry.frames) for entry in entries],
+    )
+    return [reply, *frames]
