@@ -1,0 +1,301 @@
+"""The engine SDK: what a worker process calls to report what it does.
+
+    from engine import Engine
+
+    with Engine() as eng:               # name and endpoint from the environment
+        with eng.phase("scan"):
+            for i, url in enumerate(urls, 1):
+                eng.progress(done=i, total=len(urls), detail=url)
+        eng.screenshot(png_bytes, name="home.png")
+        eng.result({"pages": len(urls)})
+
+Under a supervisor (`BUS_ENDPOINT` and `BUS_ENGINE` set) events go out on a
+PUSH socket. Without one, the engine still works: by default each event is
+printed as a legacy `##PROGRESS:{json}` marker on stdout and log lines go to
+stderr, so an old parent that parses stdout keeps working (`fallback="off"`
+prints nothing).
+
+Threads: every method may be called from any thread. A lock serialises the
+sends (zmq sockets are not thread-safe) and keeps sequence numbers in send
+order. Do not use an Engine across fork(): make a new one in the child.
+
+Pressure: an emit never waits for long. If the supervisor does not keep up
+(its queue holds `BUS_SNDHWM` messages), droppable kinds (progress,
+screenshot, heartbeat) are dropped and counted; other kinds wait up to
+`send_timeout` seconds, then are dropped with a warning on stderr. `bye`
+reports both counts. Closing waits at most `linger` seconds for the
+supervisor to take what is queued, so a vanished supervisor never hangs it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import socket as stdsocket
+import sys
+import threading
+import time
+import traceback as tb
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any, Iterator
+
+import zmq
+
+from bus import sockets
+from bus._version import __version__
+from bus.protocol import (
+    EngineBye,
+    EngineError,
+    EngineHello,
+    Event,
+    Finding,
+    Heartbeat,
+    LocalProtocolError,
+    Log,
+    PhaseCompleted,
+    PhaseFailed,
+    PhaseStarted,
+    Progress,
+    Result,
+    Screenshot,
+    encode,
+)
+from bus.protocol.legacy import format_marker
+
+ZERO_COPY_ABOVE = 64 * 1024  # zmq zero-copy only pays for large frames
+
+
+class Engine:
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        endpoint: str | None = None,
+        fallback: str | None = None,
+        linger: float | None = None,
+        send_timeout: float = 10.0,
+        heartbeat: float | None = None,
+        handle_sigterm: bool = True,
+    ) -> None:
+        self.name = name or os.environ.get("BUS_ENGINE") or _default_name()
+        endpoint = endpoint or os.environ.get("BUS_ENDPOINT") or None
+        self.fallback = fallback or os.environ.get("BUS_FALLBACK", "markers")
+        if self.fallback not in ("markers", "off"):
+            raise LocalProtocolError(f"fallback must be 'markers' or 'off', got {self.fallback!r}")
+        self._linger_ms = int(1000 * (linger if linger is not None else _env_float("BUS_LINGER", 3.0)))
+        self._send_timeout_ms = int(send_timeout * 1000)
+        self._lock = threading.RLock()
+        self._pid = os.getpid()
+        self._seq = self._sent = self._dropped = 0
+        self._stalled = False
+        self._closed = False
+        self._phase = ""
+        self._phase_started: dict[str, float] = {}
+        self._ctx: zmq.Context | None = None
+        self._sock: zmq.Socket | None = None
+        if endpoint:
+            self._ctx = zmq.Context()
+            hwm = int(_env_float("BUS_SNDHWM", sockets.PUSH_HWM))
+            self._sock = sockets.push(self._ctx, endpoint, linger_ms=self._linger_ms, hwm=hwm)
+        self._emit(EngineHello, pid=self._pid, sdk=f"bus-py/{__version__}", host=stdsocket.gethostname())
+        self._beat_stop = threading.Event()
+        interval = heartbeat if heartbeat is not None else _env_float("BUS_HEARTBEAT", 0.0)
+        if interval > 0:
+            threading.Thread(target=self._beat, args=(interval,), name="bus-heartbeat", daemon=True).start()
+        self._old_sigterm: Any = None
+        if handle_sigterm and threading.current_thread() is threading.main_thread():
+            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+                self._old_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        atexit.register(self.close)
+
+    # -- what an engine reports ------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """True when events go to a supervisor (not to the stdout fallback)."""
+        return self._sock is not None
+
+    @property
+    def sent(self) -> int:
+        return self._sent
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped
+
+    def phase_start(self, phase: str, detail: str = "") -> None:
+        with self._lock:
+            self._phase = phase
+            self._phase_started[phase] = time.monotonic()
+            self._emit(PhaseStarted, phase=phase, detail=detail)
+
+    def phase_done(self, phase: str | None = None, detail: str = "") -> None:
+        with self._lock:
+            phase = phase or self._phase
+            started = self._phase_started.pop(phase, None)
+            elapsed = time.monotonic() - started if started is not None else None
+            self._emit(PhaseCompleted, phase=phase, elapsed=elapsed, detail=detail)
+
+    def phase_error(self, phase: str | None, message: str) -> None:
+        with self._lock:
+            phase = phase or self._phase
+            self._phase_started.pop(phase, None)
+            self._emit(PhaseFailed, phase=phase, message=message)
+
+    @contextmanager
+    def phase(self, phase: str, detail: str = "") -> Iterator[None]:
+        """Start a phase; done when the block ends, error if it raises."""
+        self.phase_start(phase, detail)
+        try:
+            yield
+        except BaseException as exc:
+            self.phase_error(phase, f"{type(exc).__name__}: {exc}")
+            raise
+        self.phase_done(phase)
+
+    def progress(
+        self,
+        done: float | None = None,
+        total: float | None = None,
+        *,
+        pct: float | None = None,
+        detail: str = "",
+        phase: str | None = None,
+    ) -> None:
+        self._emit(Progress, phase=self._phase if phase is None else phase, done=done, total=total, pct=pct, detail=detail)
+
+    def log(self, message: str, level: str = "info") -> None:
+        self._emit(Log, message=message, level=level, stream="engine")
+
+    def screenshot(self, data: bytes, name: str = "screenshot.png", mime: str = "image/png") -> None:
+        data = bytes(data) if not isinstance(data, bytes) else data  # never let the caller mutate it in flight
+        self._emit(Screenshot, name=name, mime=mime, size=len(data), data=data)
+
+    def finding(self, data: dict[str, Any] | None = None, **fields: Any) -> None:
+        self._emit(Finding, data={**(data or {}), **fields})
+
+    def result(self, summary: dict[str, Any] | None = None, **fields: Any) -> None:
+        self._emit(Result, summary={**(summary or {}), **fields})
+
+    def error(self, message: str, *, type: str = "", traceback: str = "", fatal: bool = False) -> None:
+        self._emit(EngineError, message=message, type=type, traceback=traceback, fatal=fatal)
+
+    def exception(self, exc: BaseException, *, fatal: bool = False) -> None:
+        text = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
+        self.error(str(exc) or type(exc).__name__, type=type(exc).__name__, traceback=text, fatal=fatal)
+
+    def heartbeat(self) -> None:
+        self._emit(Heartbeat)
+
+    # -- lifetime -------------------------------------------------------------------
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, trace: TracebackType | None) -> None:
+        if isinstance(exc, Exception) and not self._closed:
+            self.exception(exc, fatal=True)
+        self.close()
+
+    def close(self) -> None:
+        """Send bye, flush (at most `linger` seconds), release the socket. Idempotent."""
+        with self._lock:
+            if self._closed or os.getpid() != self._pid:
+                return
+            self._emit(EngineBye, sent=self._sent, dropped=self._dropped)
+            self._closed = True
+        self._beat_stop.set()
+        if self._old_sigterm is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._old_sigterm)
+        if self._sock is not None and self._ctx is not None:
+            self._sock.close()  # keeps the socket's linger: queued events still go out
+            self._ctx.term()    # returns once flushed, or when linger expires
+        atexit.unregister(self.close)
+
+    # -- sending --------------------------------------------------------------------
+
+    def _emit(self, cls: type[Event], **fields: Any) -> None:
+        with self._lock:
+            if self._closed:
+                raise LocalProtocolError(f"engine {self.name!r} is closed; {cls.KIND} not sent")
+            if os.getpid() != self._pid:
+                raise LocalProtocolError("this Engine was made in another process; make a new Engine after fork()")
+            event = cls(engine=self.name, seq=self._seq + 1, **fields)
+            if self._sock is None:
+                self._seq += 1
+                self._print_fallback(event)
+            elif self._send(encode(event), cls.DROPPABLE, cls.KIND):
+                self._seq += 1
+                self._sent += 1
+            else:
+                self._dropped += 1
+
+    def _send(self, frames: list[Any], droppable: bool, kind: str) -> bool:
+        assert self._sock is not None
+        big = any(len(f) > ZERO_COPY_ABOVE for f in frames)
+        try:
+            self._sock.send_multipart(frames, zmq.NOBLOCK, copy=not big)
+            self._stalled = False
+            return True
+        except zmq.Again:
+            if droppable or self._stalled:
+                return False
+        # An event that must not be dropped silently: wait for room, bounded.
+        deadline = time.monotonic() + self._send_timeout_ms / 1000
+        while (left := deadline - time.monotonic()) > 0:
+            if self._sock.poll(int(left * 1000) + 1, zmq.POLLOUT):
+                try:
+                    self._sock.send_multipart(frames, zmq.NOBLOCK, copy=not big)
+                    return True
+                except zmq.Again:
+                    continue
+        self._stalled = True  # do not wait again until a send gets through
+        print(
+            f"bus engine {self.name}: the supervisor took nothing for {self._send_timeout_ms / 1000:g}s; "
+            f"dropped a {kind!r} event (and will drop without waiting until it reads again)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return False
+
+    def _print_fallback(self, event: Event) -> None:
+        if self.fallback == "off":
+            return
+        if isinstance(event, Log):
+            prefix = "" if event.level == "info" else event.level.upper() + ": "
+            print(prefix + event.message, file=sys.stderr, flush=True)
+            return
+        line = format_marker(event)
+        if line is not None:
+            print(line, flush=True)
+
+    def _beat(self, interval: float) -> None:
+        while not self._beat_stop.wait(interval):
+            try:
+                self.heartbeat()
+            except LocalProtocolError:
+                return  # closed meanwhile
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    # Turn SIGTERM into SystemExit so `with Engine()` blocks and finally clauses
+    # run and the last events are flushed (the shell code for SIGTERM is 143).
+    raise SystemExit(128 + signum)
+
+
+def _default_name() -> str:
+    base = os.path.splitext(os.path.basename(sys.argv[0] or "engine"))[0]
+    cleaned = "".join(c if c.isalnum() or c in "_.-" else "-" for c in base).lstrip(".-") or "engine"
+    return cleaned[:128]
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise LocalProtocolError(f"environment variable {name}={value!r} is not a number") from None
