@@ -1,0 +1,31 @@
+"""The `bus` command line: a click group, one module per command."""
+
+from __future__ import annotations
+
+import click
+
+from bus._version import __version__
+
+from .run import run
+from .status import down, status
+from .tail import tail
+from .up import up
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bus")
+def main() -> None:
+    """Run worker processes and watch what they do, live and losslessly.
+
+    \b
+    Examples:
+      bus up examples/demo.toml        run the engines a config lists
+      bus run -- python worker.py      run one command as an engine
+      bus tail --json                  follow the local supervisor
+      bus status                       engines, states, counters
+      bus down                         stop the local supervisor
+    """
+
+
+for command in (up, run, tail, status, down):
+    main.add_command(command)

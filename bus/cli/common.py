@@ -1,0 +1,67 @@
+"""What every command shares: options defined once, errors as one line, exit codes."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Any, Callable
+
+import click
+
+from bus import exitcodes
+from bus.errors import BusError
+
+from .render import JsonRenderer, LineRenderer, LiveRenderer, ShotSaver
+
+
+def session_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--session", "-S", metavar="NAME", envvar="BUS_SESSION",
+        help="Local session to run in (default: $BUS_SESSION or 'default'); one supervisor per session.",
+    )(f)
+
+
+def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--shots", metavar="DIR", type=click.Path(file_okay=False), help="Save every screenshot in DIR, byte for byte.")(f)
+    f = click.option("--plain", is_flag=True, help="Plain lines, no live bars (the default when stdout is not a terminal).")(f)
+    f = click.option("--json", "as_json", is_flag=True, help="One JSON object per event on stdout (screenshots as size and sha256).")(f)
+    return f
+
+
+def make_renderer(as_json: bool, plain: bool, shots: str | None) -> Any:
+    saver = ShotSaver(shots) if shots else None
+    if as_json:
+        return _SavingJson(saver)
+    if plain or not sys.stdout.isatty():
+        return LineRenderer(sys.stdout, color=sys.stdout.isatty(), saver=saver)
+    return LiveRenderer(saver=saver)
+
+
+class _SavingJson(JsonRenderer):
+    def __init__(self, saver: ShotSaver | None) -> None:
+        super().__init__(sys.stdout)
+        self.saver = saver
+
+    def handle(self, event: Any) -> None:
+        super().handle(event)
+        if self.saver:
+            self.saver.handle(event)
+
+
+def command_body(f: Callable[..., int]) -> Callable[..., None]:
+    """Run a command's plain function; turn its result into the exit code, and a
+    BusError into one line on stderr (never a traceback)."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        name = click.get_current_context().info_name
+        try:
+            code = f(*args, **kwargs)
+        except BusError as exc:
+            click.echo(f"bus {name}: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            sys.exit(exitcodes.INTERRUPTED)
+        sys.exit(code)
+
+    return wrapper

@@ -1,0 +1,262 @@
+"""Showing events: JSON lines, plain prefixed lines, or a live view with bars.
+
+All renderers take events one at a time (`handle`) and are closed once
+(`close`). The launcher hands them events straight from the supervisor's
+loop; `bus tail` from a Subscriber. Text is never parsed as rich markup, so
+a log line holding "[red]" prints as written.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.text import Text
+
+from bus.protocol import AnyEvent, Event, UnknownEvent
+
+PALETTE = ["cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan", "bright_magenta"]
+PLAIN_PROGRESS_EVERY = 1.0  # plain output: at most one progress line per engine per second
+
+
+def describe(event: AnyEvent) -> str | None:
+    """One line of text for an event, or None if it is not shown as a line."""
+    if isinstance(event, UnknownEvent):
+        return f"({event.kind} event, not known to this version)"
+    f = event.fields()
+    kind = event.KIND
+    if kind in ("heartbeat", "hello", "bye", "progress"):
+        return None
+    if kind == "state":
+        if f["state"] == "running":
+            return f"started ({f['reason']})"
+        if f["state"] in ("failed", "stopping"):
+            return f"{f['state']}: {f['reason']}"
+        return None
+    if kind == "log":
+        return f["message"] if f["level"] == "info" else f"{f['level'].upper()}: {f['message']}"
+    describe_kind = _DESCRIBE.get(kind)
+    return describe_kind(f) if describe_kind else None
+
+
+def _pairs(data: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in data.items())
+
+
+def _exit(f: dict[str, Any]) -> str:
+    how = f"exited with code {f['code']}" if f["signal"] is None else f"killed by {f['signame']}"
+    return f"{how} after {f['runtime']:.1f}s"
+
+
+_DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
+    "phase.start": lambda f: f"phase {f['phase']} started" + (f": {f['detail']}" if f["detail"] else ""),
+    "phase.done": lambda f: f"phase {f['phase']} done" + (f" in {f['elapsed']:.2f}s" if f["elapsed"] is not None else ""),
+    "phase.error": lambda f: f"phase {f['phase']} FAILED: {f['message']}",
+    "screenshot": lambda f: f"screenshot {f['name']} ({f['size']:,} bytes, {f['mime']})",
+    "finding": lambda f: "finding: " + _pairs(f["data"]),
+    "result": lambda f: "result: " + _pairs(f["summary"]),
+    "error": lambda f: f"ERROR {f['type'] + ': ' if f['type'] else ''}{f['message']}",
+    "exit": _exit,
+    "sup.start": lambda f: f"supervisor started (run {f['run']}, engines: {', '.join(f['engines'])})",
+    "sup.stop": lambda f: f"supervisor stopped: {f['reason']} (exit code {f['code']})",
+}
+
+
+def progress_text(event: Event) -> str:
+    f = event.fields()
+    parts = [f["phase"] or "progress"]
+    if f["pct"] is not None:
+        parts.append(f"{f['pct']:.0f}%")
+    if f["done"] is not None:
+        parts.append(f"({f['done']}/{f['total']})" if f["total"] is not None else f"({f['done']})")
+    if f["detail"]:
+        parts.append(f["detail"])
+    return " ".join(parts)
+
+
+def to_json(event: AnyEvent) -> dict[str, Any]:
+    """The `bus tail --json` form: screenshot bytes become their size and sha256."""
+    out: dict[str, Any] = {"gseq": event.gseq, "kind": event.kind, "engine": event.engine, "seq": event.seq, "ts": event.ts}
+    if isinstance(event, UnknownEvent):
+        out.update({k: v for k, v in event.header.items() if k not in out and k != "v"})
+        out["blobs"] = [{"size": len(b), "sha256": hashlib.sha256(b).hexdigest()} for b in event.blobs]
+        return _jsonable(out)
+    for name, value in event.fields().items():
+        if name in event.BLOB_FIELDS:
+            out["sha256"] = hashlib.sha256(value).hexdigest()
+        else:
+            out[name] = value
+    return _jsonable(out)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"base64": base64.b64encode(bytes(value)).decode("ascii")}
+    return value
+
+
+class JsonRenderer:
+    def __init__(self, out: TextIO = sys.stdout) -> None:
+        self.out = out
+
+    def handle(self, event: AnyEvent) -> None:
+        self.out.write(json.dumps(to_json(event), ensure_ascii=False) + "\n")
+        self.out.flush()
+
+    def close(self) -> None:
+        self.out.flush()
+
+
+class _Names:
+    """A stable colour and a padded column per engine name."""
+
+    def __init__(self) -> None:
+        self.colours: dict[str, str] = {}
+        self.width = 6
+
+    def label(self, engine: str) -> tuple[str, str]:
+        name = engine or "bus"
+        if name not in self.colours:
+            self.colours[name] = "bold white" if not engine else PALETTE[len(self.colours) % len(PALETTE)]
+            self.width = max(self.width, min(len(name), 24))
+        return name.ljust(self.width), self.colours[name]
+
+
+class LineRenderer:
+    """honcho-style `HH:MM:SS name | text` lines; colour only when asked (a TTY)."""
+
+    def __init__(self, out: TextIO = sys.stdout, *, color: bool = False, saver: ShotSaver | None = None) -> None:
+        self.console = Console(file=out, force_terminal=color, no_color=not color, highlight=False, soft_wrap=True)
+        self.names = _Names()
+        self.saver = saver
+        self._last_progress: dict[str, tuple[float, str]] = {}
+
+    def handle(self, event: AnyEvent) -> None:
+        if isinstance(event, Event) and event.KIND == "progress":
+            text = self._throttled_progress(event)
+        else:
+            text = describe(event)
+            if self.saver and (path := self.saver.handle(event)):
+                text = f"{text} -> {path}"
+        if text is not None:
+            self.console.print(line(self.names, event, text))
+
+    def _throttled_progress(self, event: Event) -> str | None:
+        now = time.monotonic()
+        text = progress_text(event)
+        phase = event.fields()["phase"]
+        last = self._last_progress.get(event.engine)
+        finished = event.fields()["pct"] == 100.0
+        if last and last[1] == phase and now - last[0] < PLAIN_PROGRESS_EVERY and not finished:
+            return None
+        self._last_progress[event.engine] = (now, phase)
+        return text
+
+    def close(self) -> None:
+        self.console.file.flush()
+
+
+def line(names: _Names, event: AnyEvent, text: str) -> Text:
+    label, colour = names.label(event.engine)
+    stamp = time.strftime("%H:%M:%S", time.localtime(event.ts or time.time()))
+    style = "red" if isinstance(event, Event) and event.KIND in ("error", "phase.error") else None
+    return Text.assemble((f"{stamp} {label} | ", colour), (text, style))
+
+
+class LiveRenderer:
+    """A TTY view: one progress bar per engine, log lines scrolling above."""
+
+    def __init__(self, console: Console | None = None, *, saver: ShotSaver | None = None) -> None:
+        self.console = console or Console(highlight=False)
+        self.names = _Names()
+        self.saver = saver
+        self.bars = Progress(
+            TextColumn("{task.fields[label]}"),
+            TextColumn("{task.description}", style="bold"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[count]}"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[detail]}", style="dim"),
+            console=self.console,
+            transient=False,
+        )
+        self.tasks: dict[str, TaskID] = {}
+        self.bars.start()
+
+    def handle(self, event: AnyEvent) -> None:
+        if isinstance(event, Event) and event.engine:
+            self._update_bar(event)
+        text = describe(event)
+        if self.saver and (path := self.saver.handle(event)):
+            text = f"{text} -> {path}"
+        if text is not None:
+            self.bars.console.print(line(self.names, event, text))
+
+    def _task(self, engine: str) -> TaskID:
+        if engine not in self.tasks:
+            label, colour = self.names.label(engine)
+            self.tasks[engine] = self.bars.add_task("", total=None, label=Text(label, colour), count="", detail="")
+        return self.tasks[engine]
+
+    def _update_bar(self, event: Event) -> None:
+        task = self._task(event.engine)
+        f = event.fields()
+        if event.KIND == "progress":
+            count = f"{f['done']}/{f['total']}" if f["done"] is not None and f["total"] is not None else ""
+            total = 100.0 if f["pct"] is not None else None
+            self.bars.update(task, description=f["phase"], total=total, completed=f["pct"] or 0, count=count, detail=f["detail"][:40])
+        elif event.KIND == "phase.start":
+            self.bars.update(task, description=f["phase"], total=None, completed=0, count="", detail="")
+        elif event.KIND == "exit":
+            done = f["code"] == 0
+            status = "done" if done else (f"exit {f['code']}" if f["signal"] is None else f["signame"])
+            self.bars.update(task, description=status, total=100, completed=100 if done else self.bars.tasks[task].completed, detail="")
+            self.bars.stop_task(task)
+
+    def close(self) -> None:
+        self.bars.stop()
+
+
+class ShotSaver:
+    """Writes each screenshot, byte for byte, as DIR/<gseq>-<engine>-<name>.
+
+    Never overwrites: a name already taken (an earlier run) gets -1, -2, ...
+    before its extension."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.saved: list[Path] = []
+
+    def handle(self, event: AnyEvent) -> Path | None:
+        if not (isinstance(event, Event) and event.KIND == "screenshot"):
+            return None
+        f = event.fields()
+        base = Path(f"{event.gseq or 0:06d}-{_safe(event.engine)}-{_safe(f['name'])}")
+        for attempt in range(10_000):
+            name = base.name if attempt == 0 else f"{base.stem}-{attempt}{base.suffix}"
+            try:
+                with open(self.dir / name, "xb") as out:
+                    out.write(f["data"])
+            except FileExistsError:
+                continue
+            self.saved.append(self.dir / name)
+            return self.dir / name
+        raise OSError(f"cannot find a free file name for {base} in {self.dir}")
+
+
+def _safe(name: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "._-" else "_" for c in name).lstrip(".")
+    return cleaned or "unnamed"

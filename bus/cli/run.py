@@ -1,0 +1,57 @@
+"""`bus run [--name N] -- CMD ARGS...`"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import click
+
+from bus.errors import BusError
+from supervisor import EngineSpec, SupervisorConfig
+
+from .common import command_body, make_renderer, output_options, session_option
+from .launch import launch
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--name", "-n", metavar="NAME", help="Engine name (default: the script's or program's name).")
+@session_option
+@click.option("--listen", metavar="tcp://HOST:PORT", help="Also listen on TCP: control on PORT, pub on PORT+1, pull on PORT+2.")
+@click.option("--stop-timeout", type=float, default=10.0, show_default=True, metavar="SECONDS", help="Grace between SIGTERM and SIGKILL.")
+@output_options
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@command_body
+def run(name: str | None, session: str | None, listen: str | None, stop_timeout: float, as_json: bool, plain: bool, shots: str | None, command: tuple[str, ...]) -> int:
+    """Run one command as an engine and show what it does; exit with its exit code.
+
+    The command may use the engine SDK, or just print lines: lines of the form
+    ##PROGRESS:{"phase": "scan", "pct": 40} become progress events, the rest
+    log events. A command killed by signal N exits 128+N; one that cannot be
+    found exits 127.
+
+    \b
+    Examples:
+      bus run -- python worker.py --fast
+      bus run --name crawl --json -- ./crawl.sh > events.jsonl
+    """
+    engine_name = name or default_name(command)
+    spec = EngineSpec(name=engine_name, command=tuple(command), cwd=None)
+    cfg = SupervisorConfig(engines=(spec,), session=session, listen=listen, stop_timeout=stop_timeout, exit_code_from=engine_name)
+    return launch(cfg, make_renderer(as_json, plain, shots), announce=not as_json)
+
+
+def default_name(command: tuple[str, ...]) -> str:
+    """`python worker.py` -> "worker"; `python -m pkg.job` -> "job"; `./crawl.sh` -> "crawl"."""
+    program = os.path.basename(command[0])
+    pick = program
+    if re.fullmatch(r"python[0-9.]*(\.exe)?", program) and len(command) > 1:
+        if command[1] == "-m" and len(command) > 2:
+            pick = command[2].rsplit(".", 1)[-1]
+        elif not command[1].startswith("-"):
+            pick = os.path.basename(command[1])
+    stem = os.path.splitext(pick)[0]
+    cleaned = re.sub(r"[^A-Za-z0-9_.\-]", "-", stem).lstrip(".-")[:64]
+    if not cleaned:
+        raise BusError(f"cannot make an engine name from {command[0]!r}: give one with --name")
+    return cleaned

@@ -1,0 +1,127 @@
+"""`bus status [ADDRESS]` and `bus down [ADDRESS]`"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import click
+import zmq
+from rich.console import Console
+from rich.table import Table
+
+from bus import exitcodes
+from bus.control_client import ControlClient
+from bus.errors import NotRunning
+from bus.runtime import resolve
+from bus.subscriber import Subscriber
+
+from .common import command_body
+
+
+@click.command()
+@click.argument("address", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
+@click.option("--timeout", type=float, default=3.0, show_default=True, metavar="SECONDS", help="How long to wait for an answer.")
+@command_body
+def status(address: str | None, as_json: bool, timeout: float) -> int:
+    """Show a running supervisor's engines and counters.
+
+    \b
+    Examples:
+      bus status
+      bus status --json
+      bus status tcp://10.0.0.5:7010
+    """
+    with zmq.Context() as ctx:
+        client = ControlClient(ctx, resolve(address), timeout=timeout)
+        try:
+            reply, _ = client.request("status")
+        finally:
+            client.close()
+    if as_json:
+        reply.pop("v", None)
+        reply.pop("id", None)
+        reply.pop("ok", None)
+        click.echo(json.dumps(reply, indent=2))
+    else:
+        print_status(reply)
+    return exitcodes.OK
+
+
+def print_status(reply: dict[str, Any]) -> None:
+    console = Console(highlight=False, soft_wrap=True)
+    table = Table(title=f"run {reply['run']}  pid {reply['pid']}  up {_duration(reply['uptime'])}", title_justify="left")
+    for column in ("engine", "state", "pid", "uptime", "events", "lines", "phase", "progress", "exit"):
+        table.add_column(column, justify="right" if column in ("pid", "events", "lines") else "left")
+    for engine in reply["engines"]:
+        progress = engine["progress"] or {}
+        pct = f"{progress['pct']:.0f}%" if progress.get("pct") is not None else ""
+        exit_ = engine["exit"]
+        how = "" if exit_ is None else (f"code {exit_['code']}" if exit_["signal"] is None else exit_["signame"])
+        table.add_row(
+            engine["name"], engine["state"], str(engine["pid"] or ""), _duration(engine["uptime"]),
+            str(engine["events"]), str(engine["lines"]), engine["phase"], pct, how or (engine["error"] or ""),
+        )
+    console.print(table)
+    counters = reply["counters"]
+    rejects = ", ".join(f"{reason} {n}" for reason, n in sorted(reply["rejects"].items())) or "none"
+    console.print(
+        f"events received {counters['received']}, accepted {counters['accepted']}, rejected {counters['rejected']} "
+        f"({rejects}); published {counters['published']}; history holds {reply['history']['events']}"
+    )
+    if reply.get("stopping"):
+        console.print(f"stopping: {reply['stopping']}")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+@click.command()
+@click.argument("address", required=False)
+@click.option("--timeout", type=float, default=60.0, show_default=True, metavar="SECONDS", help="How long to wait for the run to end.")
+@command_body
+def down(address: str | None, timeout: float) -> int:
+    """Stop a running supervisor gracefully and wait until it has stopped.
+
+    Engines get SIGTERM, then SIGKILL after the supervisor's stop timeout;
+    their last events are still relayed.
+
+    \b
+    Examples:
+      bus down
+      bus down tcp://10.0.0.5:7010
+    """
+    start = time.monotonic()
+    with zmq.Context() as ctx:
+        sub = Subscriber(address, kinds=["sup.stop", "exit"], history=None, ctx=ctx, timeout=3.0)
+        try:
+            try:
+                sub.wait_ready(timeout=3.0)
+            except TimeoutError as exc:
+                raise NotRunning(str(exc)) from None
+            sub.control.request("down")
+            for event in _until(sub, start + timeout):
+                if event.kind == "sup.stop":
+                    click.echo(f"bus down: stopped {sub.address.label} (exit code {event.fields()['code']})", err=True)
+                    return exitcodes.OK
+        finally:
+            sub.close()
+    click.echo(f"bus down: {sub.address.label} did not stop within {timeout:g}s", err=True)
+    return exitcodes.ENGINE_FAILED
+
+
+def _until(sub: Subscriber, deadline: float) -> Any:
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            event = sub.recv(timeout=left)
+        except TimeoutError:
+            return
+        if event is None:
+            return
+        yield event

@@ -1,0 +1,89 @@
+"""Talk to a supervisor's control socket: one request, one reply, with a timeout."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from typing import Any
+
+import zmq
+
+from . import sockets
+from .errors import BusError, NotRunning
+from .protocol import RemoteProtocolError
+from .protocol.control import decode_reply, encode_request
+from .runtime import Address
+
+
+class RequestFailed(BusError):
+    """The supervisor answered with an error."""
+
+    def __init__(self, op: str, code: str, message: str) -> None:
+        super().__init__(f"{op}: {message}")
+        self.code = code
+
+
+class ControlClient:
+    def __init__(self, ctx: zmq.Context, address: Address, *, timeout: float = 5.0) -> None:
+        self.ctx = ctx
+        self.address = address
+        self.timeout = timeout
+        self._ids = itertools.count(1)
+        self._sock = sockets.dealer(ctx, address.control)
+
+    def request(self, op: str, *, timeout: float | None = -1.0, **args: Any) -> tuple[dict[str, Any], list[bytes]]:
+        """Send `op`; return (reply, extra frames). `timeout=None` waits for ever."""
+        wait = self.timeout if timeout == -1.0 else timeout
+        req_id = next(self._ids)
+        self._sock.send_multipart([b"", encode_request(op, req_id, **args)])
+        deadline = None if wait is None else time.monotonic() + wait
+        while True:
+            left = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            if not self._sock.poll(left):
+                self._reset()
+                raise NotRunning(
+                    f"no answer from a supervisor at {self.address.label} within {wait:g}s: "
+                    "is one running there? (start one with `bus up`)"
+                )
+            frames = self._sock.recv_multipart()
+            body = frames[1:] if frames and frames[0] == b"" else frames
+            try:
+                reply = decode_reply(body[0])
+            except (RemoteProtocolError, IndexError):
+                continue  # not an answer we can read; keep waiting for ours
+            if reply.get("id") != req_id:
+                continue  # a late answer to an earlier request that timed out
+            if not reply["ok"]:
+                raise RequestFailed(op, str(reply.get("code", "")), str(reply.get("error", "")))
+            return reply, body[1:]
+
+    def pub_endpoint(self, *, timeout: float | None = -1.0) -> str:
+        """The PUB endpoint to subscribe to: known locally, else asked with `hello`."""
+        if self.address.pub is not None:
+            return self.address.pub
+        reply, _ = self.request("hello", timeout=timeout)
+        return pick_endpoint(reply["endpoints"]["pub"], self.address.control)
+
+    def _reset(self) -> None:
+        # Drop a request nobody answered so it is not delivered later by surprise.
+        self._sock.close(linger=0)
+        self._sock = sockets.dealer(self.ctx, self.address.control)
+
+    def close(self) -> None:
+        self._sock.close(linger=0)
+
+
+def pick_endpoint(endpoints: list[str], control: str) -> str:
+    """The endpoint reachable the way `control` was: same transport, same host if it
+    was bound to a wildcard address."""
+    host = re.match(r"tcp://(\[[^\]]+\]|[^:/]+):", control)
+    for endpoint in endpoints:
+        if endpoint.startswith("tcp://") and host:
+            bound = re.match(r"tcp://(\[[^\]]+\]|[^:/]+):(\d+)", endpoint)
+            if bound and bound.group(1) in ("0.0.0.0", "[::]", "*"):
+                return f"tcp://{host.group(1)}:{bound.group(2)}"
+            return endpoint
+        if endpoint.startswith("ipc://") and not host:
+            return endpoint
+    raise BusError(f"the supervisor at {control} publishes on no endpoint reachable from here: {endpoints}")
