@@ -13,6 +13,8 @@ A bad file is refused with one line naming the file, the engine and the key.
 
 from __future__ import annotations
 
+import json
+import shlex
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,10 +100,12 @@ def _engine(path: Path, base: Path, name: str, table: Any) -> EngineSpec:
             raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(ENGINE_KEYS))})")
     command = table.get("command")
     if isinstance(command, str):
-        raise ConfigError(
-            f"{where}: command must be a list, not a shell string: "
-            f"command = {command.split()!r}".replace("'", '"')
-        )
+        try:
+            words = shlex.split(command) or ["program"]
+        except ValueError:  # unbalanced quotes
+            words = command.split() or ["program"]
+        suggestion = json.dumps(words)
+        raise ConfigError(f"{where}: command must be a list, not a shell string: command = {suggestion}")
     if not isinstance(command, list) or not command or not all(isinstance(a, str) and a for a in command):
         raise ConfigError(f"{where}: command must be a non-empty list of strings, e.g. [\"python\", \"worker.py\"]")
     env = table.get("env", {})

@@ -32,6 +32,9 @@ class Trigger(str, Enum):
     STOP = "stop"
     EXIT = "exit"
 
+    def __str__(self) -> str:
+        return self.value
+
 
 TRANSITIONS: dict[State, dict[Trigger, State]] = {
     State.PENDING: {Trigger.SPAWN: State.RUNNING, Trigger.SPAWN_FAILED: State.FAILED, Trigger.STOP: State.EXITED},

@@ -1,0 +1,41 @@
+"""Fixtures: an isolated run directory per test, checked for leftover processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import zmq
+
+from helpers import processes_using
+
+
+@pytest.fixture
+def runtime_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A short private BUS_RUNTIME_DIR (ipc paths must stay under ~100 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="bt"))
+    monkeypatch.setenv("BUS_RUNTIME_DIR", str(path))
+    monkeypatch.delenv("BUS_SESSION", raising=False)
+    monkeypatch.delenv("BUS_ENDPOINT", raising=False)
+    monkeypatch.delenv("BUS_ENGINE", raising=False)
+    yield path
+    left = processes_using(path)
+    for pid in left:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+    shutil.rmtree(path, ignore_errors=True)
+    assert not left, f"processes left running after the test: {left}"
+
+
+@pytest.fixture
+def ctx() -> Iterator[zmq.Context]:
+    context = zmq.Context()
+    yield context
+    context.destroy(linger=0)
+
