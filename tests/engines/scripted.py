@@ -15,6 +15,7 @@ import random
 import signal
 import sys
 import threading
+import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -62,6 +63,7 @@ def main() -> None:
     parser.add_argument("--hold", action="store_true", help="after the script, wait for SIGTERM")
     parser.add_argument("--kill-self-after", type=int, default=-1, help="SIGKILL itself after N steps")
     parser.add_argument("--exit-code", type=int, default=0)
+    parser.add_argument("--pace", type=float, default=0.0, help="spread the script over this many seconds")
     args = parser.parse_args()
 
     from engine import Engine
@@ -70,10 +72,13 @@ def main() -> None:
         if args.threads > 1:
             run_threads(eng, args)
         else:
-            for n, (method, kwargs) in enumerate(script(args.seed, args.events, args.shots)):
+            steps = script(args.seed, args.events, args.shots)
+            for n, (method, kwargs) in enumerate(steps):
                 if n == args.kill_self_after:
                     os.kill(os.getpid(), signal.SIGKILL)
                 getattr(eng, method)(**kwargs)
+                if args.pace and n % 50 == 49:
+                    time.sleep(args.pace * 50 / len(steps))  # a workload shape, not a synchronisation
         print(f"scripted engine done: {eng.sent} sent, {eng.dropped} dropped", flush=True)
         if args.hold:
             threading.Event().wait()  # until SIGTERM turns into SystemExit

@@ -1,0 +1,133 @@
+"""Malformed frames poured into the supervisor's PULL socket while a real engine
+streams: the supervisor keeps running, the engine's events all arrive, and
+every reject is counted under its reason."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+
+import msgpack
+import zmq
+from helpers import ENGINES, bus, bus_result, scripted, write_config
+
+from bus import Subscriber
+from bus.control_client import ControlClient
+from bus.protocol import Log, encode
+from bus.runtime import local_session, resolve
+
+sys.path.insert(0, str(ENGINES))
+from scripted import script  # noqa: E402
+
+
+def packed(**fields: object) -> bytes:
+    return msgpack.packb(fields, use_bin_type=True)
+
+
+def garbage() -> list[tuple[list[bytes], str]]:
+    """(frames, the reason the supervisor should count) for each kind of garbage."""
+    log = {"v": 1, "kind": "log", "engine": "streamer", "seq": 1, "ts": 1.0, "message": "m"}
+    cases = [
+        ([b"\x00\x01garbage bytes\xff"], "bad-msgpack"),
+        ([b""], "bad-msgpack"),
+        ([b"\xc1"], "bad-msgpack"),
+        ([packed(**log)[:-2]], "bad-msgpack"),
+        ([msgpack.packb([1, 2, 3])], "not-a-map"),
+        ([packed(**{**log, "message": 42})], "bad-field"),
+        ([packed(**{**log, "seq": "one"})], "bad-field"),
+        ([packed(**{**log, "ts": "noon"})], "bad-field"),
+        ([packed(**{**log, "kind": "telepathy"})], "unknown-kind"),
+        ([packed(**{**log, "kind": "exit", "pid": 1, "code": 0})], "reserved-kind"),
+        ([packed(**{**log, "v": 99})], "newer-version"),
+        ([packed(**{**log, "engine": "intruder"})], "unknown-engine"),
+        ([packed(**{k: v for k, v in log.items() if k != "message"})], "missing-field"),
+        ([packed(v=1, kind="screenshot", engine="streamer", name="x.png", size=3)], "bad-frames"),
+        ([packed(v=1, kind="screenshot", engine="streamer", name="x.png", size=9), b"abc"], "bad-field"),
+        ([b"\x82\xa1v\x01\xa4kind\xa3\xff\xfe\xfd"], "bad-utf8"),
+        ([b"\x81" + b"\xa1x" + b"\xc6" + (2 * 1024 * 1024).to_bytes(4, "big") + b"\0" * (2 * 1024 * 1024)], "too-large"),
+    ]
+    return cases * 150  # 2,550 messages
+
+
+def test_garbage_is_counted_and_dropped_while_a_real_engine_streams(runtime_dir: Path, tmp_path: Path, ctx: zmq.Context) -> None:
+    config = write_config(tmp_path, {"streamer": scripted("--seed", "9", "--events", "3000", "--shots", "6", "--pace", "1.5", "--hold")})
+    launcher = bus("up", "--plain", str(config), stdout=open(tmp_path / "launcher.out", "w"))
+    try:
+        with Subscriber(timeout=10, connect_timeout=60) as sub:
+            sub.wait_ready(timeout=60)
+            cases = garbage()
+            sender = threading.Thread(target=pour, args=(ctx, cases))
+            sender.start()
+            events = []
+            sentinel_seen = bye_seen = False
+            while not (sentinel_seen and bye_seen):
+                event = sub.recv(timeout=30)
+                assert event is not None
+                events.append(event)
+                sentinel_seen |= event.kind == "log" and event.fields()["message"] == "sentinel"
+                bye_seen |= event.kind == "result" and event.engine == "streamer"
+            sender.join(30)
+
+            client = ControlClient(ctx, resolve(None), timeout=10)
+            status, _ = client.request("status")
+            client.close()
+        expected = Counter(reason for _, reason in cases)
+        assert status["rejects"] == dict(expected)
+        assert status["counters"]["rejected"] == len(cases)
+        streamer = next(e for e in status["engines"] if e["name"] == "streamer")
+        assert streamer["state"] == "running"
+
+        steps = script(9, 3000, 6)
+        pushed = [e for e in events if e.engine == "streamer" and e.seq is not None]
+        assert [e.seq for e in pushed] == list(range(1, len(steps) + 2))  # hello + every step, none lost
+        shots = [bytes(e.fields()["data"]) for e in pushed if e.kind == "screenshot"]
+        assert shots == [kw["data"] for method, kw in steps if method == "screenshot"]
+        assert [e.gseq for e in events] == list(range(events[0].gseq, events[0].gseq + len(events)))
+    finally:
+        assert bus_result("down", timeout=60).returncode == 0
+        launcher.wait(30)
+    assert launcher.returncode == 0
+
+
+def pour(ctx: zmq.Context, cases: list[tuple[list[bytes], str]]) -> None:
+    """Send the garbage on one connection, then a valid sentinel: when the
+    sentinel comes out, the supervisor has read everything before it."""
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.LINGER, 5000)
+    push.connect(local_session(None).ipc("pull"))
+    for frames, _ in cases:
+        push.send_multipart(frames)
+    push.send_multipart(encode(Log(engine="streamer", message="sentinel")))
+    push.close()
+
+
+def test_bad_control_requests_get_error_replies(runtime_dir: Path, tmp_path: Path, ctx: zmq.Context) -> None:
+    config = write_config(tmp_path, {"idle": scripted("--events", "1", "--hold")})
+    launcher = bus("up", "--plain", str(config), stdout=open(tmp_path / "launcher.out", "w"))
+    try:
+        with Subscriber(timeout=10, connect_timeout=60, history=None) as sub:
+            sub.wait_ready(timeout=60)
+        dealer = ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        dealer.connect(local_session(None).ipc("ctl"))
+        requests = [
+            [b"", b"\xc1 not msgpack"],
+            [b"", packed(op="reboot", id=1)],
+            [b"", packed(op="history", after="yesterday", id=2)],
+            [b"", packed(op="status"), b"extra frame"],
+        ]
+        for request in requests:
+            dealer.send_multipart(request)
+            assert dealer.poll(10_000), "no reply to a bad request"
+            reply = msgpack.unpackb(dealer.recv_multipart()[1])
+            assert reply["ok"] is False and reply["error"] and reply["code"]
+        dealer.send_multipart([b"", packed(op="hello", id=9)])
+        assert dealer.poll(10_000)
+        hello = msgpack.unpackb(dealer.recv_multipart()[1])
+        assert hello["ok"] is True and hello["id"] == 9  # still serving
+        dealer.close()
+    finally:
+        assert bus_result("down", timeout=60).returncode == 0
+        launcher.wait(30)
