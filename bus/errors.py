@@ -13,3 +13,9 @@ class NotRunning(BusError):
     """No supervisor answered at an address."""
 
     exit_code = exitcodes.NOT_RUNNING
+
+
+class UsageError(BusError):
+    """A bad argument on the command line."""
+
+    exit_code = exitcodes.USAGE

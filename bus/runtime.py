@@ -28,7 +28,7 @@ from typing import Any
 
 import zmq
 
-from .errors import BusError, NotRunning
+from .errors import BusError, NotRunning, UsageError
 
 HAS_IPC = zmq.has("ipc")
 SESSION_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,31}")
@@ -98,7 +98,7 @@ class Session:
 def local_session(name: str | None = None, *, create: bool = False) -> Session:
     name = name or os.environ.get("BUS_SESSION") or "default"
     if not SESSION_NAME.fullmatch(name):
-        raise BusError(
+        raise UsageError(
             f"session name {name!r} is not valid: use up to 32 letters, digits, '_', '.', '-'"
         )
     base = runtime_base()
@@ -186,10 +186,10 @@ def tcp_endpoints(listen: str) -> dict[str, str]:
     """`tcp://HOST:PORT` -> control on PORT, pub on PORT+1, pull on PORT+2 (port 0: any free ports)."""
     match = re.fullmatch(r"tcp://(\[[^\]]+\]|[^:/]+):(\d+)", listen)
     if not match:
-        raise BusError(f"--listen {listen!r} is not an address like tcp://127.0.0.1:7010")
+        raise UsageError(f"--listen {listen!r} is not an address like tcp://127.0.0.1:7010")
     host, port = match.group(1), int(match.group(2))
     if port > 65533:
-        raise BusError(f"--listen {listen!r}: the port must be at most 65533 (pub and pull use the next two)")
+        raise UsageError(f"--listen {listen!r}: the port must be at most 65533 (pub and pull use the next two)")
     if port == 0:
         return {name: f"tcp://{host}:*" for name in ("control", "pub", "pull")}
     return {"control": f"tcp://{host}:{port}", "pub": f"tcp://{host}:{port + 1}", "pull": f"tcp://{host}:{port + 2}"}

@@ -64,7 +64,9 @@ class Subscriber:
         self._next: int | None = None        # gseq expected next
         self._early: list[AnyEvent] = []     # live events that came before the welcome
         self._ready: deque[AnyEvent] = deque()
-        self._sub: zmq.Socket | None = None  # made on first recv: a tcp address asks for it first
+        self._sub: zmq.Socket | None = None
+        if self.address.pub is not None:  # known (local session): subscribe now, not at first recv
+            self._sub = sockets.sub(self.ctx, self.address.pub)
 
     # -- public ----------------------------------------------------------------
 

@@ -121,7 +121,10 @@ class Supervisor:
         poller.register(self._inbox.fileno(), zmq.POLLIN)
         if wake:
             poller.register(wake.fileno(), zmq.POLLIN)
-        while not self._done:
+        while True:
+            self._tick()  # first: deadlines due, and "everything has exited" before any wait
+            if self._done:
+                return
             ready = dict(poller.poll(self._timeout_ms()))
             if wake and wake.fileno() in ready:
                 for signum in wake.signals():
@@ -134,7 +137,6 @@ class Supervisor:
                 self._welcome()
             if self.router in ready:
                 control.serve(self)
-            self._tick()
 
     def _timeout_ms(self) -> int:
         deadlines = [c.exit_deadline for c in self.children.values() if c.exit_deadline is not None]

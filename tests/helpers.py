@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from bus import Subscriber
+from bus.protocol import AnyEvent
 
 ROOT = Path(__file__).resolve().parent.parent
 ENGINES = ROOT / "tests" / "engines"
@@ -69,3 +73,39 @@ def write_config(directory: Path, engines: dict[str, list[str]], **supervisor: A
 
 def scripted(*args: str) -> list[str]:
     return [sys.executable, str(ENGINES / "scripted.py"), *args]
+
+
+class Collector(threading.Thread):
+    """Reads a Subscriber in its own thread (its sockets live and die there) until
+    the run ends. `until(event)` returning True sets `reached`."""
+
+    def __init__(self, until: Callable[[AnyEvent], bool] | None = None, **options: Any) -> None:
+        super().__init__(daemon=True)
+        self.events: list[AnyEvent] = []
+        self.lost: list[tuple[int, int]] = []
+        self.error: BaseException | None = None
+        self.until = until
+        self.reached = threading.Event()
+        self.ready = threading.Event()
+        self.options = {"timeout": 10, "connect_timeout": 60, **options}
+
+    def run(self) -> None:
+        try:
+            with Subscriber(**self.options) as sub:
+                self.ready.set()
+                for event in sub:
+                    self.events.append(event)
+                    if self.until is not None and self.until(event):
+                        self.reached.set()
+                self.lost = sub.lost
+        except BaseException as exc:  # reported by finish(), not lost in the thread
+            self.error = exc
+        finally:
+            self.ready.set()
+
+    def finish(self, timeout: float = 60) -> list[AnyEvent]:
+        self.join(timeout)
+        assert not self.is_alive(), "the subscriber did not see the end of the run"
+        assert self.error is None, f"subscriber failed: {self.error!r}"
+        assert self.lost == [], f"events lost: {self.lost}"
+        return self.events

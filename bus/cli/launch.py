@@ -1,4 +1,10 @@
-"""`bus up` and `bus run`: an embedded supervisor plus a display of what it relays."""
+"""`bus up` and `bus run`: an embedded supervisor plus a display of what it relays.
+
+The display is a sink inside the supervisor's loop: it sees every event, in
+order, and never needs history. The price: if its output blocks (a paused
+pager on `bus up | less`), the bus waits for it. `bus tail` is the view that
+never slows the bus down.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +13,26 @@ from typing import Any
 import click
 import zmq
 
-from bus.runtime import local_session
+from bus.protocol import AnyEvent
 from supervisor import Supervisor, SupervisorConfig
 
 
 def launch(config: SupervisorConfig, renderer: Any, *, announce: bool) -> int:
     """Run the engines until they are done (or we are stopped); return the exit code."""
     ctx = zmq.Context()
+    supervisor = Supervisor(config, ctx=ctx)
+
+    def show(event: AnyEvent) -> None:
+        if announce and event.kind == "sup.start":
+            click.echo(
+                f"bus: {len(config.engines)} engine(s) in {supervisor.session.label}; "
+                "watch from elsewhere with `bus tail`, stop with Ctrl-C or `bus down`",
+                err=True,
+            )
+        renderer.handle(event)
+
+    supervisor.sinks.append(show)
     try:
-        if announce:
-            session = local_session(config.session)
-            click.echo(f"bus: {len(config.engines)} engine(s) in {session.label}; watch from elsewhere with `bus tail`", err=True)
-        supervisor = Supervisor(config, ctx=ctx, sinks=[renderer.handle])
         return supervisor.run()
     finally:
         renderer.close()

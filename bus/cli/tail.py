@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from bus import exitcodes
-from bus.errors import BusError
+from bus.errors import NotRunning, UsageError
 from bus.protocol import KINDS
 from bus.subscriber import ALL, Subscriber
 
@@ -40,7 +40,7 @@ def tail(address: str | None, engines: tuple[str, ...], kinds: tuple[str, ...], 
     """
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
-        raise BusError(f"unknown kind {unknown[0]!r}; known kinds: {', '.join(sorted(KINDS))}")
+        raise UsageError(f"unknown kind {unknown[0]!r} for -k; known kinds: {', '.join(sorted(KINDS))}")
     history = _history(last)
     renderer = make_renderer(as_json, plain, shots)
     sub = Subscriber(address, engines=engines or None, kinds=kinds or None, history=history)
@@ -49,12 +49,12 @@ def tail(address: str | None, engines: tuple[str, ...], kinds: tuple[str, ...], 
             sub.wait_ready(timeout=WAIT_NOTICE if timeout is None or timeout > WAIT_NOTICE else timeout)
         except TimeoutError:
             if timeout is not None and timeout <= WAIT_NOTICE:
-                raise BusError(f"no supervisor answered at {sub.address.label} within {timeout:g}s") from None
+                raise NotRunning(f"no supervisor answered at {sub.address.label} within {timeout:g}s") from None
             click.echo(f"bus tail: waiting for a supervisor at {sub.address.label} (Ctrl-C to stop)", err=True)
             try:
                 sub.wait_ready(timeout=None if timeout is None else timeout - WAIT_NOTICE)
             except TimeoutError:
-                raise BusError(f"no supervisor answered at {sub.address.label} within {timeout:g}s") from None
+                raise NotRunning(f"no supervisor answered at {sub.address.label} within {timeout:g}s") from None
         for event in sub:
             renderer.handle(event)
     finally:
@@ -73,7 +73,7 @@ def _history(last: str) -> int | str | None:
     try:
         count = int(last)
     except ValueError:
-        raise BusError(f"-n/--last takes a number or 'all', got {last!r}") from None
+        raise UsageError(f"-n/--last takes a number or 'all', got {last!r}") from None
     if count < 0:
-        raise BusError(f"-n/--last must be >= 0, got {count}")
+        raise UsageError(f"-n/--last must be >= 0, got {count}")
     return count or None

@@ -5,43 +5,17 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
-from helpers import ENGINES, bus, bus_result, scripted, write_config
+from helpers import ENGINES, Collector, bus, bus_result, scripted, write_config
 
-from bus import Subscriber
-from bus.protocol import AnyEvent, Event
+from bus.protocol import Event
 
 sys.path.insert(0, str(ENGINES))
 from scripted import kind_of, script  # noqa: E402
 
 SPECS = {"alpha": (1, 300, 6), "beta": (2, 200, 4), "gamma": (3, 120, 2)}  # seed, events, screenshots
-
-
-class Collector(threading.Thread):
-    """Reads a Subscriber in its own thread (its sockets live and die there)."""
-
-    def __init__(self, results_seen: threading.Event | None = None) -> None:
-        super().__init__(daemon=True)
-        self.events: list[AnyEvent] = []
-        self.error: BaseException | None = None
-        self.results_seen = results_seen
-
-    def run(self) -> None:
-        try:
-            with Subscriber(timeout=10, connect_timeout=60) as sub:
-                results = set()
-                for event in sub:
-                    self.events.append(event)
-                    if event.kind == "result":
-                        results.add(event.engine)
-                        if self.results_seen and results == set(SPECS):
-                            self.results_seen.set()
-                self.lost = sub.lost
-        except BaseException as exc:  # reported by the test, not lost in the thread
-            self.error = exc
 
 
 def check_engine_stream(name: str, events: list[Event]) -> None:
@@ -64,7 +38,13 @@ def check_engine_stream(name: str, events: list[Event]) -> None:
 
 def test_every_subscriber_gets_every_event_in_order(runtime_dir: Path, tmp_path: Path) -> None:
     config = write_config(tmp_path, {n: scripted("--seed", str(s), "--events", str(c), "--shots", str(k), "--hold") for n, (s, c, k) in SPECS.items()})
-    all_results = threading.Event()
+    results: set[str] = set()
+
+    def all_results(event: object) -> bool:
+        if getattr(event, "kind", "") == "result":
+            results.add(event.engine)  # type: ignore[attr-defined]
+        return results == set(SPECS)
+
     collectors = [Collector(all_results), Collector()]
     for collector in collectors:
         collector.start()
@@ -72,7 +52,7 @@ def test_every_subscriber_gets_every_event_in_order(runtime_dir: Path, tmp_path:
     with open(out_path, "w") as out_file:
         launcher = bus("up", "--json", str(config), stdout=out_file)
         try:
-            assert all_results.wait(60), "the engines did not all report a result"
+            assert collectors[0].reached.wait(60), "the engines did not all report a result"
             down = bus_result("down", timeout=60)
             assert down.returncode == 0, down.stderr
             _, err = launcher.communicate(timeout=60)
@@ -82,12 +62,7 @@ def test_every_subscriber_gets_every_event_in_order(runtime_dir: Path, tmp_path:
                 launcher.communicate(timeout=30)
     out = out_path.read_text()
     assert launcher.returncode == 0, err
-    for collector in collectors:
-        collector.join(30)
-        assert not collector.is_alive() and collector.error is None, collector.error
-        assert collector.lost == []
-
-    first, second = (c.events for c in collectors)
+    first, second = (c.finish() for c in collectors)
     gseqs = [e.gseq for e in first]
     assert gseqs == list(range(1, len(first) + 1)), "global sequence numbers are contiguous"
     assert [(e.gseq, e.kind, e.engine, e.seq) for e in second] == [(e.gseq, e.kind, e.engine, e.seq) for e in first]
@@ -117,11 +92,10 @@ def test_engines_stream_from_several_threads_without_losing_order(runtime_dir: P
     collector.start()
     result = bus_result("up", "--json", str(config), timeout=60)
     assert result.returncode == 0, result.stderr
-    collector.join(30)
-    assert collector.error is None, collector.error
-    logs = [e for e in collector.events if e.kind == "log" and e.fields()["stream"] == "engine"]
+    events = collector.finish()
+    logs = [e for e in events if e.kind == "log" and e.fields()["stream"] == "engine"]
     assert len(logs) == 8 * 500
-    pushed = [e.seq for e in collector.events if e.engine == "threads" and e.seq is not None]
+    pushed = [e.seq for e in events if e.engine == "threads" and e.seq is not None]
     assert pushed == list(range(1, len(pushed) + 1))
     for t in range(8):
         mine = [e.fields()["message"] for e in logs if e.fields()["message"].startswith(f"t{t} ")]
