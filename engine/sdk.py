@@ -25,6 +25,10 @@ screenshot, heartbeat) are dropped and counted; other kinds wait up to
 `send_timeout` seconds, then are dropped with a warning on stderr. `bye`
 reports both counts. Closing waits at most `linger` seconds for the
 supervisor to take what is queued, so a vanished supervisor never hangs it.
+
+Environment: BUS_ENDPOINT, BUS_ENGINE (set by the supervisor); BUS_FALLBACK
+(markers|off), BUS_LINGER (s, default 3), BUS_SEND_TIMEOUT (s, default 10),
+BUS_SNDHWM (messages, default 1000), BUS_HEARTBEAT (s, default off).
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ class Engine:
         endpoint: str | None = None,
         fallback: str | None = None,
         linger: float | None = None,
-        send_timeout: float = 10.0,
+        send_timeout: float | None = None,
         heartbeat: float | None = None,
         handle_sigterm: bool = True,
     ) -> None:
@@ -85,7 +89,7 @@ class Engine:
         if self.fallback not in ("markers", "off"):
             raise LocalProtocolError(f"fallback must be 'markers' or 'off', got {self.fallback!r}")
         self._linger_ms = int(1000 * (linger if linger is not None else _env_float("BUS_LINGER", 3.0)))
-        self._send_timeout_ms = int(send_timeout * 1000)
+        self._send_timeout_ms = int(1000 * (send_timeout if send_timeout is not None else _env_float("BUS_SEND_TIMEOUT", 10.0)))
         self._lock = threading.RLock()
         self._pid = os.getpid()
         self._seq = self._sent = self._dropped = 0
