@@ -7,14 +7,23 @@ garbage: receivers count it, report it and drop the message, never crash.
 
 from __future__ import annotations
 
+# Why a message from an engine is rejected: the counters in `status` use these
+# tokens, and docs/PROTOCOL.md lists each one.
+ENGINE_REJECTS = (
+    "no-frames", "too-large", "bad-msgpack", "bad-utf8", "not-a-map", "bad-version", "newer-version",
+    "bad-kind", "unknown-kind", "reserved-kind", "missing-field", "bad-field", "bad-frames", "unknown-engine",
+)
+OTHER_REASONS = ("bad-marker", "bad-request", "unknown-op", "bad-reply")
+
 
 class ProtocolError(Exception):
     """Base class: something does not follow docs/PROTOCOL.md."""
 
-    def __init__(self, message: str, *, reason: str = "invalid") -> None:
+    def __init__(self, message: str, *, reason: str = "bad-field") -> None:
+        if reason not in ENGINE_REJECTS and reason not in OTHER_REASONS:
+            raise ValueError(f"undeclared protocol error reason {reason!r}")
         super().__init__(message)
-        # A short, stable token for counters ("bad-msgpack", "unknown-kind", ...).
-        self.reason = reason
+        self.reason = reason  # a short, stable token for counters
 
 
 class LocalProtocolError(ProtocolError, ValueError):
