@@ -108,10 +108,11 @@ class Engine:
         interval = heartbeat if heartbeat is not None else _env_float("BUS_HEARTBEAT", 0.0)
         if interval > 0:
             threading.Thread(target=self._beat, args=(interval,), name="bus-heartbeat", daemon=True).start()
-        self._old_sigterm: Any = None
+        self._old_handlers: dict[int, Any] = {}
         if handle_sigterm and threading.current_thread() is threading.main_thread():
-            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-                self._old_sigterm = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+            for signum in _STOP_SIGNALS:
+                if signal.getsignal(signum) is signal.SIG_DFL:
+                    self._old_handlers[signum] = signal.signal(signum, _exit_on_sigterm)
         atexit.register(self.close)
 
     # -- what an engine reports ------------------------------------------------------
@@ -211,8 +212,9 @@ class Engine:
             self._emit(EngineBye, sent=self._sent, dropped=self._dropped)
             self._closed = True
         self._beat_stop.set()
-        if self._old_sigterm is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self._old_sigterm)
+        if threading.current_thread() is threading.main_thread():
+            for signum, old in self._old_handlers.items():
+                signal.signal(signum, old)
         if self._sock is not None and self._ctx is not None:
             self._sock.close()  # keeps the socket's linger: queued events still go out
             self._ctx.term()    # returns once flushed, or when linger expires
@@ -283,9 +285,13 @@ class Engine:
                 return  # closed meanwhile
 
 
+# How a supervisor asks an engine to stop: SIGTERM; on Windows CTRL_BREAK_EVENT (SIGBREAK).
+_STOP_SIGNALS = [signal.SIGTERM] + ([signal.SIGBREAK] if hasattr(signal, "SIGBREAK") else [])
+
+
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
-    # Turn SIGTERM into SystemExit so `with Engine()` blocks and finally clauses
-    # run and the last events are flushed (the shell code for SIGTERM is 143).
+    # Turn the stop signal into SystemExit so `with Engine()` blocks and finally
+    # clauses run and the last events are flushed (the shell code for SIGTERM is 143).
     raise SystemExit(128 + signum)
 
 

@@ -10,8 +10,9 @@ counted, never held), so a child cannot make the supervisor's memory grow.
 
 POSIX: each child leads its own session and process group, and signals go to
 the whole group (grandchildren included). Windows has no process groups to
-signal: the child gets CREATE_NEW_PROCESS_GROUP, stop is terminate() and kill
-is kill(), and grandchildren are not reached (see README, "Platforms").
+signal: the child gets CREATE_NEW_PROCESS_GROUP, stop is CTRL_BREAK_EVENT and
+kill is TerminateProcess, and grandchildren are not reached (see README,
+"Platforms").
 """
 
 from __future__ import annotations
@@ -105,7 +106,6 @@ class Child:
     bye: bool = False
     exit: ExitInfo | None = None          # set when the process ended
     exit_deadline: float | None = None    # publish the exit by then at the latest
-    exit_published: bool = True
     events: int = 0              # events accepted from its SDK
     lines: int = 0               # stdout/stderr lines captured
     markers: int = 0             # legacy ##PROGRESS: markers understood
@@ -140,38 +140,34 @@ class Child:
         self.proc, self.pid = proc, proc.pid
         self.started, self.started_mono = time.time(), time.monotonic()
         self.hello = self.bye = False
-        self.exit, self.exit_deadline, self.exit_published = None, None, False
+        self.exit, self.exit_deadline = None, None
         self.open_streams = set(STREAMS)
         for name, pipe in zip(STREAMS, (proc.stdout, proc.stderr)):
             assert pipe is not None
             _thread(f"{self.name}-{name}", read_lines, self, name, pipe, inbox, max_line)
         _thread(f"{self.name}-wait", wait_exit, self, proc, inbox)
 
-    def signal_group(self, sig: int) -> None:
-        """Send `sig` to the child's whole process group (POSIX) or the child (Windows)."""
+    def terminate_group(self) -> None:
+        """Ask the engine (and, on POSIX, its whole process group) to stop."""
+        if POSIX:
+            self._signal_group(signal.SIGTERM)
+        elif self.proc is not None and self.proc.returncode is None:  # pragma: no cover - Windows
+            self.proc.send_signal(signal.CTRL_BREAK_EVENT)  # reaches its new process group: SIGBREAK in Python
+
+    def kill_group(self) -> None:
+        """Kill the engine (and, on POSIX, every process left in its group)."""
+        if POSIX:
+            self._signal_group(signal.SIGKILL)
+        elif self.proc is not None and self.proc.returncode is None:  # pragma: no cover - Windows
+            self.proc.kill()
+
+    def _signal_group(self, sig: int) -> None:
         if self.pid is None:
             return
-        if POSIX:
-            try:
-                os.killpg(self.pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass  # the group is gone already
-        elif self.proc is not None and self.proc.returncode is None:  # pragma: no cover - Windows
-            if sig == signal.SIGTERM:
-                self.proc.terminate()
-            else:
-                self.proc.kill()
-
-    def group_alive(self) -> bool:
-        if self.pid is None:
-            return False
-        if not POSIX:  # pragma: no cover - Windows: only the child itself is known
-            return self.proc is not None and self.proc.returncode is None
         try:
-            os.killpg(self.pid, 0)
-            return True
+            os.killpg(self.pid, sig)  # the group outlives its leader: grandchildren are reached too
         except (ProcessLookupError, PermissionError):
-            return False
+            pass  # the group is gone already
 
 
 def _thread(name: str, target: Any, *args: Any) -> None:

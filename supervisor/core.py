@@ -157,7 +157,7 @@ class Supervisor:
             self._killed_at = now
             for child in self.children.values():
                 if child.state in ALIVE:
-                    child.signal_group(signal.SIGKILL)
+                    child.kill_group()
         waiting = [c for c in self.children.values() if c.state not in FINAL]
         if not waiting:
             if self.config.exit_when_done and not self.stop_reason:
@@ -182,7 +182,7 @@ class Supervisor:
         for child in self.children.values():
             if child.state in ALIVE:
                 self._move(child, Trigger.STOP, reason)
-                child.signal_group(signal.SIGTERM)
+                child.terminate_group()
             elif child.state is State.PENDING:
                 self._move(child, Trigger.STOP, reason)
 
@@ -247,7 +247,6 @@ class Supervisor:
         info = child.exit
         assert info is not None
         child.exit_deadline = None
-        child.exit_published = True
         self._publish(
             EngineExited(
                 engine=child.name,
@@ -264,7 +263,7 @@ class Supervisor:
     def _kill_everything(self) -> None:
         """Last resort on the way out (also on errors): nothing may outlive us."""
         for child in self.children.values():
-            child.signal_group(signal.SIGKILL)
+            child.kill_group()
             if child.proc is not None:
                 try:
                     child.proc.wait(timeout=KILL_WAIT)

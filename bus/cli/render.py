@@ -220,9 +220,11 @@ class LiveRenderer:
         elif event.KIND == "phase.start":
             self.bars.update(task, description=f["phase"], total=None, completed=0, count="", detail="")
         elif event.KIND == "exit":
-            done = f["code"] == 0
-            status = "done" if done else (f"exit {f['code']}" if f["signal"] is None else f["signame"])
-            self.bars.update(task, description=status, total=100, completed=100 if done else self.bars.tasks[task].completed, detail="")
+            if f["code"] == 0:
+                self.bars.update(task, description="done", total=100, completed=100, detail="")
+            else:
+                failed = f"exit {f['code']}" if f["signal"] is None else f["signame"]
+                self.bars.update(task, description=Text(failed, "red"), detail="")
             self.bars.stop_task(task)
 
     def close(self) -> None:

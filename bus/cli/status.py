@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import Any
 
@@ -51,10 +52,11 @@ def status(address: str | None, as_json: bool, timeout: float) -> int:
 
 
 def print_status(reply: dict[str, Any]) -> None:
-    console = Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
     table = Table(title=f"run {reply['run']}  pid {reply['pid']}  up {_duration(reply['uptime'])}", title_justify="left")
     for column in ("engine", "state", "pid", "uptime", "events", "lines", "phase", "progress", "exit"):
-        table.add_column(column, justify="right" if column in ("pid", "events", "lines") else "left")
+        justify = "right" if column in ("pid", "events", "lines") else "left"
+        table.add_column(column, justify=justify, no_wrap=column == "engine", overflow="fold")
     for engine in reply["engines"]:
         progress = engine["progress"] or {}
         pct = f"{progress['pct']:.0f}%" if progress.get("pct") is not None else ""
