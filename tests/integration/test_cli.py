@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-import textwrap
+import select
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,14 @@ print("##PROGRESS:{broken", flush=True)
 print("a warning on stderr", file=sys.stderr)
 sys.exit(3)
 """
+
+
+def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    """One line of a child's stdout, or fail after `timeout` (never hang)."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    assert ready, f"no output within {timeout}s"
+    return proc.stdout.readline()
 
 
 def one_clean_line(stderr: str) -> str:
@@ -125,25 +134,29 @@ def test_a_busy_session_is_refused_and_tcp_control_works(runtime_dir: Path, tmp_
 def test_tail_over_tcp_replays_the_last_n_then_follows(runtime_dir: Path, tmp_path: Path) -> None:
     config = write_config(tmp_path, {"idle": scripted("--events", "40", "--hold")})
     launcher = bus("up", "--plain", "--listen", "tcp://127.0.0.1:0", str(config), stdout=open(tmp_path / "up.out", "w"))
+    tail = None
     try:
-        with Subscriber(timeout=10, connect_timeout=60, kinds=["result"]) as sub:
-            assert sub.recv(timeout=60).kind == "result"  # the script is done; it now holds
+        with Subscriber(timeout=10, connect_timeout=60, kinds=["log"]) as sub:
+            while not sub.recv(timeout=60).fields()["message"].startswith("scripted engine done"):
+                pass  # its last line: from now on it holds, publishing nothing
+            last = sub.control.request("hello")[0]["last"]
         info = json.loads(local_session(None).info_file.read_text())
         control = next(e for e in info["control"] if e.startswith("tcp://"))
-        tail = bus("tail", "--json", "-n", "5", control, stdout=open(tmp_path / "tail.out", "w"))
-        with Subscriber(control, timeout=10, connect_timeout=60, history=None) as watcher:
-            watcher.wait_ready(timeout=60)
+        tail = bus("tail", "--json", "-n", "5", control)
+        first = read_line(tail, timeout=60)  # it has replayed history, so it is subscribed
         down = bus_result("down", control)
         assert down.returncode == 0, down.stderr
-        assert tail.wait(60) == 0
+        assert tail.wait(60) == 0, tail.stderr.read()  # type: ignore[union-attr]
+        rest = tail.stdout.read()  # type: ignore[union-attr]  # same buffered reader as read_line
         launcher.wait(30)
     finally:
-        for proc in (launcher,):
-            if proc.poll() is None:
+        for proc in (launcher, tail):
+            if proc is not None and proc.poll() is None:
                 proc.terminate()
                 proc.wait(30)
-    lines = [json.loads(line) for line in (tmp_path / "tail.out").read_text().splitlines()]
+    lines = [json.loads(line) for line in [first, *rest.splitlines()]]
     gseqs = [d["gseq"] for d in lines]
+    assert gseqs[:5] == list(range(last - 4, last + 1)), "-n 5 replays the newest five"
     assert gseqs == list(range(gseqs[0], gseqs[0] + len(gseqs))), "no gap between replay and live"
     assert lines[-1]["kind"] == "sup.stop"
     assert any(d["kind"] == "exit" for d in lines)
