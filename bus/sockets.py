@@ -18,6 +18,7 @@ PUB_HWM = 10_000
 PULL_HWM = 10_000
 PUSH_HWM = 1_000
 SUB_HWM = 100_000
+LOCAL_RECONNECT_MS = 20
 
 
 def bind(sock: zmq.Socket, endpoint: str) -> str:
@@ -64,16 +65,22 @@ def push(ctx: zmq.Context, endpoint: str, *, linger_ms: int, hwm: int = PUSH_HWM
     return sock
 
 
+def _client(sock: zmq.Socket, endpoint: str) -> zmq.Socket:
+    if endpoint.startswith("ipc://"):
+        # A local supervisor may not exist yet: retry often (a failed local
+        # connect is one cheap syscall), so a waiting client joins at once.
+        sock.setsockopt(zmq.RECONNECT_IVL, LOCAL_RECONNECT_MS)
+    sock.connect(endpoint)
+    return sock
+
+
 def sub(ctx: zmq.Context, endpoint: str, prefixes: Iterable[bytes] = (b"",)) -> zmq.Socket:
     sock = _socket(ctx, zmq.SUB, 0)
     sock.setsockopt(zmq.RCVHWM, SUB_HWM)
     for prefix in prefixes:
         sock.setsockopt(zmq.SUBSCRIBE, prefix)
-    sock.connect(endpoint)
-    return sock
+    return _client(sock, endpoint)
 
 
 def dealer(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
-    sock = _socket(ctx, zmq.DEALER, 0)
-    sock.connect(endpoint)
-    return sock
+    return _client(_socket(ctx, zmq.DEALER, 0), endpoint)

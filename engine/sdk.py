@@ -216,8 +216,16 @@ class Engine:
             for signum, old in self._old_handlers.items():
                 signal.signal(signum, old)
         if self._sock is not None and self._ctx is not None:
+            started = time.monotonic()
             self._sock.close()  # keeps the socket's linger: queued events still go out
             self._ctx.term()    # returns once flushed, or when linger expires
+            if self._linger_ms > 0 and time.monotonic() - started >= 0.95 * self._linger_ms / 1000:
+                print(
+                    f"bus engine {self.name}: the supervisor did not take the last events within "
+                    f"{self._linger_ms / 1000:g}s (BUS_LINGER); they may be lost",
+                    file=sys.stderr,
+                    flush=True,
+                )
         atexit.unregister(self.close)
 
     # -- sending --------------------------------------------------------------------

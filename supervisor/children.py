@@ -106,7 +106,10 @@ class Child:
     bye: bool = False
     exit: ExitInfo | None = None          # set when the process ended
     exit_deadline: float | None = None    # publish the exit by then at the latest
-    events: int = 0              # events accepted from its SDK
+    events: int = 0              # events accepted from its SDK, all runs
+    run_events: int = 0          # ... from the current process only
+    lost: int = 0                # events its SDK sent that never arrived (from bye)
+    dropped: int = 0             # events its SDK dropped under pressure (from bye)
     lines: int = 0               # stdout/stderr lines captured
     markers: int = 0             # legacy ##PROGRESS: markers understood
     bad_markers: int = 0
@@ -140,6 +143,7 @@ class Child:
         self.proc, self.pid = proc, proc.pid
         self.started, self.started_mono = time.time(), time.monotonic()
         self.hello = self.bye = False
+        self.run_events = 0
         self.exit, self.exit_deadline = None, None
         self.open_streams = set(STREAMS)
         for name, pipe in zip(STREAMS, (proc.stdout, proc.stderr)):

@@ -93,6 +93,8 @@ def engine_status(child: Child) -> dict[str, Any]:
         "exit": None if exit_ is None else {"code": exit_.code, "signal": exit_.signal, "signame": exit_.signame},
         "error": child.spawn_error or None,
         "events": child.events,
+        "lost": child.lost,
+        "dropped": child.dropped,
         "lines": child.lines,
         "markers": child.markers,
         "bad_markers": child.bad_markers,

@@ -12,7 +12,8 @@ sinks (the launcher's display). Signal handlers only wake the loop.
 Stopping (signal, `down` request, or every engine done) sends SIGTERM to each
 engine's process group, keeps relaying while they exit, SIGKILLs the groups
 still alive at the deadline, publishes each exit after the engine's last
-events, then `sup.stop`, and only then closes the sockets.
+events, then `sup.stop`. It keeps answering subscriptions and history
+requests until they go quiet, and only then closes the sockets.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ from .lifecycle import ALIVE, FINAL, State, Trigger, next_state
 Sink = Callable[[Event], None]
 INGEST_BATCH = 1000  # messages read from one socket before the others get a turn
 KILL_WAIT = 5.0      # after SIGKILL, give up waiting for exits after this long
+LATE_QUIET = 0.3     # after sup.stop, serve late subscribers until this long without requests
+LATE_MAX = 5.0       # ... but no longer than this
 
 
 class Supervisor:
@@ -97,6 +100,7 @@ class Supervisor:
                 self._kill_everything()
             code = self.exit_code()
             self._publish(SupervisorStopped(code=code, reason=self.stop_reason))
+            self._serve_late_subscribers()
             return code
         finally:
             self._close(session)
@@ -133,6 +137,23 @@ class Supervisor:
                 self._ingest()
             if self._inbox.fileno() in ready:
                 self._drain_inbox()
+            if self.pub in ready:
+                self._welcome()
+            if self.router in ready:
+                control.serve(self)
+
+    def _serve_late_subscribers(self) -> None:
+        """After sup.stop, still welcome subscribers and answer their history
+        requests until things are quiet, so one that connected near the end (or
+        was waiting for a short run) still gets the whole run."""
+        poller = zmq.Poller()
+        poller.register(self.pub, zmq.POLLIN)
+        poller.register(self.router, zmq.POLLIN)
+        give_up = time.monotonic() + LATE_MAX
+        while (left := give_up - time.monotonic()) > 0:
+            ready = dict(poller.poll(int(min(LATE_QUIET, left) * 1000)))
+            if not ready:
+                return
             if self.pub in ready:
                 self._welcome()
             if self.router in ready:
@@ -243,10 +264,25 @@ class Supervisor:
             text = f"{text[: MAX_TEXT - 64]} [... {cut} more bytes cut]"
         self._publish(Log(engine=child.name, ts=ts, message=text, stream=stream))
 
+    def _check_bye(self, child: Child, bye: Any) -> None:
+        """Make losses visible: what the engine says it sent against what came."""
+        lost = bye.sent - (child.run_events - 1)  # run_events counts the bye itself
+        if lost > 0:
+            child.lost += lost
+            self._note(child, "error", f"{lost} event(s) this engine sent never arrived")
+        if bye.dropped:
+            child.dropped += bye.dropped
+            self._note(child, "warning", f"the engine dropped {bye.dropped} event(s) (progress, screenshots, heartbeats) because the bus did not keep up")
+
+    def _note(self, child: Child, level: str, message: str) -> None:
+        self._publish(Log(engine=child.name, message=f"bus: {message}", level=level, stream="bus"))
+
     def _publish_exit(self, child: Child) -> None:
         info = child.exit
         assert info is not None
         child.exit_deadline = None
+        if child.hello and not child.bye:
+            self._note(child, "warning", "the engine ended without its final bye: the events it sent last may be missing")
         self._publish(
             EngineExited(
                 engine=child.name,
@@ -290,8 +326,11 @@ class Supervisor:
                 continue
             self.counters["accepted"] += 1
             child.events += 1
+            child.run_events += 1
             self._track(child, event)
             self._publish(event, frames[1:])
+            if event.KIND == "bye":
+                self._check_bye(child, event)
 
     def _track(self, child: Child, event: Event) -> None:
         """Keep what status shows: last phase, last progress, hello/bye."""

@@ -11,7 +11,6 @@ wrong. The `doc` of each field is what docs/PROTOCOL.md shows.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import time
 import typing
@@ -34,7 +33,7 @@ from .fields import (
 )
 
 Level = Literal["debug", "info", "warning", "error", "critical"]
-Stream = Literal["engine", "stdout", "stderr"]
+Stream = Literal["engine", "stdout", "stderr", "bus"]
 LEVELS: tuple[str, ...] = typing.get_args(Level)
 
 
@@ -52,6 +51,7 @@ class Event:
     CHECKS: ClassVar[tuple[tuple[str, Checker], ...]] = ()
     HEADER_FIELDS: ClassVar[tuple[str, ...]] = ()
     BLOB_FIELDS: ClassVar[tuple[str, ...]] = ()
+    FIELD_NAMES: ClassVar[tuple[str, ...]] = ()
 
     engine: EngineName = doc("engine (instance) name; empty for supervisor-wide events", "")
     seq: int | None = doc("the engine's own sequence number (1, 2, ...); nil if the supervisor made the event", None)
@@ -79,7 +79,10 @@ class Event:
 
     def stamped(self, gseq: int) -> Event:
         """A copy numbered `gseq`. Skips re-validation: only gseq changes."""
-        numbered = copy.copy(self)
+        cls = type(self)
+        numbered = object.__new__(cls)
+        for name in cls.FIELD_NAMES:
+            object.__setattr__(numbered, name, getattr(self, name))
         object.__setattr__(numbered, "gseq", gseq)
         return numbered
 
@@ -99,6 +102,7 @@ def kind(name: str, *, origin: str = "engine", droppable: bool = False) -> Calla
         own = [f.name for f in fields if f.name not in COMMON_FIELDS]
         cls.BLOB_FIELDS = tuple(n for n in own if is_blob(hints[n]))
         cls.HEADER_FIELDS = tuple(n for n in own if n not in cls.BLOB_FIELDS)
+        cls.FIELD_NAMES = tuple(f.name for f in fields)
         KINDS[name] = cls
         return cls
 
@@ -179,7 +183,8 @@ class Progress(Event):
 @kind("log")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Log(Event):
-    """A log line: from the SDK (stream "engine") or captured from stdout/stderr."""
+    """A log line: from the SDK (stream "engine"), captured from stdout/stderr, or a
+    note the supervisor writes about the engine (stream "bus", e.g. lost events)."""
 
     message: Text = doc("the line, without its newline")
     level: Level = doc("severity", "info")

@@ -160,3 +160,18 @@ def test_tail_over_tcp_replays_the_last_n_then_follows(runtime_dir: Path, tmp_pa
     assert gseqs == list(range(gseqs[0], gseqs[0] + len(gseqs))), "no gap between replay and live"
     assert lines[-1]["kind"] == "sup.stop"
     assert any(d["kind"] == "exit" for d in lines)
+
+
+def test_a_tail_waiting_before_a_very_short_run_prints_all_of_it(runtime_dir: Path, tmp_path: Path) -> None:
+    for attempt in range(5):  # the race it guards against is timing-dependent: try it several times
+        out = tmp_path / f"tail{attempt}.jsonl"
+        tail = bus("tail", "--json", stdout=open(out, "w"))
+        # An SDK engine that says bye at once: no drain grace, the whole run lasts a blink.
+        quick = "from engine import Engine\nwith Engine() as eng: eng.log('quick')"
+        run = bus_result("run", "--plain", "--", "python", "-c", quick)
+        assert run.returncode == 0, run.stderr
+        assert tail.wait(60) == 0, tail.stderr.read()  # type: ignore[union-attr]
+        lines = [json.loads(line) for line in out.read_text().splitlines()]
+        assert [d["gseq"] for d in lines] == list(range(1, len(lines) + 1))
+        assert lines[0]["kind"] == "sup.start" and lines[-1]["kind"] == "sup.stop"
+        assert any(d["kind"] == "log" and d["message"] == "quick" for d in lines)

@@ -74,6 +74,7 @@ def test_a_vanished_supervisor_never_hangs_the_engine(tmp_path: Path) -> None:
     assert dropped > 0
     warnings = [line for line in result.stderr.splitlines() if "took nothing" in line]
     assert len(warnings) == 1 and "dropped a 'result' event" in warnings[0]
+    assert "did not take the last events within 0.3s (BUS_LINGER); they may be lost" in result.stderr
 
 
 def test_misuse_raises_clear_local_errors() -> None:

@@ -65,9 +65,28 @@ def test_an_engine_killed_mid_stream_leaves_a_clean_prefix_and_its_exit(runtime_
     seqs = [e.seq for e in doomed if e.seq is not None]
     assert seqs == list(range(1, len(seqs) + 1)) and 1 <= len(seqs) <= 251
     assert "bye" not in {e.kind for e in doomed}
+    note = doomed[-3]  # the possible loss is said, not hidden
+    assert note.kind == "log" and note.fields()["stream"] == "bus" and "without its final bye" in note.fields()["message"]
     exit_event = doomed[-2]
     assert exit_event.kind == "exit" and exit_event.fields()["signame"] == "SIGKILL"
     assert doomed[-1].kind == "state" and doomed[-1].fields()["state"] == "exited"
     fine = [e for e in events if e.engine == "fine"]
     assert [e.seq for e in fine if e.seq is not None] == list(range(1, 16))  # hello, phase, 10 steps, phase, result, bye
     assert next(e for e in fine if e.kind == "exit").fields()["code"] == 0
+
+
+def test_losses_an_engine_reports_are_made_visible(runtime_dir: Path, tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"handmade": [sys.executable, str(ENGINES / "handmade.py")]})
+    watcher = Collector()
+    watcher.start()
+    launcher = bus("up", "--plain", str(config), stdout=open(tmp_path / "up.out", "w"))
+    assert launcher.wait(60) == 0
+    events = watcher.finish()
+    mine = [e for e in events if e.engine == "handmade"]
+    assert [e.kind for e in mine if e.seq is not None] == ["hello", "progress", "screenshot", "bye"]
+    assert bytes(next(e for e in mine if e.kind == "screenshot").fields()["data"]) == b"\x89PNG handmade"
+    notes = [(e.fields()["level"], e.fields()["message"]) for e in mine if e.kind == "log" and e.fields()["stream"] == "bus"]
+    assert notes == [
+        ("error", "bus: 1 event(s) this engine sent never arrived"),
+        ("warning", "bus: the engine dropped 5 event(s) (progress, screenshots, heartbeats) because the bus did not keep up"),
+    ]
