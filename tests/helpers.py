@@ -75,6 +75,19 @@ def scripted(*args: str) -> list[str]:
     return [sys.executable, str(ENGINES / "scripted.py"), *args]
 
 
+def results_from(names: set[str]) -> Callable[[AnyEvent], bool]:
+    """A Collector `until`: true once every engine in `names` has sent its result
+    (so each is past its SDK setup and its script)."""
+    seen: set[str] = set()
+
+    def until(event: AnyEvent) -> bool:
+        if event.kind == "result":
+            seen.add(event.engine)
+        return seen >= names
+
+    return until
+
+
 class Collector(threading.Thread):
     """Reads a Subscriber in its own thread (its sockets live and die there) until
     the run ends. `until(event)` returning True sets `reached`."""

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from helpers import ENGINES, Collector, bus, bus_result, scripted, write_config
+from helpers import ENGINES, Collector, bus, bus_result, results_from, scripted, write_config
 
 from bus.protocol import Event
 
@@ -38,14 +38,7 @@ def check_engine_stream(name: str, events: list[Event]) -> None:
 
 def test_every_subscriber_gets_every_event_in_order(runtime_dir: Path, tmp_path: Path) -> None:
     config = write_config(tmp_path, {n: scripted("--seed", str(s), "--events", str(c), "--shots", str(k), "--hold") for n, (s, c, k) in SPECS.items()})
-    results: set[str] = set()
-
-    def all_results(event: object) -> bool:
-        if getattr(event, "kind", "") == "result":
-            results.add(event.engine)  # type: ignore[attr-defined]
-        return results == set(SPECS)
-
-    collectors = [Collector(all_results), Collector()]
+    collectors = [Collector(results_from(set(SPECS))), Collector()]
     for collector in collectors:
         collector.start()
     out_path = tmp_path / "launcher.jsonl"

@@ -7,19 +7,12 @@ import signal
 import sys
 from pathlib import Path
 
-from helpers import ENGINES, Collector, bus, scripted, write_config
+from helpers import ENGINES, Collector, bus, results_from, scripted, write_config
 
 
 def test_ctrl_c_stops_engines_gracefully_and_publishes_their_exits(runtime_dir: Path, tmp_path: Path) -> None:
     config = write_config(tmp_path, {"a": scripted("--events", "20", "--hold"), "b": scripted("--events", "30", "--hold")})
-    results: set[str] = set()
-
-    def both_done(event: object) -> bool:  # both engines are past their SDK setup and script
-        if getattr(event, "kind", "") == "result":
-            results.add(event.engine)  # type: ignore[attr-defined]
-        return results == {"a", "b"}
-
-    watcher = Collector(both_done)
+    watcher = Collector(results_from({"a", "b"}))
     watcher.start()
     launcher = bus("up", "--plain", str(config), stdout=open(tmp_path / "up.out", "w"))
     assert watcher.reached.wait(60)
