@@ -169,6 +169,10 @@ def resolve(address: str | None) -> Address:
     control socket (PUB found through it); a directory -> that run directory."""
     if address and address.startswith("tcp://"):
         return Address(control=address, pub=None, label=address)
+    if address and "://" in address:
+        raise UsageError(
+            f"address {address!r} is not understood: give a session name, a run directory, or tcp://HOST:PORT"
+        )
     if address and ("/" in address or os.sep in address):
         path = Path(address)
         session = Session(path.name, path)

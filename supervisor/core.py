@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import time
 import uuid
 from typing import Any, Callable, Sequence
@@ -28,7 +27,7 @@ from typing import Any, Callable, Sequence
 import msgpack
 import zmq
 
-from bus import exitcodes, sockets
+from bus import sockets
 from bus._version import __version__
 from bus.protocol import (
     EngineExited,
@@ -51,6 +50,8 @@ from .children import Child, Inbox, engine_env, exit_info
 from .config import SupervisorConfig
 from .history import Entry, History
 from .lifecycle import ALIVE, FINAL, State, Trigger, next_state
+from .outcome import run_exit_code, spawn_error
+from .wake import SignalWake
 
 Sink = Callable[[Event], None]
 INGEST_BATCH = 1000  # messages read from one socket before the others get a turn
@@ -88,7 +89,7 @@ class Supervisor:
         self.session = session
         try:
             self._bind(session)
-            wake = _SignalWake() if handle_signals else None
+            wake = SignalWake() if handle_signals else None
             try:
                 self._publish(SupervisorStarted(run=self.run_id, pid=os.getpid(), version=__version__, engines=list(self.children)))
                 for child in self.children.values():
@@ -118,7 +119,7 @@ class Supervisor:
             {"pid": os.getpid(), "run": self.run_id, "version": __version__, "started": self.started, **self.endpoints}
         )
 
-    def _loop(self, wake: _SignalWake | None) -> None:
+    def _loop(self, wake: SignalWake | None) -> None:
         poller = zmq.Poller()
         for sock in (self.pull, self.pub, self.router):
             poller.register(sock, zmq.POLLIN)
@@ -208,15 +209,8 @@ class Supervisor:
                 self._move(child, Trigger.STOP, reason)
 
     def exit_code(self) -> int:
-        if self._stop_signal is not None:
-            return exitcodes.from_signal(self._stop_signal)
-        if self.stop_reason.startswith("down"):
-            return exitcodes.OK
-        chosen = [self.children[self.config.exit_code_from]] if self.config.exit_code_from else self.children.values()
-        codes = [_child_code(c) for c in chosen]
-        if self.config.exit_code_from:
-            return codes[0]
-        return exitcodes.OK if all(code == 0 for code in codes) else exitcodes.ENGINE_FAILED
+        decider = self.children[self.config.exit_code_from] if self.config.exit_code_from else None
+        return run_exit_code(self.children.values(), stop_signal=self._stop_signal, stop_reason=self.stop_reason, decider=decider)
 
     # -- children --------------------------------------------------------------
 
@@ -225,7 +219,7 @@ class Supervisor:
         try:
             child.spawn(env, self._inbox, self.config.max_line)
         except OSError as exc:
-            child.spawn_error = _spawn_error(child, exc)
+            child.spawn_error = spawn_error(child, exc)
             child.pid = None
             self._move(child, Trigger.SPAWN_FAILED, child.spawn_error)
             return
@@ -382,57 +376,3 @@ class Supervisor:
             session.info_file.unlink()
         except OSError:
             pass
-
-
-class _SignalWake:
-    """SIGINT/SIGTERM/SIGHUP handlers that only write the signal number to a socket."""
-
-    SIGNALS = [s for s in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, s)]
-
-    def __init__(self) -> None:
-        self._reader, self._writer = socket.socketpair()
-        self._reader.setblocking(False)
-        self._writer.setblocking(False)
-        self._old_fd = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
-        self._old = {name: signal.signal(getattr(signal, name), _ignore) for name in self.SIGNALS}
-
-    def fileno(self) -> int:
-        return self._reader.fileno()
-
-    def signals(self) -> list[int]:
-        try:
-            return list(self._reader.recv(64))
-        except (BlockingIOError, OSError):
-            return []
-
-    def close(self) -> None:
-        for name, old in self._old.items():
-            signal.signal(getattr(signal, name), old)
-        signal.set_wakeup_fd(self._old_fd)
-        self._reader.close()
-        self._writer.close()
-
-
-def _ignore(signum: int, frame: Any) -> None:
-    """The wake-up fd carries the signal; the handler itself does nothing."""
-
-
-def _child_code(child: Child) -> int:
-    if child.spawn_error:
-        return exitcodes.COMMAND_NOT_FOUND if "not found" in child.spawn_error else exitcodes.CANNOT_START
-    if child.exit is None:
-        return exitcodes.ENGINE_FAILED
-    if child.exit.signal is not None:
-        return exitcodes.from_signal(child.exit.signal)
-    return child.exit.code or 0
-
-
-def _spawn_error(child: Child, exc: OSError) -> str:
-    program = child.spec.command[0]
-    if isinstance(exc, FileNotFoundError):
-        if child.spec.cwd is not None and not os.path.isdir(child.spec.cwd):
-            return f"cannot start {child.name!r}: working directory {child.spec.cwd} does not exist"
-        return f"cannot start {child.name!r}: command not found: {program}"
-    if isinstance(exc, PermissionError):
-        return f"cannot start {child.name!r}: {program} is not executable (permission denied)"
-    return f"cannot start {child.name!r}: {program}: {exc.strerror or exc}"

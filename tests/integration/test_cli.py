@@ -86,6 +86,7 @@ def test_run_names_the_engine_after_the_script(runtime_dir: Path, tmp_path: Path
         (["tail", "--timeout", "0.5"], 4, "bus tail: no supervisor answered"),
         (["status", "--timeout", "0.5"], 4, "bus status: no answer from a supervisor at session 'default'"),
         (["down"], 4, "bus down: no supervisor answered at session 'default'"),
+        (["status", "ipc:///tmp/x/ctl"], 2, "bus status: address 'ipc:///tmp/x/ctl' is not understood"),
         (["up", "--session", "bad/name", "x.toml"], 3, "bus up: x.toml: no such file"),
         (["run", "--session", "no good", "--", "true"], 2, "bus run: session name 'no good' is not valid"),
         (["run", "--listen", "tcp://nowhere", "--", "true"], 2, "bus run: --listen 'tcp://nowhere' is not an address like tcp://127.0.0.1:7010"),

@@ -1,0 +1,42 @@
+"""What a run ends with: the exit code, and the words for an engine that could not start."""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+from bus import exitcodes
+
+from .children import Child
+
+
+def run_exit_code(children: Iterable[Child], *, stop_signal: int | None, stop_reason: str, decider: Child | None) -> int:
+    """Signal -> 128+N; `bus down` -> 0; `bus run` -> its engine's code; else 0 if all exited 0, 1 if not."""
+    if stop_signal is not None:
+        return exitcodes.from_signal(stop_signal)
+    if stop_reason.startswith("down"):
+        return exitcodes.OK
+    if decider is not None:
+        return child_code(decider)
+    return exitcodes.OK if all(child_code(c) == 0 for c in children) else exitcodes.ENGINE_FAILED
+
+
+def child_code(child: Child) -> int:
+    if child.spawn_error:
+        return exitcodes.COMMAND_NOT_FOUND if "not found" in child.spawn_error else exitcodes.CANNOT_START
+    if child.exit is None:
+        return exitcodes.ENGINE_FAILED
+    if child.exit.signal is not None:
+        return exitcodes.from_signal(child.exit.signal)
+    return child.exit.code or 0
+
+
+def spawn_error(child: Child, exc: OSError) -> str:
+    program = child.spec.command[0]
+    if isinstance(exc, FileNotFoundError):
+        if child.spec.cwd is not None and not os.path.isdir(child.spec.cwd):
+            return f"cannot start {child.name!r}: working directory {child.spec.cwd} does not exist"
+        return f"cannot start {child.name!r}: command not found: {program}"
+    if isinstance(exc, PermissionError):
+        return f"cannot start {child.name!r}: {program} is not executable (permission denied)"
+    return f"cannot start {child.name!r}: {program}: {exc.strerror or exc}"
