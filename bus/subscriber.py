@@ -14,6 +14,8 @@ Live events already seen are dropped; when global sequence numbers jump (the
 publisher dropped messages for a slow subscriber), the missing range is
 fetched from history before going on. Whatever history no longer holds is
 recorded in `lost`, never silently skipped.
+
+A Subscriber owns zmq sockets: use it from one thread (make one per thread).
 """
 
 from __future__ import annotations
