@@ -26,9 +26,14 @@ screenshot, heartbeat) are dropped and counted; other kinds wait up to
 reports both counts. Closing waits at most `linger` seconds for the
 supervisor to take what is queued, so a vanished supervisor never hangs it.
 
-Environment: BUS_ENDPOINT, BUS_ENGINE (set by the supervisor); BUS_FALLBACK
-(markers|off), BUS_LINGER (s, default 3), BUS_SEND_TIMEOUT (s, default 10),
-BUS_SNDHWM (messages, default 1000), BUS_HEARTBEAT (s, default off).
+Crashes: when the supervisor gives it a spool file (BUS_SPOOL), every event is
+also copied into that memory-mapped ring before it is handed to zmq, so a
+SIGKILL cannot lose what was sent: the supervisor recovers it (bus/spool.py).
+
+Environment: BUS_ENDPOINT, BUS_ENGINE, BUS_SPOOL, BUS_HEARTBEAT (set by the
+supervisor); BUS_FALLBACK (markers|off), BUS_LINGER (s, default 3),
+BUS_SEND_TIMEOUT (s, default 10), BUS_SNDHWM (messages, default 1000),
+BUS_SPOOL_SIZE (bytes, default 4 MiB).
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ from bus.protocol import (
     encode,
 )
 from bus.protocol.legacy import format_marker
+from bus.spool import DEFAULT_SIZE, SpoolWriter
 
 ZERO_COPY_ABOVE = 64 * 1024  # zmq zero-copy only pays for large frames
 
@@ -99,10 +105,14 @@ class Engine:
         self._phase_started: dict[str, float] = {}
         self._ctx: zmq.Context | None = None
         self._sock: zmq.Socket | None = None
+        self._spool: SpoolWriter | None = None
+        spool_path = os.environ.pop("BUS_SPOOL", None)  # ours alone: not for our own children
         if endpoint:
             self._ctx = zmq.Context()
             hwm = int(_env_float("BUS_SNDHWM", sockets.PUSH_HWM))
             self._sock = sockets.push(self._ctx, endpoint, linger_ms=self._linger_ms, hwm=hwm)
+            if spool_path:
+                self._spool = _open_spool(spool_path, self.name)
         self._emit(EngineHello, pid=self._pid, sdk=f"bus-py/{__version__}", host=stdsocket.gethostname())
         self._beat_stop = threading.Event()
         interval = heartbeat if heartbeat is not None else _env_float("BUS_HEARTBEAT", 0.0)
@@ -212,6 +222,8 @@ class Engine:
             self._emit(EngineBye, sent=self._sent, dropped=self._dropped)
             self._closed = True
         self._beat_stop.set()
+        if self._spool is not None:
+            self._spool.close()  # the file stays: the supervisor removes it
         if threading.current_thread() is threading.main_thread():
             for signum, old in self._old_handlers.items():
                 signal.signal(signum, old)
@@ -240,10 +252,16 @@ class Engine:
             if self._sock is None:
                 self._seq += 1
                 self._print_fallback(event)
-            elif self._send(encode(event), cls.DROPPABLE, cls.KIND):
+                return
+            frames = encode(event)
+            # Spool first: from here on a SIGKILL cannot lose it.
+            mark = self._spool.write(self._seq + 1, frames) if self._spool else None
+            if self._send(frames, cls.DROPPABLE, cls.KIND):
                 self._seq += 1
                 self._sent += 1
             else:
+                if mark is not None and self._spool is not None:
+                    self._spool.retract(mark)  # not sent: its number goes to the next event
                 self._dropped += 1
 
     def _send(self, frames: list[Any], droppable: bool, kind: str) -> bool:
@@ -301,6 +319,14 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
     # Turn the stop signal into SystemExit so `with Engine()` blocks and finally
     # clauses run and the last events are flushed (the shell code for SIGTERM is 143).
     raise SystemExit(128 + signum)
+
+
+def _open_spool(path: str, name: str) -> SpoolWriter | None:
+    try:
+        return SpoolWriter(path, int(_env_float("BUS_SPOOL_SIZE", DEFAULT_SIZE)))
+    except (OSError, ValueError) as exc:
+        print(f"bus engine {name}: no crash spool at {path} ({exc}); a SIGKILL may lose the last events", file=sys.stderr)
+        return None
 
 
 def _default_name() -> str:

@@ -26,10 +26,12 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any, Mapping
 
 from .config import EngineSpec
 from .lifecycle import State
+from .restart import RestartTracker
 
 POSIX = os.name == "posix"
 STREAMS = ("stdout", "stderr")
@@ -96,32 +98,43 @@ class Child:
     """One engine instance: its spec, its process, and what the supervisor knows of it."""
 
     spec: EngineSpec
+    name: str                    # instance name: "audit", or "audit.3" when there are several
+    instance: int                # 1 .. spec.instances
+    tracker: RestartTracker
     state: State = State.PENDING
+    reason: str = ""             # why it is in its state (for status)
     proc: subprocess.Popen[bytes] | None = None
     pid: int | None = None
     started: float = 0.0         # wall clock, for status
-    started_mono: float = 0.0
+    spawns: int = 0
     open_streams: set[str] = field(default_factory=set)
     hello: bool = False
     bye: bool = False
-    exit: ExitInfo | None = None          # set when the process ended
+    exit: ExitInfo | None = None          # how the current/last process ended
+    spool: Path | None = None             # its crash spool file
+    # Timers (time.monotonic); None when not pending.
     exit_deadline: float | None = None    # publish the exit by then at the latest
+    started_at: float | None = None       # STARTING: deemed running then
+    restart_at: float | None = None       # BACKOFF: spawn again then
+    kill_at: float | None = None          # STOPPING: SIGKILL then
+    killed_at: float | None = None        # SIGKILL sent (it should be gone soon)
+    stop_intent: str = ""                 # why we stopped it: stop, restart, shutdown, unresponsive
+    stopped_by_us: bool = False           # its last exit was one we asked for
+    last_seen: float = 0.0                # its last event, for the heartbeat check
+    max_seq: int = 0                      # highest sequence number from its current process
+    # Counters for status.
     events: int = 0              # events accepted from its SDK, all runs
     run_events: int = 0          # ... from the current process only
-    lost: int = 0                # events its SDK sent that never arrived (from bye)
+    lost: int = 0                # events its SDK sent that never arrived
     dropped: int = 0             # events its SDK dropped under pressure (from bye)
+    recovered: int = 0           # events recovered from its spool after a crash
     lines: int = 0               # stdout/stderr lines captured
     markers: int = 0             # legacy ##PROGRESS: markers understood
     bad_markers: int = 0
-    rejected: int = 0
     phase: str = ""
     progress: dict[str, Any] | None = None
     last_event_ts: float = 0.0
     spawn_error: str = ""
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
 
     def spawn(self, env: Mapping[str, str], inbox: Inbox, max_line: int) -> None:
         """Start the process and its helper threads. Raises OSError if it cannot start."""
@@ -141,10 +154,11 @@ class Child:
             **options,
         )
         self.proc, self.pid = proc, proc.pid
-        self.started, self.started_mono = time.time(), time.monotonic()
-        self.hello = self.bye = False
-        self.run_events = 0
-        self.exit, self.exit_deadline = None, None
+        self.started = time.time()
+        self.spawns += 1
+        self.hello = self.bye = self.stopped_by_us = False
+        self.run_events = self.max_seq = 0
+        self.exit, self.exit_deadline, self.spawn_error = None, None, ""
         self.open_streams = set(STREAMS)
         for name, pipe in zip(STREAMS, (proc.stdout, proc.stderr)):
             assert pipe is not None
@@ -152,9 +166,9 @@ class Child:
         _thread(f"{self.name}-wait", wait_exit, self, proc, inbox)
 
     def terminate_group(self) -> None:
-        """Ask the engine (and, on POSIX, its whole process group) to stop."""
+        """Ask the engine (and, on POSIX, its whole process group) to stop with its stop signal."""
         if POSIX:
-            self._signal_group(signal.SIGTERM)
+            self._signal_group(getattr(signal, self.spec.stop_signal))
         elif self.proc is not None and self.proc.returncode is None:  # pragma: no cover - Windows
             self.proc.send_signal(signal.CTRL_BREAK_EVENT)  # reaches its new process group: SIGBREAK in Python
 
@@ -166,12 +180,18 @@ class Child:
             self.proc.kill()
 
     def _signal_group(self, sig: int) -> None:
-        if self.pid is None:
-            return
-        try:
-            os.killpg(self.pid, sig)  # the group outlives its leader: grandchildren are reached too
-        except (ProcessLookupError, PermissionError):
-            pass  # the group is gone already
+        if self.pid is not None:
+            signal_group(self.pid, sig)
+
+
+def signal_group(group: int, sig: int) -> bool:
+    """Signal a process group (it outlives its leader: grandchildren are reached
+    too). False if the group is gone. `sig` 0 only asks whether it exists. POSIX."""
+    try:
+        os.killpg(group, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
 
 
 def _thread(name: str, target: Any, *args: Any) -> None:
@@ -228,7 +248,7 @@ def exit_info(returncode: int, at: float) -> ExitInfo:
     return ExitInfo(code=returncode, signal=None, signame="", at=at)
 
 
-def engine_env(spec: EngineSpec, *, endpoint: str, session_dir: str) -> dict[str, str]:
+def engine_env(child: Child, *, endpoint: str, session_dir: str) -> dict[str, str]:
     """The engine's environment: ours, its own `env`, then the bus variables.
 
     The directory of the Python running the supervisor goes first on PATH, so
@@ -239,6 +259,18 @@ def engine_env(spec: EngineSpec, *, endpoint: str, session_dir: str) -> dict[str
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "") if bindir else env.get("PATH", "")
     if sys.prefix != sys.base_prefix:
         env["VIRTUAL_ENV"] = sys.prefix
-    env.update(spec.env)
-    env.update(BUS_ENDPOINT=endpoint, BUS_ENGINE=spec.name, BUS_SESSION_DIR=session_dir, PYTHONUNBUFFERED="1")
+    for inherited in ("BUS_SPOOL", "BUS_HEARTBEAT", "BUS_INSTANCE"):  # never pass ours on
+        env.pop(inherited, None)
+    env.update(child.spec.env)
+    env.update(
+        BUS_ENDPOINT=endpoint,
+        BUS_ENGINE=child.name,
+        BUS_INSTANCE=str(child.instance),
+        BUS_SESSION_DIR=session_dir,
+        PYTHONUNBUFFERED="1",
+    )
+    if child.spool is not None:
+        env["BUS_SPOOL"] = str(child.spool)
+    if child.spec.heartbeat_timeout > 0:
+        env["BUS_HEARTBEAT"] = f"{child.spec.heartbeat_timeout / 3:g}"
     return env

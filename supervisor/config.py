@@ -1,27 +1,49 @@
 """What a supervisor runs: engine specs, from a TOML file or built by the CLI.
 
-    [supervisor]                 # optional
-    stop_timeout = 10            # seconds between SIGTERM and SIGKILL
+    [supervisor]                  # optional
+    stop_timeout = 10             # default for engines: seconds from stop signal to SIGKILL
 
     [engines.audit]
-    command = ["python", "audit_engine.py", "--site", "shop"]
+    command = ["python", "audit_engine.py", "--site", "shop"]   # a list; a string only with shell = true
     env = { AUDIT_PAGES = "12" }  # added to the supervisor's environment
     cwd = "."                     # relative to the config file; default: its directory
+    instances = 3                 # audit.1, audit.2, audit.3
+    restart = "on-failure"        # never | on-failure | always
+    backoff = 0.5                 # first restart delay; doubles up to backoff_max, +- backoff_jitter
+    max_restarts = 5              # restarts allowed within restart_window seconds, then FATAL
+    heartbeat_timeout = 30        # SDK engines silent this long are unresponsive (0: off)
+    on_exit = "stop-all"          # ignore | restart | stop-all: what its exit means for the run
 
 A bad file is refused with one line naming the file, the engine and the key.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
+import os
 import shlex
+import signal
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from bus.errors import BusError
 from bus.protocol.limits import ENGINE_NAME
+
+MAX_INSTANCES = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    mode: str = "never"          # never | on-failure | always
+    backoff: float = 0.5         # first delay, seconds; doubles each restart
+    backoff_max: float = 30.0    # cap on the delay
+    jitter: float = 0.1          # each delay is scaled by 1 +- jitter, at random
+    stable_after: float = 10.0   # a run this long resets the delay to `backoff`
+    max_restarts: int = 5        # restarts allowed within `window` seconds...
+    window: float = 60.0         # ...then the engine is FATAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +52,19 @@ class EngineSpec:
     command: tuple[str, ...]
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: Path | None = None
+    instances: int = 1
+    restart: RestartPolicy = RestartPolicy()
+    stop_signal: str = "SIGTERM"
+    stop_timeout: float | None = None   # None: the supervisor's default
+    heartbeat_timeout: float = 30.0     # 0: off
+    on_unresponsive: str = "report"     # report | restart
+    on_exit: str = "ignore"             # ignore | stop-all (restart is `restart`'s job)
+
+    def instance_names(self) -> list[str]:
+        """`name` for one instance; `name.1` .. `name.N` for several."""
+        if self.instances == 1:
+            return [self.name]
+        return [f"{self.name}.{k}" for k in range(1, self.instances + 1)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,17 +72,14 @@ class SupervisorConfig:
     engines: tuple[EngineSpec, ...]
     session: str | None = None          # local session name (None: $BUS_SESSION or "default")
     listen: str | None = None           # extra tcp://HOST:PORT endpoints
-    exit_when_done: bool = True         # stop once every engine has exited
+    exit_when_done: bool = True         # stop once every engine has exited for good
     exit_code_from: str | None = None   # engine whose exit code is the run's (bus run)
-    stop_timeout: float = 10.0          # SIGTERM -> SIGKILL, seconds
+    stop_timeout: float = 10.0          # stop signal -> SIGKILL, seconds (engines may override)
     drain_grace: float = 0.5            # after an exit, wait this long for its last events
     history_events: int = 100_000       # in-memory history bound, events
     history_bytes: int = 256 * 1024 * 1024  # ... and bytes
     max_line: int = 64 * 1024           # longer stdout/stderr lines are cut
-
-
-ENGINE_KEYS = {"command", "env", "cwd"}
-SUPERVISOR_KEYS = {"stop_timeout"}
+    watchdog: bool = True               # engines die with a SIGKILLed supervisor (POSIX)
 
 
 class ConfigError(BusError):
@@ -75,18 +107,101 @@ def load_config(path: str | Path) -> tuple[tuple[EngineSpec, ...], dict[str, Any
     if not isinstance(engines, dict) or not engines:
         raise ConfigError(f"{path}: no engines: add a table like [engines.worker] with command = [\"python\", \"worker.py\"]")
     base = path.parent.resolve()
-    return tuple(_engine(path, base, name, table) for name, table in engines.items()), settings
+    specs = tuple(_engine(path, base, name, table) for name, table in engines.items())
+    names = [n for spec in specs for n in spec.instance_names()]
+    clash = next((n for n in names if names.count(n) > 1), None)
+    if clash:
+        raise ConfigError(f"{path}: engine name {clash!r} is used twice (an instance of one engine is named like another engine)")
+    return specs, settings
+
+
+# -- checkers: each returns the value to use, or a sentence saying what is wrong ----------
+
+Check = Callable[[Any], Any]
+
+
+class _Bad(Exception):
+    pass
+
+
+def _number(low: float, high: float = float("inf"), *, above: bool = False) -> Check:
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > low if above else value >= low) or value > high:
+            bound = f"> {low:g}" if above else f">= {low:g}"
+            raise _Bad(f"must be a number {bound}" + (f" and <= {high:g}" if high != float("inf") else "") + f", got {value!r}")
+        return float(value)
+
+    return check
+
+
+def _integer(low: int, high: int) -> Check:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise _Bad(f"must be a whole number from {low} to {high}, got {value!r}")
+        return value
+
+    return check
+
+
+def _choice(*allowed: str) -> Check:
+    def check(value: Any) -> str:
+        if value not in allowed:
+            raise _Bad(f"must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+        return value
+
+    return check
+
+
+def _signal_name(value: Any) -> str:
+    if not isinstance(value, str) or not value.startswith("SIG") or not hasattr(signal, value) or value in ("SIGKILL", "SIGSTOP"):
+        raise _Bad(f"must be a signal name such as \"SIGTERM\" or \"SIGINT\" (not SIGKILL/SIGSTOP), got {value!r}")
+    return value
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Bad(f"must be true or false, got {value!r}")
+    return value
+
+
+ENGINE_CHECKS: dict[str, Check] = {
+    "instances": _integer(1, MAX_INSTANCES),
+    "restart": _choice("never", "on-failure", "always"),
+    "backoff": _number(0, above=True),
+    "backoff_max": _number(0, above=True),
+    "backoff_jitter": _number(0, 0.99),
+    "stable_after": _number(0),
+    "max_restarts": _integer(0, 1_000_000),
+    "restart_window": _number(0, above=True),
+    "stop_signal": _signal_name,
+    "stop_timeout": _number(0),
+    "heartbeat_timeout": _number(0),
+    "on_unresponsive": _choice("report", "restart"),
+    "on_exit": _choice("ignore", "restart", "stop-all"),
+    "shell": _boolean,
+}
+ENGINE_KEYS = {"command", "env", "cwd", *ENGINE_CHECKS}
+SUPERVISOR_CHECKS: dict[str, Check] = {"stop_timeout": _number(0)}
+
+
+def _suggest(key: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(sorted(known))})"
 
 
 def _supervisor_settings(path: Path, table: Any) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [supervisor] must be a table")
+    settings = {}
     for key, value in table.items():
-        if key not in SUPERVISOR_KEYS:
-            raise ConfigError(f"{path}: [supervisor]: unknown key {key!r} (known: {', '.join(sorted(SUPERVISOR_KEYS))})")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigError(f"{path}: [supervisor]: {key} must be a number of seconds >= 0")
-    return {k: float(v) for k, v in table.items()}
+        check = SUPERVISOR_CHECKS.get(key)
+        if check is None:
+            raise ConfigError(f"{path}: [supervisor]: unknown key {key!r}{_suggest(key, SUPERVISOR_CHECKS)}")
+        try:
+            settings[key] = check(value)
+        except _Bad as exc:
+            raise ConfigError(f"{path}: [supervisor]: {key} {exc}") from None
+    return settings
 
 
 def _engine(path: Path, base: Path, name: str, table: Any) -> EngineSpec:
@@ -95,19 +210,16 @@ def _engine(path: Path, base: Path, name: str, table: Any) -> EngineSpec:
         raise ConfigError(f"{where}: the name may hold only letters, digits, '_', '.', '-' (at most 128)")
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: must be a table with a command")
-    for key in table:
+    values: dict[str, Any] = {}
+    for key, value in table.items():
         if key not in ENGINE_KEYS:
-            raise ConfigError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(ENGINE_KEYS))})")
-    command = table.get("command")
-    if isinstance(command, str):
-        try:
-            words = shlex.split(command) or ["program"]
-        except ValueError:  # unbalanced quotes
-            words = command.split() or ["program"]
-        suggestion = json.dumps(words)
-        raise ConfigError(f"{where}: command must be a list, not a shell string: command = {suggestion}")
-    if not isinstance(command, list) or not command or not all(isinstance(a, str) and a for a in command):
-        raise ConfigError(f"{where}: command must be a non-empty list of strings, e.g. [\"python\", \"worker.py\"]")
+            raise ConfigError(f"{where}: unknown key {key!r}{_suggest(key, ENGINE_KEYS)}")
+        if key in ENGINE_CHECKS:
+            try:
+                values[key] = ENGINE_CHECKS[key](value)
+            except _Bad as exc:
+                raise ConfigError(f"{where}: {key} {exc}") from None
+    command = _command(where, table.get("command"), values.get("shell", False))
     env = table.get("env", {})
     if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
         raise ConfigError(f"{where}: env must be a table of strings, e.g. env = {{ LEVEL = \"2\" }}")
@@ -117,4 +229,60 @@ def _engine(path: Path, base: Path, name: str, table: Any) -> EngineSpec:
     directory = (base / cwd).resolve()
     if not directory.is_dir():
         raise ConfigError(f"{where}: cwd {cwd!r} is not a directory ({directory})")
-    return EngineSpec(name=name, command=tuple(command), env=dict(env), cwd=directory)
+    return _spec(where, name, command, dict(env), directory, values)
+
+
+def _command(where: str, command: Any, shell: bool) -> tuple[str, ...]:
+    if shell:
+        if not isinstance(command, str) or not command.strip():
+            raise ConfigError(f"{where}: with shell = true, command must be a non-empty string")
+        if os.name == "nt":  # pragma: no cover - Windows
+            return (os.environ.get("COMSPEC", "cmd.exe"), "/c", command)
+        return ("/bin/sh", "-c", command)
+    if isinstance(command, str):
+        try:
+            words = shlex.split(command) or ["program"]
+        except ValueError:  # unbalanced quotes
+            words = command.split() or ["program"]
+        raise ConfigError(
+            f"{where}: command must be a list, not a shell string: command = {json.dumps(words)} "
+            "(or set shell = true)"
+        )
+    if not isinstance(command, list) or not command or not all(isinstance(a, str) and a for a in command):
+        raise ConfigError(f"{where}: command must be a non-empty list of strings, e.g. [\"python\", \"worker.py\"]")
+    return tuple(command)
+
+
+def _spec(where: str, name: str, command: tuple[str, ...], env: dict[str, str], cwd: Path, values: dict[str, Any]) -> EngineSpec:
+    mode = values.get("restart")
+    on_exit = values.get("on_exit", "ignore")
+    if on_exit == "restart":  # "restart whatever the exit": the restart policy "always"
+        if mode not in (None, "always"):
+            raise ConfigError(f"{where}: on_exit = \"restart\" contradicts restart = {mode!r}: drop one of them")
+        mode, on_exit = "always", "ignore"
+    policy = RestartPolicy()
+    policy = replace(
+        policy,
+        mode=mode or policy.mode,
+        backoff=values.get("backoff", policy.backoff),
+        backoff_max=values.get("backoff_max", max(policy.backoff_max, values.get("backoff", 0.0))),
+        jitter=values.get("backoff_jitter", policy.jitter),
+        stable_after=values.get("stable_after", policy.stable_after),
+        max_restarts=values.get("max_restarts", policy.max_restarts),
+        window=values.get("restart_window", policy.window),
+    )
+    if policy.backoff_max < policy.backoff:
+        raise ConfigError(f"{where}: backoff_max ({policy.backoff_max:g}) must be >= backoff ({policy.backoff:g})")
+    return EngineSpec(
+        name=name,
+        command=command,
+        env=env,
+        cwd=cwd,
+        instances=values.get("instances", 1),
+        restart=policy,
+        stop_signal=values.get("stop_signal", "SIGTERM"),
+        stop_timeout=values.get("stop_timeout"),
+        heartbeat_timeout=values.get("heartbeat_timeout", 30.0),
+        on_unresponsive=values.get("on_unresponsive", "report"),
+        on_exit=on_exit,
+    )

@@ -1,4 +1,5 @@
-"""Control requests on the supervisor's ROUTER socket: hello, status, history, down.
+"""Control requests on the supervisor's ROUTER socket: hello, status, history,
+start, stop, restart, down.
 
 A bad request gets an error reply (`ok: false`, a `code` and a one-line
 `error`); it never disturbs the supervisor. See docs/PROTOCOL.md, "Control".
@@ -53,6 +54,14 @@ def answer(sup: Supervisor, body: list[bytes]) -> list[Any]:
     if request.op == "down":
         sup.stop("down requested")
         return [encode_reply(request.id, stopping=True)]
+    if request.op in ("start", "stop", "restart"):
+        if sup.stop_reason:
+            return [encode_error(request.id, "stopping", f"the supervisor is stopping ({sup.stop_reason})")]
+        try:
+            outcome = getattr(sup.fleet, request.op)(request.args["name"])
+        except LookupError as exc:
+            return [encode_error(request.id, "unknown-engine", str(exc.args[0]))]
+        return [encode_reply(request.id, engines=outcome)]
     if request.op == "status":
         return [encode_reply(request.id, **status(sup))]
     return [encode_reply(request.id, **hello(sup))]
@@ -86,15 +95,22 @@ def engine_status(child: Child) -> dict[str, Any]:
     end = exit_.at if exit_ is not None else time.time()
     return {
         "name": child.name,
+        "engine": child.spec.name,
+        "instance": child.instance,
+        "instances": child.spec.instances,
         "state": str(child.state),
+        "reason": child.reason,
         "pid": child.pid,
         "started": child.started or None,
         "uptime": (end - child.started) if child.started else None,
+        "restarts": child.tracker.total,
+        "spawns": child.spawns,
         "exit": None if exit_ is None else {"code": exit_.code, "signal": exit_.signal, "signame": exit_.signame},
         "error": child.spawn_error or None,
         "events": child.events,
         "lost": child.lost,
         "dropped": child.dropped,
+        "recovered": child.recovered,
         "lines": child.lines,
         "markers": child.markers,
         "bad_markers": child.bad_markers,

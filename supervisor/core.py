@@ -1,19 +1,21 @@
-"""The supervisor: one loop that owns every socket and every child.
+"""The supervisor: one loop that owns every socket; the fleet (fleet.py) owns the engines.
 
 How it works: `run()` takes the session lock, binds PULL (engines), XPUB
 (subscribers) and ROUTER (control) on the session's ipc paths (plus tcp with
-`listen`), writes supervisor.json, publishes `sup.start` and spawns the
-engines. The loop polls the three sockets, the children's inbox and the
-signal wake-up socket. Engine messages are decoded and validated (bad ones are
-counted and dropped, never fatal), numbered with a global sequence number,
-published as `[topic, header, *blobs]`, kept in history and handed to local
-sinks (the launcher's display). Signal handlers only wake the loop.
+`listen`), writes supervisor.json, starts the watchdog (engines die with us),
+publishes `sup.start` and starts the engines. The loop polls the three
+sockets, the children's inbox and the signal wake-up socket, and sleeps no
+longer than the fleet's next timer. Engine messages are decoded and validated
+(bad ones are counted and dropped, never fatal), numbered with a global
+sequence number, published as `[topic, header, *blobs]`, kept in history and
+handed to local sinks (the launcher's display). Signal handlers only wake the
+loop.
 
-Stopping (signal, `down` request, or every engine done) sends SIGTERM to each
-engine's process group, keeps relaying while they exit, SIGKILLs the groups
-still alive at the deadline, publishes each exit after the engine's last
-events, then `sup.stop`. It keeps answering subscriptions and history
-requests until they go quiet, and only then closes the sockets.
+Stopping (signal, `down`, an engine with on_exit = stop-all, or every engine
+done) stops each engine with its stop signal, keeps relaying while they exit,
+SIGKILLs what is left at each engine's deadline, publishes each exit after the
+engine's last events, then `sup.stop`. It keeps answering subscriptions and
+history requests until they go quiet, and only then closes the sockets.
 """
 
 from __future__ import annotations
@@ -29,33 +31,23 @@ import zmq
 
 from bus import sockets
 from bus._version import __version__
-from bus.protocol import (
-    EngineExited,
-    EngineState,
-    Event,
-    Log,
-    RemoteProtocolError,
-    SupervisorStarted,
-    SupervisorStopped,
-    Welcome,
-    decode,
-)
+from bus.protocol import Event, Log, RemoteProtocolError, SupervisorStarted, SupervisorStopped, Welcome, decode
 from bus.protocol.codec import encode, header_map, topic_of
 from bus.protocol.legacy import is_marker, parse_marker
 from bus.protocol.limits import MAX_TEXT
-from bus.runtime import HAS_IPC, SessionLock, local_session, tcp_endpoints
+from bus.runtime import HAS_IPC, Session, SessionLock, local_session, tcp_endpoints
 
 from . import control
-from .children import Child, Inbox, engine_env, exit_info
+from .children import Child, Inbox
 from .config import SupervisorConfig
+from .fleet import Fleet
 from .history import Entry, History
-from .lifecycle import ALIVE, FINAL, State, Trigger, next_state
-from .outcome import run_exit_code, spawn_error
+from .outcome import run_exit_code
 from .wake import SignalWake
+from .watchdog import Watchdog
 
 Sink = Callable[[Event], None]
 INGEST_BATCH = 1000  # messages read from one socket before the others get a turn
-KILL_WAIT = 5.0      # after SIGKILL, give up waiting for exits after this long
 LATE_QUIET = 0.3     # after sup.stop, serve late subscribers until this long without requests
 LATE_MAX = 5.0       # ... but no longer than this
 
@@ -66,7 +58,10 @@ class Supervisor:
         self.ctx = ctx
         self.sinks = list(sinks)
         self.run_id = uuid.uuid4().hex[:16]
-        self.children = {spec.name: Child(spec) for spec in config.engines}
+        self._inbox = Inbox()
+        self.fleet = Fleet(config, publish=self._publish, accept=self._accept, inbox=self._inbox)
+        self.fleet.on_stop_all = self.stop
+        self.children = self.fleet.children
         self.history = History(config.history_events, config.history_bytes)
         self.gseq = 0
         self.started = time.time()
@@ -75,10 +70,7 @@ class Supervisor:
         self.rejects: dict[str, int] = {}
         self.stop_reason = ""
         self._stop_signal: int | None = None
-        self._stop_deadline: float | None = None
-        self._killed_at: float | None = None
         self._done = False
-        self._inbox = Inbox()
 
     # -- running -------------------------------------------------------------
 
@@ -87,27 +79,33 @@ class Supervisor:
         session = local_session(self.config.session, create=True)
         lock = SessionLock(session)
         self.session = session
+        watchdog = None
         try:
             self._bind(session)
+            watchdog = Watchdog() if self.config.watchdog else None
+            self.fleet.open(endpoint=self.endpoints["pull"][0], session_dir=session.dir, watchdog=watchdog)
             wake = SignalWake() if handle_signals else None
             try:
                 self._publish(SupervisorStarted(run=self.run_id, pid=os.getpid(), version=__version__, engines=list(self.children)))
-                for child in self.children.values():
-                    self._spawn(child)
+                if watchdog is not None and watchdog.broken:
+                    self._publish(Log(message=f"bus: engines may outlive a killed supervisor: {watchdog.broken}", level="warning", stream="bus"))
+                self.fleet.start_all()
                 self._loop(wake)
             finally:
                 if wake:
                     wake.close()
-                self._kill_everything()
+                self.fleet.kill_everything()
             code = self.exit_code()
             self._publish(SupervisorStopped(code=code, reason=self.stop_reason))
             self._serve_late_subscribers()
             return code
         finally:
+            if watchdog is not None:
+                watchdog.close()
             self._close(session)
             lock.release()
 
-    def _bind(self, session: Any) -> None:
+    def _bind(self, session: Session) -> None:
         files = {"control": "ctl", "pub": "pub", "pull": "pull"}
         local = {name: [session.ipc(f)] if HAS_IPC else ["tcp://127.0.0.1:*"] for name, f in files.items()}
         extra = tcp_endpoints(self.config.listen) if self.config.listen else {}
@@ -127,10 +125,11 @@ class Supervisor:
         if wake:
             poller.register(wake.fileno(), zmq.POLLIN)
         while True:
-            self._tick()  # first: deadlines due, and "everything has exited" before any wait
+            next_due = self._tick()  # first: timers due, and "everything has ended" before any wait
             if self._done:
                 return
-            ready = dict(poller.poll(self._timeout_ms()))
+            timeout = -1 if next_due is None else max(0, int((next_due - time.monotonic()) * 1000) + 1)
+            ready = dict(poller.poll(timeout))
             if wake and wake.fileno() in ready:
                 for signum in wake.signals():
                     self.stop(f"signal {signal.Signals(signum).name}", signum=signum)
@@ -142,6 +141,30 @@ class Supervisor:
                 self._welcome()
             if self.router in ready:
                 control.serve(self)
+
+    def _tick(self) -> float | None:
+        now = time.monotonic()
+        next_due = self.fleet.tick(now)
+        if self.fleet.all_final():
+            if self.config.exit_when_done and not self.stop_reason:
+                self.stop_reason = "all engines exited"
+            self._done = bool(self.stop_reason)
+        elif self.stop_reason and self.fleet.stuck(now):
+            self._done = True  # something survived SIGKILL (uninterruptible sleep): stop waiting
+        return next_due
+
+    def stop(self, reason: str, *, signum: int | None = None) -> None:
+        """Begin a graceful stop of everything; a second stop by signal kills at once."""
+        if self.stop_reason:
+            if signum is not None:
+                self.fleet.kill_now()
+            return
+        self.stop_reason, self._stop_signal = reason, signum
+        self.fleet.shutdown(reason)
+
+    def exit_code(self) -> int:
+        decider = self.children[self.config.exit_code_from] if self.config.exit_code_from else None
+        return run_exit_code(self.children.values(), stop_signal=self._stop_signal, stop_reason=self.stop_reason, decider=decider)
 
     def _serve_late_subscribers(self) -> None:
         """After sup.stop, still welcome subscribers and answer their history
@@ -160,147 +183,7 @@ class Supervisor:
             if self.router in ready:
                 control.serve(self)
 
-    def _timeout_ms(self) -> int:
-        deadlines = [c.exit_deadline for c in self.children.values() if c.exit_deadline is not None]
-        if self._stop_deadline is not None and self._killed_at is None:
-            deadlines.append(self._stop_deadline)
-        if self._killed_at is not None:
-            deadlines.append(self._killed_at + KILL_WAIT)
-        if not deadlines:
-            return -1
-        return max(0, int((min(deadlines) - time.monotonic()) * 1000) + 1)
-
-    def _tick(self) -> None:
-        now = time.monotonic()
-        for child in self.children.values():
-            if child.exit_deadline is not None and (now >= child.exit_deadline or self._flushed(child)):
-                self._publish_exit(child)
-        if self._stop_deadline is not None and self._killed_at is None and now >= self._stop_deadline:
-            self._killed_at = now
-            for child in self.children.values():
-                if child.state in ALIVE:
-                    child.kill_group()
-        waiting = [c for c in self.children.values() if c.state not in FINAL]
-        if not waiting:
-            if self.config.exit_when_done and not self.stop_reason:
-                self.stop_reason = "all engines exited"
-            self._done = bool(self.stop_reason)
-        elif self._killed_at is not None and now >= self._killed_at + KILL_WAIT:
-            self._done = True  # something survived SIGKILL (uninterruptible sleep): stop waiting
-
-    @staticmethod
-    def _flushed(child: Child) -> bool:
-        """All of an exited child's output is in: pipes closed and the SDK said bye."""
-        return not child.open_streams and child.bye
-
-    def stop(self, reason: str, *, signum: int | None = None) -> None:
-        """Begin a graceful stop; a second stop by signal kills at once."""
-        if self.stop_reason:
-            if signum is not None and self._killed_at is None:
-                self._stop_deadline = time.monotonic()  # impatient user: SIGKILL on this tick
-            return
-        self.stop_reason, self._stop_signal = reason, signum
-        self._stop_deadline = time.monotonic() + self.config.stop_timeout
-        for child in self.children.values():
-            if child.state in ALIVE:
-                self._move(child, Trigger.STOP, reason)
-                child.terminate_group()
-            elif child.state is State.PENDING:
-                self._move(child, Trigger.STOP, reason)
-
-    def exit_code(self) -> int:
-        decider = self.children[self.config.exit_code_from] if self.config.exit_code_from else None
-        return run_exit_code(self.children.values(), stop_signal=self._stop_signal, stop_reason=self.stop_reason, decider=decider)
-
-    # -- children --------------------------------------------------------------
-
-    def _spawn(self, child: Child) -> None:
-        env = engine_env(child.spec, endpoint=self.endpoints["pull"][0], session_dir=str(self.session.dir))
-        try:
-            child.spawn(env, self._inbox, self.config.max_line)
-        except OSError as exc:
-            child.spawn_error = spawn_error(child, exc)
-            child.pid = None
-            self._move(child, Trigger.SPAWN_FAILED, child.spawn_error)
-            return
-        self._move(child, Trigger.SPAWN, f"pid {child.pid}")
-
-    def _move(self, child: Child, trigger: Trigger, reason: str = "") -> None:
-        prev = child.state
-        child.state = next_state(child.name, prev, trigger)
-        self._publish(EngineState(engine=child.name, state=str(child.state), prev=str(prev), pid=child.pid, reason=reason))
-
-    def _drain_inbox(self) -> None:
-        for item in self._inbox.drain():
-            tag, child = item[0], item[1]
-            if tag == "line":
-                self._on_line(child, *item[2:])
-            elif tag == "eof":
-                child.open_streams.discard(item[2])
-            elif tag == "exit":
-                child.exit = exit_info(item[2], item[3])
-                child.exit_deadline = time.monotonic() + self.config.drain_grace
-
-    def _on_line(self, child: Child, stream: str, text: str, cut: int, ts: float) -> None:
-        child.lines += 1
-        self.counters["lines"] += 1
-        if stream == "stdout" and is_marker(text) and not cut:
-            try:
-                event = parse_marker(text, engine=child.name, ts=ts)
-            except RemoteProtocolError:
-                child.bad_markers += 1  # not understood: still shown, as the line it was
-            else:
-                child.markers += 1
-                self._track(child, event)
-                self._publish(event)
-                return
-        if cut:
-            text = f"{text[: MAX_TEXT - 64]} [... {cut} more bytes cut]"
-        self._publish(Log(engine=child.name, ts=ts, message=text, stream=stream))
-
-    def _check_bye(self, child: Child, bye: Any) -> None:
-        """Make losses visible: what the engine says it sent against what came."""
-        lost = bye.sent - (child.run_events - 1)  # run_events counts the bye itself
-        if lost > 0:
-            child.lost += lost
-            self._note(child, "error", f"{lost} event(s) this engine sent never arrived")
-        if bye.dropped:
-            child.dropped += bye.dropped
-            self._note(child, "warning", f"the engine dropped {bye.dropped} event(s) (progress, screenshots, heartbeats) because the bus did not keep up")
-
-    def _note(self, child: Child, level: str, message: str) -> None:
-        self._publish(Log(engine=child.name, message=f"bus: {message}", level=level, stream="bus"))
-
-    def _publish_exit(self, child: Child) -> None:
-        info = child.exit
-        assert info is not None
-        child.exit_deadline = None
-        if child.hello and not child.bye:
-            self._note(child, "warning", "the engine ended without its final bye: the events it sent last may be missing")
-        self._publish(
-            EngineExited(
-                engine=child.name,
-                ts=info.at,
-                pid=child.pid or 0,
-                code=info.code,
-                signal=info.signal,
-                signame=info.signame,
-                runtime=max(0.0, info.at - child.started),
-            )
-        )
-        self._move(child, Trigger.EXIT, f"exit code {info.code}" if info.signal is None else f"killed by {info.signame}")
-
-    def _kill_everything(self) -> None:
-        """Last resort on the way out (also on errors): nothing may outlive us."""
-        for child in self.children.values():
-            child.kill_group()
-            if child.proc is not None:
-                try:
-                    child.proc.wait(timeout=KILL_WAIT)
-                except Exception:
-                    pass
-
-    # -- engine messages ----------------------------------------------------------
+    # -- what engines send ------------------------------------------------------------
 
     def _ingest(self) -> None:
         for _ in range(INGEST_BATCH):
@@ -318,26 +201,44 @@ class Supervisor:
                 self.counters["rejected"] += 1
                 self.rejects[exc.reason] = self.rejects.get(exc.reason, 0) + 1
                 continue
-            self.counters["accepted"] += 1
-            child.events += 1
-            child.run_events += 1
-            self._track(child, event)
-            self._publish(event, frames[1:])
-            if event.KIND == "bye":
-                self._check_bye(child, event)
+            self._accept(child, event, frames[1:])
 
-    def _track(self, child: Child, event: Event) -> None:
-        """Keep what status shows: last phase, last progress, hello/bye."""
-        child.last_event_ts = event.ts
-        kind = event.KIND
-        if kind == "hello":
-            child.hello = True
-        elif kind == "bye":
-            child.bye = True
-        elif kind in ("phase.start", "phase.done", "phase.error"):
-            child.phase = event.phase  # type: ignore[attr-defined]
-        elif kind == "progress":
-            child.progress = {k: getattr(event, k) for k in ("phase", "done", "total", "pct", "detail")}
+    def _accept(self, child: Child, event: Event, blobs: Sequence[Any] | None = None) -> None:
+        """An event from an engine's SDK (received, or recovered from its spool)."""
+        if event.seq is not None and event.seq <= child.max_seq and child.exit is not None:
+            return  # recovered from its spool already; the late original is a duplicate
+        self.counters["accepted"] += 1
+        child.events += 1
+        child.run_events += 1
+        self._publish(event, blobs)
+        self.fleet.seen(child, event)
+
+    def _drain_inbox(self) -> None:
+        for item in self._inbox.drain():
+            tag, child = item[0], item[1]
+            if tag == "line":
+                self._on_line(child, *item[2:])
+            elif tag == "eof":
+                child.open_streams.discard(item[2])
+            elif tag == "exit":
+                self.fleet.exited(child, item[2], item[3])
+
+    def _on_line(self, child: Child, stream: str, text: str, cut: int, ts: float) -> None:
+        child.lines += 1
+        self.counters["lines"] += 1
+        if stream == "stdout" and is_marker(text) and not cut:
+            try:
+                event = parse_marker(text, engine=child.name, ts=ts)
+            except RemoteProtocolError:
+                child.bad_markers += 1  # not understood: still shown, as the line it was
+            else:
+                child.markers += 1
+                self._publish(event)
+                self.fleet.seen(child, event)
+                return
+        if cut:
+            text = f"{text[: MAX_TEXT - 64]} [... {cut} more bytes cut]"
+        self._publish(Log(engine=child.name, ts=ts, message=text, stream=stream))
 
     # -- publishing --------------------------------------------------------------
 
@@ -366,7 +267,7 @@ class Supervisor:
                 welcome = Welcome(run=self.run_id, last=self.gseq)
                 self.pub.send_multipart([message[1:], *encode(welcome)])
 
-    def _close(self, session: Any) -> None:
+    def _close(self, session: Session) -> None:
         for name in ("pull", "router", "pub"):
             sock = getattr(self, name, None)
             if sock is not None:

@@ -1,13 +1,17 @@
 """Engine lifecycle: the state table, and nothing else (pure, no I/O).
 
-How it works: an engine is in one `State`; things that happen to it are
-`Trigger`s; `TRANSITIONS[state][trigger]` is the next state. Anything not in
-the table is a bug and raises `IllegalTransition` naming engine, state and
-trigger. The supervisor publishes every transition as a `state` event.
+How it works: an engine instance is in one `State`; what happens to it is a
+`Trigger`; `TRANSITIONS[state][trigger]` is the next state. Anything not in the
+table is a bug and raises `IllegalTransition` naming engine, state and trigger.
+The supervisor publishes every transition as a `state` event. Whether an exit
+leads to a restart is the restart policy's decision (restart.py); this table
+only records its verdict (RETRY, GIVE_UP or EXIT).
 
-    pending --spawn--> running --stop--> stopping --exit--> exited
-       |                  \\------------exit-------------/    |
-       \\--spawn_failed--> failed                 exited --spawn--> running
+    pending --spawn--> starting --started--> running <--alive-- unresponsive
+                          |                  |  \\--silent---------^
+                          |<------stop-------+--------> stopping
+     exit (no restart) -> exited     retry -> backoff --spawn--> starting
+     budget spent      -> fatal      (a manual start leaves exited/fatal too)
 """
 
 from __future__ import annotations
@@ -16,36 +20,50 @@ from enum import Enum
 
 
 class State(str, Enum):
-    PENDING = "pending"    # defined, no process yet
-    RUNNING = "running"    # a process exists
-    STOPPING = "stopping"  # asked to stop, waiting for it to exit
-    EXITED = "exited"      # the process ended and its exit was published
-    FAILED = "failed"      # could not be started at all
+    PENDING = "pending"            # defined, never started
+    STARTING = "starting"          # a process exists; not yet known to be well
+    RUNNING = "running"            # said hello, or stayed up a moment
+    UNRESPONSIVE = "unresponsive"  # alive, but silent past its heartbeat timeout
+    STOPPING = "stopping"          # asked to stop; waiting for it to exit
+    BACKOFF = "backoff"            # exited; a restart is scheduled
+    EXITED = "exited"              # exited; no restart coming
+    FATAL = "fatal"                # restarted too often, or cannot be started: given up
 
     def __str__(self) -> str:
         return self.value
 
 
 class Trigger(str, Enum):
-    SPAWN = "spawn"
-    SPAWN_FAILED = "spawn_failed"
-    STOP = "stop"
-    EXIT = "exit"
+    SPAWN = "spawn"        # a process was started
+    STARTED = "started"    # hello received, or up long enough
+    SILENT = "silent"      # heartbeat timeout passed
+    ALIVE = "alive"        # an event came from an unresponsive engine
+    STOP = "stop"          # asked to stop (request, shutdown, unresponsive restart)
+    RETRY = "retry"        # exited (or could not start); restart scheduled
+    EXIT = "exit"          # exited; no restart
+    GIVE_UP = "give_up"    # exited (or could not start); budget spent, or no restart possible
 
     def __str__(self) -> str:
         return self.value
 
 
+S, T = State, Trigger
+_ENDINGS = {T.RETRY: S.BACKOFF, T.EXIT: S.EXITED, T.GIVE_UP: S.FATAL}
+_ALIVE_ENDINGS = {T.STOP: S.STOPPING, **_ENDINGS}
+
 TRANSITIONS: dict[State, dict[Trigger, State]] = {
-    State.PENDING: {Trigger.SPAWN: State.RUNNING, Trigger.SPAWN_FAILED: State.FAILED, Trigger.STOP: State.EXITED},
-    State.RUNNING: {Trigger.STOP: State.STOPPING, Trigger.EXIT: State.EXITED},
-    State.STOPPING: {Trigger.STOP: State.STOPPING, Trigger.EXIT: State.EXITED},
-    State.EXITED: {Trigger.SPAWN: State.RUNNING, Trigger.SPAWN_FAILED: State.FAILED, Trigger.STOP: State.EXITED},
-    State.FAILED: {Trigger.STOP: State.FAILED},
+    S.PENDING: {T.SPAWN: S.STARTING, T.STOP: S.EXITED, T.RETRY: S.BACKOFF, T.GIVE_UP: S.FATAL},
+    S.STARTING: {T.STARTED: S.RUNNING, **_ALIVE_ENDINGS},
+    S.RUNNING: {T.SILENT: S.UNRESPONSIVE, **_ALIVE_ENDINGS},
+    S.UNRESPONSIVE: {T.ALIVE: S.RUNNING, **_ALIVE_ENDINGS},
+    S.STOPPING: {T.STOP: S.STOPPING, **_ENDINGS},
+    S.BACKOFF: {T.SPAWN: S.STARTING, T.STOP: S.EXITED, T.RETRY: S.BACKOFF, T.GIVE_UP: S.FATAL},
+    S.EXITED: {T.SPAWN: S.STARTING, T.STOP: S.EXITED, T.RETRY: S.BACKOFF, T.GIVE_UP: S.FATAL},
+    S.FATAL: {T.SPAWN: S.STARTING, T.STOP: S.FATAL, T.RETRY: S.BACKOFF, T.GIVE_UP: S.FATAL},
 }
 
-FINAL = frozenset({State.EXITED, State.FAILED})
-ALIVE = frozenset({State.RUNNING, State.STOPPING})
+ALIVE = frozenset({S.STARTING, S.RUNNING, S.UNRESPONSIVE, S.STOPPING})  # a process exists
+FINAL = frozenset({S.EXITED, S.FATAL})                                   # nothing will happen by itself
 
 
 class IllegalTransition(RuntimeError):

@@ -22,10 +22,13 @@ def run_exit_code(children: Iterable[Child], *, stop_signal: int | None, stop_re
 
 
 def child_code(child: Child) -> int:
+    """An engine's part in the run's exit code: its exit code; 0 if we stopped it."""
     if child.spawn_error:
         return exitcodes.COMMAND_NOT_FOUND if "not found" in child.spawn_error else exitcodes.CANNOT_START
-    if child.exit is None:
-        return exitcodes.ENGINE_FAILED
+    if child.stopped_by_us:
+        return exitcodes.OK
+    if child.exit is None:  # never ran (stopped before it started), or still unknown
+        return exitcodes.OK if child.pid is None else exitcodes.ENGINE_FAILED
     if child.exit.signal is not None:
         return exitcodes.from_signal(child.exit.signal)
     return child.exit.code or 0

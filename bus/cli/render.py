@@ -35,11 +35,7 @@ def describe(event: AnyEvent) -> str | None:
     if kind in ("heartbeat", "hello", "bye", "progress"):
         return None
     if kind == "state":
-        if f["state"] == "running":
-            return f"started ({f['reason']})"
-        if f["state"] in ("failed", "stopping"):
-            return f"{f['state']}: {f['reason']}"
-        return None
+        return _STATES.get(f["state"], lambda f: None)(f)
     if kind == "log":
         return f["message"] if f["level"] == "info" else f"{f['level'].upper()}: {f['message']}"
     describe_kind = _DESCRIBE.get(kind)
@@ -54,6 +50,14 @@ def _exit(f: dict[str, Any]) -> str:
     how = f"exited with code {f['code']}" if f["signal"] is None else f"killed by {f['signame']}"
     return f"{how} after {f['runtime']:.1f}s"
 
+
+_STATES: dict[str, Callable[[dict[str, Any]], str | None]] = {
+    "starting": lambda f: f"started ({f['reason']})",
+    "unresponsive": lambda f: f"UNRESPONSIVE: {f['reason']}",
+    "stopping": lambda f: f"stopping: {f['reason']}",
+    "backoff": lambda f: f"{f['reason']}" if f["delay"] is None else f"{f['reason'].split(':')[0]}; restart {f['restarts']} in {f['delay']:.2f}s",
+    "fatal": lambda f: f"FATAL: {f['reason']}",
+}
 
 _DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
     "phase.start": lambda f: f"phase {f['phase']} started" + (f": {f['detail']}" if f["detail"] else ""),
@@ -170,7 +174,8 @@ class LineRenderer:
 def line(names: _Names, event: AnyEvent, text: str) -> Text:
     label, colour = names.label(event.engine)
     stamp = time.strftime("%H:%M:%S", time.localtime(event.ts or time.time()))
-    style = "red" if isinstance(event, Event) and event.KIND in ("error", "phase.error") else None
+    bad = isinstance(event, Event) and (event.KIND in ("error", "phase.error") or (event.KIND == "state" and event.fields()["state"] in ("fatal", "unresponsive")))
+    style = "red" if bad else None
     return Text.assemble((f"{stamp} {label} | ", colour), (text, style))
 
 

@@ -19,11 +19,16 @@ from .limits import MAX_ITEMS, PROTOCOL_VERSION
 MAX_HISTORY_BATCH = 1000  # events in one history reply
 MAX_HISTORY_BYTES = 32 * 1024 * 1024  # frame bytes in one history reply (at least one event is sent)
 
-# op -> {argument: (accepted types, default)}
+REQUIRED = object()
+
+# op -> {argument: (accepted types, default or REQUIRED)}
 OPS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
     "hello": {},
     "status": {},
     "down": {},
+    "start": {"name": ((str,), REQUIRED)},
+    "stop": {"name": ((str,), REQUIRED)},
+    "restart": {"name": ((str,), REQUIRED)},
     "history": {
         "after": ((int,), 0),
         "until": ((int, type(None)), None),
@@ -59,6 +64,8 @@ def decode_request(frame: bytes | memoryview) -> Request:
         )
     args: dict[str, Any] = {}
     for name, (types, default) in spec.items():
+        if default is REQUIRED and name not in body:
+            raise RemoteProtocolError(f"{op}: argument {name!r} is required", reason="bad-request")
         value = body.get(name, default)
         if isinstance(value, bool) or not isinstance(value, types):
             raise RemoteProtocolError(f"{op}: argument {name!r} has the wrong type: {value!r}", reason="bad-request")

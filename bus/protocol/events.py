@@ -247,10 +247,12 @@ class EngineBye(Event):
 class EngineState(Event):
     """The supervisor moved an engine to a new lifecycle state."""
 
-    state: Label = doc("new state, e.g. starting, running, exited")
+    state: Label = doc("new state: pending, starting, running, unresponsive, stopping, backoff, exited, fatal")
     prev: Label = doc("previous state; empty for the first", "")
     pid: int | None = doc("process id, if there is a process", None)
     reason: Text = doc("why, in words", "")
+    restarts: int = doc("restarts of this instance so far", 0)
+    delay: float | None = doc("backoff: seconds until the restart", None)
 
 
 @kind("exit", origin="supervisor")

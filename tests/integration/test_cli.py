@@ -103,7 +103,7 @@ def test_a_bad_config_names_file_engine_and_key(runtime_dir: Path, tmp_path: Pat
     config.write_text('[engines.audit]\ncommand = ["python", "a.py"]\nrestrat = "always"\n')
     result = bus_result("up", str(config))
     assert result.returncode == 3
-    assert one_clean_line(result.stderr) == f"bus up: {config}: engine 'audit': unknown key 'restrat' (known: command, cwd, env)"
+    assert one_clean_line(result.stderr) == f"bus up: {config}: engine 'audit': unknown key 'restrat'; did you mean 'restart'?"
 
 
 def test_a_busy_session_is_refused_and_tcp_control_works(runtime_dir: Path, tmp_path: Path) -> None:

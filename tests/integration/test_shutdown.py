@@ -25,7 +25,7 @@ def test_ctrl_c_stops_engines_gracefully_and_publishes_their_exits(runtime_dir: 
         assert kinds.index("bye") < kinds.index("exit"), "the engine flushed before its exit was published"
         assert next(e for e in mine if e.kind == "exit").fields()["code"] == 143
         states = [e.fields()["state"] for e in mine if e.kind == "state"]
-        assert states == ["running", "stopping", "exited"]
+        assert states == ["starting", "running", "stopping", "exited"]
     assert events[-1].kind == "sup.stop" and events[-1].fields() == {"code": 130, "reason": "signal SIGINT"}
 
 

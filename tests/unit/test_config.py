@@ -27,14 +27,29 @@ def test_a_good_config(tmp_path: Path) -> None:
     "text, words",
     [
         ("", "no engines"),
-        ("[engines.a]\ncommand = 'python a.py'\n", "engine 'a': command must be a list, not a shell string: command = [\"python\", \"a.py\"]"),
+        ("[engines.a]\ncommand = 'python a.py'\n", "engine 'a': command must be a list, not a shell string: command = [\"python\", \"a.py\"] (or set shell = true)"),
+        ("[engines.a]\ncommand = ['x']\nshell = true\n", "engine 'a': with shell = true, command must be a non-empty string"),
+        ("[engines.a]\ncommand = ['x']\ninstances = 0\n", "engine 'a': instances must be a whole number from 1 to 1000, got 0"),
+        ("[engines.a]\ncommand = ['x']\ninstances = 2.5\n", "engine 'a': instances must be a whole number"),
+        ("[engines.a]\ncommand = ['x']\nrestart = 'sometimes'\n", "engine 'a': restart must be one of 'never', 'on-failure', 'always', got 'sometimes'"),
+        ("[engines.a]\ncommand = ['x']\nbackoff = 0\n", "engine 'a': backoff must be a number > 0, got 0"),
+        ("[engines.a]\ncommand = ['x']\nbackoff = 5\nbackoff_max = 2\n", "engine 'a': backoff_max (2) must be >= backoff (5)"),
+        ("[engines.a]\ncommand = ['x']\nbackoff_jitter = 1.5\n", "engine 'a': backoff_jitter must be a number >= 0 and <= 0.99"),
+        ("[engines.a]\ncommand = ['x']\nstop_signal = 'SIGKILL'\n", "engine 'a': stop_signal must be a signal name"),
+        ("[engines.a]\ncommand = ['x']\nstop_signal = 'TERM'\n", "engine 'a': stop_signal must be a signal name"),
+        ("[engines.a]\ncommand = ['x']\nheartbeat_timeout = -1\n", "engine 'a': heartbeat_timeout must be a number >= 0"),
+        ("[engines.a]\ncommand = ['x']\non_exit = 'panic'\n", "engine 'a': on_exit must be one of 'ignore', 'restart', 'stop-all'"),
+        ("[engines.a]\ncommand = ['x']\non_exit = 'restart'\nrestart = 'never'\n", "engine 'a': on_exit = \"restart\" contradicts restart = 'never'"),
+        ("[engines.a]\ncommand = ['x']\ninstances = 2\n[engines.'a.1']\ncommand = ['y']\n", "engine name 'a.1' is used twice"),
+        ("[supervisor]\nstop_timeout = 'soon'\n[engines.a]\ncommand = ['x']\n", "[supervisor]: stop_timeout must be a number >= 0"),
         ("[engines.a]\ncommand = []\n", "engine 'a': command must be a non-empty list of strings"),
-        ("[engines.a]\ncomand = ['x']\n", "engine 'a': unknown key 'comand' (known: command, cwd, env)"),
+        ("[engines.a]\ncomand = ['x']\n", "engine 'a': unknown key 'comand'; did you mean 'command'?"),
+        ("[engines.a]\ncommand = ['x']\nzzz = 1\n", "engine 'a': unknown key 'zzz' (known: backoff, backoff_jitter, backoff_max, command, cwd, env, heartbeat_timeout, instances, max_restarts, on_exit, on_unresponsive, restart, restart_window, shell, stable_after, stop_signal, stop_timeout)"),
         ("[engines.a]\ncommand = ['x']\nenv = { X = 1 }\n", "engine 'a': env must be a table of strings"),
         ("[engines.a]\ncommand = ['x']\ncwd = 'nowhere'\n", "engine 'a': cwd 'nowhere' is not a directory"),
         ('[engines."a b"]\ncommand = ["x"]\n', "engine 'a b': the name may hold only"),
         ("[engine.a]\ncommand = ['x']\n", "unknown section 'engine'"),
-        ("[supervisor]\nstop_timout = 1\n[engines.a]\ncommand=['x']\n", "[supervisor]: unknown key 'stop_timout'"),
+        ("[supervisor]\nstop_timout = 1\n[engines.a]\ncommand=['x']\n", "[supervisor]: unknown key 'stop_timout'; did you mean 'stop_timeout'?"),
         ("[engines.a\ncommand = ['x']\n", "invalid TOML"),
     ],
 )
@@ -46,6 +61,37 @@ def test_bad_configs_are_refused_in_one_line_naming_file_engine_and_key(tmp_path
     assert message.startswith(f"{path}: ")
     assert words in message
     assert "\n" not in message
+
+
+def test_lifecycle_keys(tmp_path: Path) -> None:
+    path = write(tmp_path, """
+[engines.w]
+command = ["python", "w.py"]
+instances = 3
+restart = "on-failure"
+backoff = 0.2
+backoff_max = 5
+backoff_jitter = 0.2
+stable_after = 3
+max_restarts = 4
+restart_window = 20
+stop_signal = "SIGINT"
+stop_timeout = 2
+heartbeat_timeout = 6
+on_unresponsive = "restart"
+on_exit = "stop-all"
+[engines.daemon]
+command = "sleep 100 && echo done"
+shell = true
+on_exit = "restart"
+""")
+    (w, daemon), _ = load_config(path)
+    assert w.instance_names() == ["w.1", "w.2", "w.3"]
+    assert (w.restart.mode, w.restart.backoff, w.restart.backoff_max, w.restart.jitter) == ("on-failure", 0.2, 5.0, 0.2)
+    assert (w.restart.stable_after, w.restart.max_restarts, w.restart.window) == (3.0, 4, 20.0)
+    assert (w.stop_signal, w.stop_timeout, w.heartbeat_timeout, w.on_unresponsive, w.on_exit) == ("SIGINT", 2.0, 6.0, "restart", "stop-all")
+    assert daemon.command == ("/bin/sh", "-c", "sleep 100 && echo done")
+    assert (daemon.restart.mode, daemon.on_exit, daemon.instance_names()) == ("always", "ignore", ["daemon"])
 
 
 def test_missing_file(tmp_path: Path) -> None:

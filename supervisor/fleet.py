@@ -1,0 +1,364 @@
+"""The engines of one supervisor: spawn, stop, restart, heartbeats, exits.
+
+How it works: every change of an engine's state goes through `_move`, which
+asks the lifecycle table (lifecycle.py) and publishes a `state` event. Things
+that happen at a time (a backoff ends, a start is deemed good, a heartbeat is
+missed, a stop times out, an exit's last events are in, a leftover process
+group is due for SIGKILL) happen in `tick(now)`, which returns when it next
+needs to run; the supervisor's loop sleeps until then. When an engine exits,
+`_finish_exit` recovers from its crash spool what never arrived, publishes the
+exit, and asks its RestartTracker what comes next.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+from bus.protocol import EngineExited, EngineState, Event, Log, RemoteProtocolError, decode
+from bus.spool import read_spool
+
+from .children import POSIX, Child, Inbox, engine_env, exit_info, signal_group
+from .config import SupervisorConfig
+from .lifecycle import ALIVE, FINAL, State, Trigger, next_state
+from .outcome import spawn_error
+from .restart import Decision, RestartTracker
+from .watchdog import Watchdog
+
+STARTED_AFTER = 1.0  # an engine up this long (or that said hello) is running
+KILL_WAIT = 5.0      # after SIGKILL, stop waiting for an exit after this long
+
+Publish = Callable[[Event], None]
+Accept = Callable[[Child, Event], None]
+
+
+class Fleet:
+    def __init__(self, config: SupervisorConfig, *, publish: Publish, accept: Accept, inbox: Inbox, rng: random.Random | None = None) -> None:
+        self.config = config
+        self.publish = publish
+        self.accept = accept  # hand a recovered event to the normal ingest path
+        self.inbox = inbox
+        self.children: dict[str, Child] = {}
+        for spec in config.engines:
+            for k, name in enumerate(spec.instance_names(), 1):
+                self.children[name] = Child(spec=spec, name=name, instance=k, tracker=RestartTracker(spec.restart, rng))
+        self.shutting_down = False
+        self.on_stop_all: Callable[[str], None] = lambda reason: None
+        self.lingering: dict[int, float] = {}  # process group left by an exited engine -> SIGKILL time
+        self.watchdog: Watchdog | None = None
+        self.endpoint = ""
+        self.session_dir = Path(".")
+
+    def open(self, *, endpoint: str, session_dir: Path, watchdog: Watchdog | None) -> None:
+        self.endpoint, self.session_dir, self.watchdog = endpoint, session_dir, watchdog
+        (session_dir / "spool").mkdir(mode=0o700, exist_ok=True)
+
+    # -- commands ----------------------------------------------------------------
+
+    def select(self, name: str) -> list[Child]:
+        """An instance by name, or every instance of an engine."""
+        picked = [c for c in self.children.values() if c.name == name or c.spec.name == name]
+        if not picked:
+            raise LookupError(f"no engine or instance {name!r}; known: {', '.join(self.children)}")
+        return picked
+
+    def start_all(self) -> None:
+        for child in self.children.values():
+            self._spawn(child, "")
+
+    def start(self, name: str) -> dict[str, str]:
+        outcome = {}
+        for child in self.select(name):
+            if child.state in ALIVE:
+                outcome[child.name] = f"already {child.state}"
+                continue
+            child.tracker.reset()
+            self._spawn(child, "started by request")
+            outcome[child.name] = str(child.state)
+        return outcome
+
+    def stop(self, name: str) -> dict[str, str]:
+        outcome = {}
+        for child in self.select(name):
+            before = child.state
+            self._stop(child, "stop", "stopped by request")
+            outcome[child.name] = str(child.state) if child.state != before or before in ALIVE else f"already {before}"
+        return outcome
+
+    def restart(self, name: str) -> dict[str, str]:
+        outcome = {}
+        for child in self.select(name):
+            child.tracker.reset()
+            if child.state in ALIVE:
+                self._stop(child, "restart", "restart requested")
+            else:
+                self._spawn(child, "restarted by request")
+            outcome[child.name] = str(child.state)
+        return outcome
+
+    def shutdown(self, reason: str) -> None:
+        self.shutting_down = True
+        for child in self.children.values():
+            self._stop(child, "shutdown", reason)
+
+    def kill_now(self) -> None:
+        """A second Ctrl-C: no more grace."""
+        now = time.monotonic()
+        for child in self.children.values():
+            if child.state in ALIVE:
+                child.kill_at = now
+
+    def all_final(self) -> bool:
+        return all(c.state in FINAL for c in self.children.values())
+
+    # -- what the loop tells us ------------------------------------------------------
+
+    def seen(self, child: Child, event: Event) -> None:
+        """An event from (or made for) this engine was published."""
+        child.last_event_ts = event.ts
+        kind = event.KIND
+        if event.seq is not None:  # from its SDK
+            child.last_seen = time.monotonic()
+            child.max_seq = max(child.max_seq, event.seq)
+            if child.state is State.UNRESPONSIVE:
+                self._move(child, Trigger.ALIVE, "heard from it again")
+        if kind == "hello":
+            child.hello = True
+            if child.state is State.STARTING:
+                self._move(child, Trigger.STARTED, "said hello")
+        elif kind == "bye":
+            child.bye = True
+            self._check_bye(child, event)
+        elif kind in ("phase.start", "phase.done", "phase.error"):
+            child.phase = event.phase  # type: ignore[attr-defined]
+        elif kind == "progress":
+            child.progress = {k: getattr(event, k) for k in ("phase", "done", "total", "pct", "detail")}
+
+    def exited(self, child: Child, returncode: int, at: float) -> None:
+        child.exit = exit_info(returncode, at)
+        child.exit_deadline = time.monotonic() + self.config.drain_grace
+
+    # -- time ----------------------------------------------------------------------
+
+    def tick(self, now: float) -> float | None:
+        """Do what is due; return the next time something will be (None: nothing)."""
+        due: list[float] = []
+        for child in list(self.children.values()):
+            self._tick_child(child, now)
+            due += [t for t in (child.exit_deadline, child.started_at, child.restart_at, child.kill_at) if t is not None]
+            if self._heartbeat_watched(child):
+                due.append(child.last_seen + child.spec.heartbeat_timeout)
+            if child.killed_at is not None and child.state in ALIVE:
+                due.append(child.killed_at + KILL_WAIT)
+        for group, kill_at in list(self.lingering.items()):
+            if now >= kill_at:
+                self._kill_lingering(group)
+            else:
+                due.append(kill_at)
+        return min(due) if due else None
+
+    def _tick_child(self, child: Child, now: float) -> None:
+        if child.exit_deadline is not None and (now >= child.exit_deadline or (not child.open_streams and child.bye)):
+            self._finish_exit(child, now)
+        if child.state is State.STARTING and child.started_at is not None and now >= child.started_at:
+            self._move(child, Trigger.STARTED, f"up for {STARTED_AFTER:g}s")
+        if self._heartbeat_watched(child) and now >= child.last_seen + child.spec.heartbeat_timeout:
+            self._move(child, Trigger.SILENT, f"no event for {now - child.last_seen:.1f}s (heartbeat_timeout = {child.spec.heartbeat_timeout:g})")
+            if child.spec.on_unresponsive == "restart":
+                self._stop(child, "unresponsive", "restarting an unresponsive engine")
+        if child.state is State.STOPPING and child.kill_at is not None and now >= child.kill_at:
+            child.kill_at, child.killed_at = None, now
+            child.kill_group()
+        if child.state is State.BACKOFF and child.restart_at is not None and now >= child.restart_at:
+            self._spawn(child, "backoff over")
+
+    @staticmethod
+    def _heartbeat_watched(child: Child) -> bool:
+        return child.state is State.RUNNING and child.hello and child.spec.heartbeat_timeout > 0 and child.exit is None
+
+    def stuck(self, now: float) -> bool:
+        """Everything still alive was SIGKILLed long ago (uninterruptible sleep)."""
+        alive = [c for c in self.children.values() if c.state in ALIVE]
+        return bool(alive) and all(c.killed_at is not None and now >= c.killed_at + KILL_WAIT for c in alive)
+
+    # -- changes ----------------------------------------------------------------------
+
+    def _move(self, child: Child, trigger: Trigger, reason: str = "", delay: float | None = None) -> None:
+        prev = child.state
+        child.state = next_state(child.name, prev, trigger)
+        child.reason = reason
+        child.started_at = child.started_at if child.state is State.STARTING else None
+        child.restart_at = child.restart_at if child.state is State.BACKOFF else None
+        self.publish(
+            EngineState(
+                engine=child.name, state=str(child.state), prev=str(prev), pid=child.pid, reason=reason,
+                restarts=child.tracker.total, delay=delay,
+            )
+        )
+
+    def _spawn(self, child: Child, reason: str) -> None:
+        if self.shutting_down:
+            return
+        now = time.monotonic()
+        child.spool = self.session_dir / "spool" / f"{child.name}.{child.spawns + 1}"
+        env = engine_env(child, endpoint=self.endpoint, session_dir=str(self.session_dir))
+        try:
+            child.spawn(env, self.inbox, self.config.max_line)
+        except OSError as exc:
+            child.spawn_error, child.pid, child.spool = spawn_error(child, exc), None, None
+            decision = child.tracker.decide(failed=True, uptime=0.0, now=now)
+            if decision.trigger is not Trigger.RETRY:  # what cannot start and will not be retried is given up
+                decision = Decision(Trigger.GIVE_UP, reason=decision.reason)
+            self._conclude(child, decision, now, child.spawn_error)
+            return
+        if self.watchdog is not None:
+            self.watchdog.watch(child.pid)  # type: ignore[arg-type]
+        child.last_seen, child.killed_at, child.kill_at = now, None, None
+        self._move(child, Trigger.SPAWN, ", ".join(filter(None, [f"pid {child.pid}", reason])))
+        child.started_at = now + STARTED_AFTER
+
+    def _stop(self, child: Child, intent: str, reason: str) -> None:
+        if child.state in (State.STARTING, State.RUNNING, State.UNRESPONSIVE):
+            child.stop_intent = intent
+            self._move(child, Trigger.STOP, reason)
+            child.terminate_group()
+            timeout = child.spec.stop_timeout if child.spec.stop_timeout is not None else self.config.stop_timeout
+            child.kill_at = time.monotonic() + timeout
+        elif child.state is State.STOPPING:
+            if intent in ("stop", "shutdown"):  # a plain stop wins over a restart in progress
+                child.stop_intent = intent
+        elif child.state in (State.PENDING, State.BACKOFF):
+            self._move(child, Trigger.STOP, reason)
+
+    def _finish_exit(self, child: Child, now: float) -> None:
+        info = child.exit
+        assert info is not None
+        child.exit_deadline = None
+        recovered = self._recover_spool(child)
+        if child.hello and not child.bye:
+            said = f"; {recovered} event(s) recovered from its crash spool" if recovered else ""
+            self._note(child, "warning", f"the engine ended without its final bye{said}")
+        self.publish(
+            EngineExited(
+                engine=child.name, ts=info.at, pid=child.pid or 0, code=info.code, signal=info.signal,
+                signame=info.signame, runtime=max(0.0, info.at - child.started),
+            )
+        )
+        self._release_group(child, now)
+        intent, child.stop_intent = child.stop_intent, ""
+        child.stopped_by_us = intent in ("stop", "shutdown") or self.shutting_down
+        how = f"exit code {info.code}" if info.signal is None else f"killed by {info.signame}"
+        if child.stopped_by_us:
+            decision = Decision(Trigger.EXIT, reason="stopped")
+        elif intent == "restart":
+            decision = Decision(Trigger.RETRY, delay=0.0, reason="restarting by request")
+        else:
+            failed = info.signal is not None or info.code != 0 or intent == "unresponsive"
+            decision = child.tracker.decide(failed=failed, uptime=max(0.0, info.at - child.started), now=now)
+        self._conclude(child, decision, now, how)
+
+    def _conclude(self, child: Child, decision: Decision, now: float, how: str) -> None:
+        self._move(child, decision.trigger, f"{how}: {decision.reason}", decision.delay if decision.trigger is Trigger.RETRY else None)
+        if decision.trigger is Trigger.RETRY:
+            child.restart_at = now + decision.delay
+        elif child.spec.on_exit == "stop-all" and not child.stopped_by_us and not self.shutting_down:
+            self.on_stop_all(f"{child.name} ended ({how}; on_exit = stop-all)")
+
+    def _release_group(self, child: Child, now: float) -> None:
+        """The engine is gone; processes it left in its group get its stop signal now and SIGKILL later."""
+        if child.pid is None or not POSIX:
+            return
+        if signal_group(child.pid, getattr(signal, child.spec.stop_signal)):
+            timeout = child.spec.stop_timeout if child.spec.stop_timeout is not None else self.config.stop_timeout
+            self.lingering[child.pid] = now + timeout
+            self._note(child, "warning", f"the engine left processes in its group; they get {child.spec.stop_signal} now, SIGKILL in {timeout:g}s")
+        elif self.watchdog is not None:
+            self.watchdog.forget(child.pid)
+
+    def _kill_lingering(self, group: int) -> None:
+        signal_group(group, signal.SIGKILL)
+        del self.lingering[group]
+        if self.watchdog is not None:
+            self.watchdog.forget(group)
+
+    def kill_everything(self) -> None:
+        """Last resort on the way out (also on errors): nothing may outlive us.
+
+        Only groups known to be ours are signalled: those of processes not yet
+        reaped, and leftovers found at an exit. The group id of an engine reaped
+        long ago may belong to an unrelated process by now."""
+        for child in self.children.values():
+            if child.proc is not None and child.proc.returncode is None:
+                child.kill_group()
+            if child.proc is not None:
+                try:
+                    child.proc.wait(timeout=KILL_WAIT)
+                except Exception:
+                    pass
+        for group in list(self.lingering):
+            self._kill_lingering(group)
+        for child in self.children.values():
+            if child.spool is not None:
+                child.spool.unlink(missing_ok=True)
+
+    # -- losses and recovery ---------------------------------------------------------
+
+    def _check_bye(self, child: Child, bye: Event) -> None:
+        """Make losses visible: what the engine says it sent against what came."""
+        lost = bye.sent - (child.run_events - 1)  # type: ignore[attr-defined]  # run_events counts the bye
+        if lost > 0:
+            child.lost += lost
+            self._note(child, "error", f"{lost} event(s) this engine sent never arrived")
+        if bye.dropped:  # type: ignore[attr-defined]
+            child.dropped += bye.dropped  # type: ignore[attr-defined]
+            self._note(child, "warning", f"the engine dropped {bye.dropped} event(s) (progress, screenshots, heartbeats) because the bus did not keep up")  # type: ignore[attr-defined]
+
+    def _recover_spool(self, child: Child) -> int:
+        """Publish what a dead engine sent but the bus never received; then drop the spool."""
+        path, child.spool = child.spool, None
+        if path is None or not path.exists():
+            return 0
+        try:
+            records = {} if child.bye else read_spool(path)
+        finally:
+            path.unlink(missing_ok=True)
+        start = child.max_seq + 1
+        missing = sorted(seq for seq in records if seq >= start)
+        recovered, gone = 0, [seq for seq in range(start, missing[-1] + 1) if seq not in records] if missing else []
+        for seq in missing:
+            event = self._decode_record(child, seq, records[seq])
+            if event is None:
+                gone.append(seq)
+                continue
+            self.accept(child, event)
+            recovered += 1
+        child.recovered += recovered
+        if gone:
+            child.lost += len(gone)
+            self._note(child, "error", f"{len(gone)} event(s) the engine sent are lost (not in its crash spool): seq {_ranges(sorted(gone))}")
+        return recovered
+
+    def _decode_record(self, child: Child, seq: int, frames: list[bytes] | None) -> Event | None:
+        if frames is None:
+            return None
+        try:
+            event = decode(frames, from_engine=True)
+        except RemoteProtocolError:
+            return None
+        return event if isinstance(event, Event) and event.engine == child.name and event.seq == seq else None
+
+    def _note(self, child: Child, level: str, message: str) -> None:
+        self.publish(Log(engine=child.name, message=f"bus: {message}", level=level, stream="bus"))
+
+
+def _ranges(numbers: Iterable[int]) -> str:
+    out: list[str] = []
+    for n in numbers:
+        if out and out[-1].split("-")[-1] == str(n - 1):
+            out[-1] = f"{out[-1].split('-')[0]}-{n}"
+        else:
+            out.append(str(n))
+    return ", ".join(out)
