@@ -9,7 +9,7 @@ from typing import Any
 
 import zmq
 
-from . import sockets
+from . import exitcodes, sockets
 from .errors import BusError, NotRunning
 from .protocol import RemoteProtocolError
 from .protocol.control import decode_reply, encode_request
@@ -20,8 +20,9 @@ class RequestFailed(BusError):
     """The supervisor answered with an error."""
 
     def __init__(self, op: str, code: str, message: str) -> None:
-        super().__init__(f"{op}: {message}")
+        super().__init__(message)
         self.code = code
+        self.exit_code = exitcodes.USAGE if code in ("unknown-engine", "bad-request") else exitcodes.ENGINE_FAILED
 
 
 class ControlClient:

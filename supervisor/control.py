@@ -53,7 +53,7 @@ def answer(sup: Supervisor, body: list[bytes]) -> list[Any]:
         return history(sup, request)
     if request.op == "down":
         sup.stop("down requested")
-        return [encode_reply(request.id, stopping=True)]
+        return [encode_reply(request.id, stopping=True, finished=sup.finished)]
     if request.op in ("start", "stop", "restart"):
         if sup.stop_reason:
             return [encode_error(request.id, "stopping", f"the supervisor is stopping ({sup.stop_reason})")]

@@ -69,6 +69,7 @@ class Supervisor:
         self.counters = {"received": 0, "accepted": 0, "rejected": 0, "published": 0, "lines": 0}
         self.rejects: dict[str, int] = {}
         self.stop_reason = ""
+        self.finished = False  # sup.stop is out: only late subscribers are served
         self._stop_signal: int | None = None
         self._done = False
 
@@ -83,6 +84,10 @@ class Supervisor:
         try:
             self._bind(session)
             watchdog = Watchdog() if self.config.watchdog else None
+            session.write_info(
+                {"pid": os.getpid(), "run": self.run_id, "version": __version__, "started": self.started,
+                 "watchdog": watchdog.proc.pid if watchdog is not None and watchdog.proc is not None else None, **self.endpoints}
+            )
             self.fleet.open(endpoint=self.endpoints["pull"][0], session_dir=session.dir, watchdog=watchdog)
             wake = SignalWake() if handle_signals else None
             try:
@@ -97,6 +102,7 @@ class Supervisor:
                 self.fleet.kill_everything()
             code = self.exit_code()
             self._publish(SupervisorStopped(code=code, reason=self.stop_reason))
+            self.finished = True
             self._serve_late_subscribers()
             return code
         finally:
@@ -113,9 +119,6 @@ class Supervisor:
         self.pull, self.endpoints["pull"] = sockets.pull(self.ctx, wanted["pull"])
         self.pub, self.endpoints["pub"] = sockets.xpub(self.ctx, wanted["pub"])
         self.router, self.endpoints["control"] = sockets.router(self.ctx, wanted["control"])
-        session.write_info(
-            {"pid": os.getpid(), "run": self.run_id, "version": __version__, "started": self.started, **self.endpoints}
-        )
 
     def _loop(self, wake: SignalWake | None) -> None:
         poller = zmq.Poller()

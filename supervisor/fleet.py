@@ -257,7 +257,8 @@ class Fleet:
             decision = Decision(Trigger.RETRY, delay=0.0, reason="restarting by request")
         else:
             failed = info.signal is not None or info.code != 0 or intent == "unresponsive"
-            decision = child.tracker.decide(failed=failed, uptime=max(0.0, info.at - child.started), now=now)
+            uptime = max(0.0, info.at - child.started)
+            decision = child.tracker.decide(failed=failed, uptime=uptime, now=now, forced=intent == "unresponsive")
         self._conclude(child, decision, now, how)
 
     def _conclude(self, child: Child, decision: Decision, now: float, how: str) -> None:

@@ -39,9 +39,11 @@ class RestartTracker:
         self.recent: deque[float] = deque()   # times of restarts within the window
         self.total = 0                        # restarts ever (for status)
 
-    def decide(self, *, failed: bool, uptime: float, now: float) -> Decision:
+    def decide(self, *, failed: bool, uptime: float, now: float, forced: bool = False) -> Decision:
+        """`forced`: restart whatever the policy (an unresponsive engine with
+        on_unresponsive = "restart"); the backoff and the budget still apply."""
         policy = self.policy
-        if policy.mode == "never" or (policy.mode == "on-failure" and not failed):
+        if not forced and (policy.mode == "never" or (policy.mode == "on-failure" and not failed)):
             return Decision(Trigger.EXIT, reason=f"restart = {policy.mode}")
         if uptime >= policy.stable_after:
             self.attempt = 0

@@ -1,7 +1,9 @@
 """Engines must not outlive their supervisor, even a SIGKILLed one (POSIX).
 
-The supervisor starts this small process (`python -m supervisor.watchdog`) in a
-session of its own, with a pipe on its stdin, and writes one line per change:
+The supervisor starts this small process in a session of its own (as a bare
+script, `python -S -E watchdog.py`, so it starts in milliseconds: nothing else
+is imported), waits for it to say `ready`, and writes one line per change on
+its stdin:
 `+PGID` when an engine's process group starts, `-PGID` when that group is
 gone, `bye` when it shuts down cleanly. This process only reads, so it costs
 nothing while the supervisor lives. When the pipe closes without `bye`, the
@@ -17,16 +19,22 @@ ends, and is not inherited by grandchildren. A process that escapes its group
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
 from typing import IO
 
+READY_TIMEOUT = 10.0  # seconds for the watchdog to start before we go on without it
 
-def main(stream: IO[bytes]) -> int:
+
+def main(stream: IO[bytes], out: IO[bytes]) -> int:
     for name in ("SIGINT", "SIGHUP", "SIGTERM"):
         if hasattr(signal, name):  # a terminal's Ctrl-C or hang-up is the supervisor's to handle
             signal.signal(getattr(signal, name), signal.SIG_IGN)
+    out.write(b"ready\n")
+    out.flush()
+    out.close()
     groups: set[int] = set()
     for line in stream:
         word = line.strip()
@@ -52,13 +60,19 @@ class Watchdog:
             self.broken = "not available on this platform"
             return
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "supervisor.watchdog"],
+            [sys.executable, "-S", "-E", os.path.abspath(__file__)],
             stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
             close_fds=True,
         )
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], READY_TIMEOUT)
+        said = self.proc.stdout.readline() if ready else b""
+        self.proc.stdout.close()
+        if said != b"ready\n":
+            self.broken = f"the watchdog process did not start within {READY_TIMEOUT:g}s"
 
     def watch(self, group: int) -> None:
         self._say(f"+{group}")
@@ -93,4 +107,4 @@ class Watchdog:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.stdin.buffer))
+    sys.exit(main(sys.stdin.buffer, sys.stdout.buffer))

@@ -24,13 +24,21 @@ def runtime_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.delenv("BUS_ENGINE", raising=False)
     yield path
     left = processes_using(path)
+    described = [f"{pid} {_cmdline(pid)}" for pid in left]
     for pid in left:
         try:
             os.kill(pid, 9)
         except ProcessLookupError:
             pass
     shutil.rmtree(path, ignore_errors=True)
-    assert not left, f"processes left running after the test: {left}"
+    assert not left, f"processes left running after the test: {described}"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:150]
+    except OSError:
+        return "(gone)"
 
 
 @pytest.fixture

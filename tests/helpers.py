@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -57,18 +59,36 @@ def bus_result(*args: str, timeout: float = 60, **kwargs: Any) -> subprocess.Com
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def write_config(directory: Path, engines: dict[str, list[str]], **supervisor: Any) -> Path:
-    """A TOML config running each command in tests/engines."""
+def write_config(directory: Path, engines: dict[str, list[str] | dict[str, Any]], **supervisor: Any) -> Path:
+    """A TOML config running commands in tests/engines. An engine is its command,
+    or a dict with "command" and other engine keys (restart, instances, ...)."""
     lines = []
     if supervisor:
         lines.append("[supervisor]")
-        lines += [f"{key} = {value!r}" for key, value in supervisor.items()]
-    for name, command in engines.items():
-        quoted = ", ".join(f'"{part}"' for part in command)
-        lines += [f"[engines.{name}]", f"command = [{quoted}]", f'cwd = "{ENGINES}"', 'env = { BUS_SNDHWM = "100000" }']
+        lines += [f"{key} = {_toml(value)}" for key, value in supervisor.items()]
+    for name, entry in engines.items():
+        keys = dict(entry) if isinstance(entry, dict) else {"command": entry}
+        keys.setdefault("cwd", str(ENGINES))
+        keys.setdefault("env", {"BUS_SNDHWM": "100000"})
+        lines.append(f'[engines."{name}"]')
+        lines += [f"{key} = {_toml(value)}" for key, value in keys.items()]
     path = directory / "bus.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {value!r} as TOML")
 
 
 def scripted(*args: str) -> list[str]:
@@ -122,3 +142,70 @@ class Collector(threading.Thread):
         assert self.error is None, f"subscriber failed: {self.error!r}"
         assert self.lost == [], f"events lost: {self.lost}"
         return self.events
+
+
+class Watcher:
+    """Reads a Subscriber and keeps every event, so a wait can be satisfied by
+    an event that came while waiting for another one."""
+
+    def __init__(self, sub: Subscriber) -> None:
+        self.sub = sub
+        self.events: list[AnyEvent] = []
+
+    def mark(self) -> int:
+        """Where a later `wait(since=...)` should start looking."""
+        return len(self.events)
+
+    def until(self, condition: Callable[[], bool], timeout: float = 60) -> None:
+        """Read events until `condition()` holds; fails if the run ends or `timeout` passes first."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            left = deadline - time.monotonic()
+            assert left > 0, f"not so within {timeout}s"
+            event = self.sub.recv(timeout=left)
+            assert event is not None, "the run ended first"
+            self.events.append(event)
+
+    def wait(self, wanted: Callable[[AnyEvent], bool], *, since: int = 0, timeout: float = 60) -> AnyEvent:
+        """The first event from `since` on that `wanted` accepts (one already read counts)."""
+        found: list[AnyEvent] = []
+
+        def hit() -> bool:
+            found.extend(e for e in self.events[since:] if wanted(e))
+            return bool(found)
+
+        self.until(hit, timeout)
+        return found[0]
+
+    def rest(self) -> list[AnyEvent]:
+        """Every event of the run: what was read so far and the rest, to sup.stop."""
+        self.events.extend(self.sub)
+        return self.events
+
+
+def is_state(engine: str, state: str) -> Callable[[AnyEvent], bool]:
+    return lambda e: e.kind == "state" and e.engine == engine and e.fields()["state"] == state  # type: ignore[union-attr]
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting to be reaped does not count)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def finish(launcher: subprocess.Popen[str], timeout: float = 30) -> int:
+    """Wait for a launcher; if it is still running (a test failed half way),
+    stop it as a user would (SIGTERM, then SIGKILL) so nothing is left behind."""
+    try:
+        return launcher.wait(timeout)
+    except subprocess.TimeoutExpired:
+        launcher.terminate()
+        try:
+            launcher.wait(timeout)
+        except subprocess.TimeoutExpired:
+            launcher.kill()
+            launcher.wait()
+        raise AssertionError(f"the launcher was still running after {timeout}s") from None

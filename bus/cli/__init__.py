@@ -6,6 +6,7 @@ import click
 
 from bus._version import __version__
 
+from .engines import restart, start, stop
 from .run import run
 from .status import down, status
 from .tail import tail
@@ -23,9 +24,10 @@ def main() -> None:
       bus run -- python worker.py      run one command as an engine
       bus tail --json                  follow the local supervisor
       bus status                       engines, states, counters
+      bus restart audit                restart an engine (or one instance: audit.2)
       bus down                         stop the local supervisor
     """
 
 
-for command in (up, run, tail, status, down):
+for command in (up, run, tail, status, start, stop, restart, down):
     main.add_command(command)

@@ -55,7 +55,7 @@ _STATES: dict[str, Callable[[dict[str, Any]], str | None]] = {
     "starting": lambda f: f"started ({f['reason']})",
     "unresponsive": lambda f: f"UNRESPONSIVE: {f['reason']}",
     "stopping": lambda f: f"stopping: {f['reason']}",
-    "backoff": lambda f: f"{f['reason']}" if f["delay"] is None else f"{f['reason'].split(':')[0]}; restart {f['restarts']} in {f['delay']:.2f}s",
+    "backoff": lambda f: f["reason"] if not f["delay"] else f"{f['reason'].split(':')[0]}; restart {f['restarts']} in {f['delay']:.2f}s",
     "fatal": lambda f: f"FATAL: {f['reason']}",
 }
 

@@ -11,6 +11,7 @@ import click
 import zmq
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from bus import exitcodes
 from bus.control_client import ControlClient
@@ -54,17 +55,21 @@ def status(address: str | None, as_json: bool, timeout: float) -> int:
 def print_status(reply: dict[str, Any]) -> None:
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
     table = Table(title=f"run {reply['run']}  pid {reply['pid']}  up {_duration(reply['uptime'])}", title_justify="left")
-    for column in ("engine", "state", "pid", "uptime", "events", "lines", "phase", "progress", "exit"):
-        justify = "right" if column in ("pid", "events", "lines") else "left"
+    for column in ("engine", "inst", "pid", "state", "uptime", "restarts", "phase / progress", "events", "drops", "last exit / reason"):
+        justify = "right" if column in ("inst", "pid", "restarts", "events", "drops") else "left"
         table.add_column(column, justify=justify, no_wrap=column == "engine", overflow="fold")
     for engine in reply["engines"]:
-        progress = engine["progress"] or {}
-        pct = f"{progress['pct']:.0f}%" if progress.get("pct") is not None else ""
-        exit_ = engine["exit"]
-        how = "" if exit_ is None else (f"code {exit_['code']}" if exit_["signal"] is None else exit_["signame"])
         table.add_row(
-            engine["name"], engine["state"], str(engine["pid"] or ""), _duration(engine["uptime"]),
-            str(engine["events"]), str(engine["lines"]), engine["phase"], pct, how or (engine["error"] or ""),
+            engine["engine"],
+            str(engine["instance"]) if engine["instances"] > 1 else "",
+            str(engine["pid"] or "") if engine["state"] in LIVE else "",
+            Text(engine["state"], STATE_STYLE.get(engine["state"], "")),
+            _duration(engine["uptime"]) if engine["state"] in LIVE else "",
+            str(engine["restarts"]),
+            _phase(engine),
+            str(engine["events"]),
+            str(engine["dropped"] + engine["lost"]),
+            _last(engine),
         )
     console.print(table)
     counters = reply["counters"]
@@ -75,6 +80,26 @@ def print_status(reply: dict[str, Any]) -> None:
     )
     if reply.get("stopping"):
         console.print(f"stopping: {reply['stopping']}")
+
+
+LIVE = {"starting", "running", "unresponsive", "stopping"}
+STATE_STYLE = {"running": "green", "unresponsive": "bold red", "fatal": "bold red", "backoff": "yellow", "stopping": "yellow"}
+
+
+def _phase(engine: dict[str, Any]) -> str:
+    progress = engine["progress"] or {}
+    pct = f" {progress['pct']:.0f}%" if progress.get("pct") is not None else ""
+    return f"{engine['phase'] or progress.get('phase') or ''}{pct}".strip()
+
+
+def _last(engine: dict[str, Any]) -> str:
+    if engine["error"]:
+        return engine["error"]
+    exit_ = engine["exit"]
+    how = "" if exit_ is None else (f"code {exit_['code']}" if exit_["signal"] is None else exit_["signame"])
+    if engine["state"] in ("fatal", "backoff", "unresponsive"):
+        return engine["reason"]  # it says how the last process ended too
+    return how
 
 
 def _duration(seconds: float | None) -> str:
@@ -107,7 +132,10 @@ def down(address: str | None, timeout: float) -> int:
                 sub.wait_ready(timeout=3.0)
             except TimeoutError as exc:
                 raise NotRunning(str(exc)) from None
-            sub.control.request("down")
+            reply, _ = sub.control.request("down")
+            if reply.get("finished"):
+                click.echo(f"bus down: {sub.address.label} had already stopped", err=True)
+                return exitcodes.OK
             for event in _until(sub, start + timeout):
                 if event.kind == "sup.stop":
                     click.echo(f"bus down: stopped {sub.address.label} (exit code {event.fields()['code']})", err=True)

@@ -15,21 +15,25 @@ from .launch import launch
 @session_option
 @click.option("--listen", metavar="tcp://HOST:PORT", help="Also listen on TCP: control on PORT, pub on PORT+1, pull on PORT+2.")
 @click.option("--stop-timeout", type=float, metavar="SECONDS", help="Grace between SIGTERM and SIGKILL when stopping (default 10).")
+@click.option("--keep", is_flag=True, help="Keep running when every engine has exited (for `bus start`); stop with Ctrl-C or `bus down`.")
 @output_options
 @command_body
-def up(config: str, session: str | None, listen: str | None, stop_timeout: float | None, as_json: bool, plain: bool, shots: str | None) -> int:
+def up(config: str, session: str | None, listen: str | None, stop_timeout: float | None, keep: bool, as_json: bool, plain: bool, shots: str | None) -> int:
     """Start the engines CONFIG.toml lists and show them live; exit when all are done.
 
-    Exit code: 0 when every engine exited 0, 1 when one did not, 3 when the
-    bus could not start, 130 on Ctrl-C (engines are stopped, nothing is left running).
+    Engines are restarted as their `restart` policy says; one that ends with
+    `on_exit = "stop-all"` stops the others. Exit code: 0 when every engine
+    exited 0 (or was stopped), 1 when one did not, 3 when the bus could not
+    start, 130 on Ctrl-C (engines are stopped, nothing is left running).
 
     \b
     Examples:
       bus up examples/demo.toml
       bus up --json examples/demo.toml > events.jsonl
       bus up --listen tcp://127.0.0.1:7010 examples/demo.toml
+      bus up --keep services.toml      (then: bus status, bus restart NAME, bus down)
     """
     engines, settings = load_config(config)
     timeout = stop_timeout if stop_timeout is not None else settings.get("stop_timeout", 10.0)
-    cfg = SupervisorConfig(engines=engines, session=session, listen=listen, stop_timeout=timeout)
+    cfg = SupervisorConfig(engines=engines, session=session, listen=listen, stop_timeout=timeout, exit_when_done=not keep)
     return launch(cfg, make_renderer(as_json, plain, shots), announce=not as_json)

@@ -4,7 +4,7 @@ Tests import `script()` to know exactly what was sent, then compare with what
 subscribers received. Options make it misbehave on purpose.
 
     python scripted.py --events 200 --seed 1 --shots 4 [--threads 4] [--hold]
-                       [--kill-self-after N] [--exit-code C]
+                       [--kill-self-after N [--kill-once FILE]] [--exit-code C] [--pace S]
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--hold", action="store_true", help="after the script, wait for SIGTERM")
     parser.add_argument("--kill-self-after", type=int, default=-1, help="SIGKILL itself after N steps")
+    parser.add_argument("--kill-once", metavar="FILE", help="with --kill-self-after: only when FILE does not exist yet (it is created)")
     parser.add_argument("--exit-code", type=int, default=0)
     parser.add_argument("--pace", type=float, default=0.0, help="spread the script over this many seconds")
     args = parser.parse_args()
@@ -73,13 +74,19 @@ def main() -> None:
             run_threads(eng, args)
         else:
             steps = script(args.seed, args.events, args.shots)
+            kill_at = args.kill_self_after
+            if args.kill_once:
+                if os.path.exists(args.kill_once):
+                    kill_at = -1
+                else:
+                    open(args.kill_once, "w").close()
             for n, (method, kwargs) in enumerate(steps):
-                if n == args.kill_self_after:
+                if n == kill_at:
                     os.kill(os.getpid(), signal.SIGKILL)
                 getattr(eng, method)(**kwargs)
                 if args.pace and n % 50 == 49:
                     time.sleep(args.pace * 50 / len(steps))  # a workload shape, not a synchronisation
-        print(f"scripted engine done: {eng.sent} sent, {eng.dropped} dropped", flush=True)
+        print(f"scripted engine done: {eng.sent} sent, {eng.dropped} dropped, instance {os.environ.get('BUS_INSTANCE')}", flush=True)
         if args.hold:
             threading.Event().wait()  # until SIGTERM turns into SystemExit
     sys.exit(args.exit_code)

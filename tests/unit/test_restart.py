@@ -61,3 +61,9 @@ def test_reset_gives_a_fresh_budget() -> None:
 
 def test_zero_budget_never_restarts() -> None:
     assert tracker(max_restarts=0).decide(failed=True, uptime=0, now=0).trigger is Trigger.GIVE_UP
+
+
+def test_forced_restarts_ignore_the_mode_but_not_the_budget() -> None:
+    t = tracker(mode="never", max_restarts=1)
+    assert t.decide(failed=True, uptime=0, now=0, forced=True).trigger is Trigger.RETRY
+    assert t.decide(failed=True, uptime=0, now=1, forced=True).trigger is Trigger.GIVE_UP

@@ -1,0 +1,97 @@
+"""`bus start|stop|restart NAME [ADDRESS]`: act on an engine (all its instances) or one instance."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+import zmq
+
+from bus import exitcodes
+from bus.errors import NotRunning
+from bus.subscriber import Subscriber
+
+from .common import command_body
+
+# What each command waits for: the states that end the wait for an instance,
+# and whether they count only after a new process was seen starting.
+ENDS = {"start": ({"running", "exited", "fatal"}, True), "stop": ({"exited", "fatal"}, False), "restart": ({"running", "exited", "fatal"}, True)}
+GOOD = {"start": {"running"}, "stop": {"exited", "fatal"}, "restart": {"running"}}
+IN_TRANSITION = ("starting", "stopping")
+
+
+def _command(op: str, summary: str, example: str) -> click.Command:
+    @click.command(name=op, help=f"""{summary}
+
+    NAME is an engine (all its instances) or one instance such as audit.2.
+    ADDRESS is as for `bus status`. Waits until done (--no-wait: at once);
+    exits 0 when every instance got there, 1 when one did not.
+
+    \b
+    Examples:
+      bus {op} {example}
+      bus {op} {example} tcp://10.0.0.5:7010
+    """)
+    @click.argument("name")
+    @click.argument("address", required=False)
+    @click.option("--wait/--no-wait", default=True, help="Wait until the instances got there (default).")
+    @click.option("--timeout", type=float, default=60.0, show_default=True, metavar="SECONDS", help="How long to wait.")
+    @command_body
+    def command(name: str, address: str | None, wait: bool, timeout: float) -> int:
+        return act(op, name, address, wait=wait, timeout=timeout)
+
+    return command
+
+
+def act(op: str, name: str, address: str | None, *, wait: bool, timeout: float) -> int:
+    with zmq.Context() as ctx:
+        sub = Subscriber(address, kinds=["state", "sup.stop"], history=None, ctx=ctx, timeout=5.0)
+        try:
+            try:
+                sub.wait_ready(timeout=5.0)
+            except TimeoutError as exc:
+                raise NotRunning(str(exc)) from None
+            reply, _ = sub.control.request(op, name=name)
+            engines: dict[str, str] = reply["engines"]
+            final = _wait(sub, op, engines, time.monotonic() + timeout) if wait else engines
+        finally:
+            sub.close()
+    for instance, state in final.items():
+        click.echo(f"{instance}: {state}")
+    if not wait:
+        return exitcodes.OK
+    done = all(state.split(" ")[0] in GOOD[op] or state.startswith("already") for state in final.values())
+    return exitcodes.OK if done else exitcodes.ENGINE_FAILED
+
+
+def _wait(sub: Subscriber, op: str, engines: dict[str, str], deadline: float) -> dict[str, str]:
+    """Follow state events until every instance that was on its way got there."""
+    ends, after_spawn = ENDS[op]
+    final = dict(engines)
+    pending = {name for name, state in engines.items() if state in IN_TRANSITION}
+    spawned = {name for name, state in engines.items() if state == "starting"}
+    while pending and (left := deadline - time.monotonic()) > 0:
+        try:
+            event = sub.recv(timeout=left)
+        except TimeoutError:
+            break
+        if event is None:  # the supervisor stopped
+            break
+        if event.kind != "state" or event.engine not in pending:
+            continue
+        fields: dict[str, Any] = event.fields()  # type: ignore[union-attr]
+        if fields["state"] == "starting":
+            spawned.add(event.engine)
+        elif fields["state"] in ends and (event.engine in spawned or not after_spawn):
+            detail = f"pid {fields['pid']}" if fields["state"] == "running" else fields["reason"]
+            final[event.engine] = f"{fields['state']} ({detail})"
+            pending.discard(event.engine)
+    for name in pending:
+        final[name] = f"{final[name]} (not done within the timeout)"
+    return final
+
+
+start = _command("start", "Start an engine that is not running (a fresh restart budget).", "audit")
+stop = _command("stop", "Stop an engine (stop signal, then SIGKILL after its stop_timeout); it is not restarted.", "audit.2")
+restart = _command("restart", "Restart an engine now: stop it, then start it again (a fresh restart budget).", "audit")
