@@ -224,6 +224,13 @@ class LiveRenderer:
             self.bars.update(task, description=f["phase"], total=total, completed=f["pct"] or 0, count=count, detail=f["detail"][:40])
         elif event.KIND == "phase.start":
             self.bars.update(task, description=f["phase"], total=None, completed=0, count="", detail="")
+        elif event.KIND == "state" and f["state"] == "exited" and f["reason"].endswith(": stopped"):
+            self.bars.update(task, description=Text("stopped", "dim"), detail="")
+        elif event.KIND == "state" and f["state"] in BAR_STATES:
+            label, style = BAR_STATES[f["state"]]
+            self.bars.update(task, description=Text(label, style), detail=f["reason"][:40] if f["state"] != "starting" else "")
+            if f["state"] == "starting":
+                self.bars.start_task(task)
         elif event.KIND == "exit":
             if f["code"] == 0:
                 self.bars.update(task, description="done", total=100, completed=100, detail="")
@@ -234,6 +241,14 @@ class LiveRenderer:
 
     def close(self) -> None:
         self.bars.stop()
+
+
+BAR_STATES = {
+    "starting": ("starting", ""),
+    "unresponsive": ("UNRESPONSIVE", "bold red"),
+    "backoff": ("backoff", "yellow"),
+    "fatal": ("FATAL", "bold red"),
+}
 
 
 class ShotSaver:
