@@ -54,7 +54,10 @@ class Fleet:
 
     def open(self, *, endpoint: str, session_dir: Path, watchdog: Watchdog | None) -> None:
         self.endpoint, self.session_dir, self.watchdog = endpoint, session_dir, watchdog
-        (session_dir / "spool").mkdir(mode=0o700, exist_ok=True)
+        spools = session_dir / "spool"
+        spools.mkdir(mode=0o700, exist_ok=True)
+        for stale in spools.iterdir():  # left by a supervisor that was killed; we hold the session lock
+            stale.unlink(missing_ok=True)
 
     # -- commands ----------------------------------------------------------------
 
