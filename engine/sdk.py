@@ -33,7 +33,7 @@ SIGKILL cannot lose what was sent: the supervisor recovers it (bus/spool.py).
 Environment: BUS_ENDPOINT, BUS_ENGINE, BUS_SPOOL, BUS_HEARTBEAT (set by the
 supervisor); BUS_FALLBACK (markers|off), BUS_LINGER (s, default 3),
 BUS_SEND_TIMEOUT (s, default 10), BUS_SNDHWM (messages, default 1000),
-BUS_SPOOL_SIZE (bytes, default 4 MiB).
+BUS_SPOOL_SIZE (bytes, default 4 MiB; 0 turns the spool off).
 """
 
 from __future__ import annotations
@@ -322,8 +322,11 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
 
 
 def _open_spool(path: str, name: str) -> SpoolWriter | None:
+    size = int(_env_float("BUS_SPOOL_SIZE", DEFAULT_SIZE))
+    if size <= 0:  # turned off: a little faster, but a SIGKILL may lose the last events
+        return None
     try:
-        return SpoolWriter(path, int(_env_float("BUS_SPOOL_SIZE", DEFAULT_SIZE)))
+        return SpoolWriter(path, size)
     except (OSError, ValueError) as exc:
         print(f"bus engine {name}: no crash spool at {path} ({exc}); a SIGKILL may lose the last events", file=sys.stderr)
         return None
