@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Any, Callable
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import click
+import zmq
 
 from bus import exitcodes
-from bus.errors import BusError
+from bus.errors import BusError, NotRunning
+from bus.protocol import AnyEvent
+from bus.subscriber import Subscriber
 
 from .render import JsonRenderer, LineRenderer, LiveRenderer, ShotSaver
 
@@ -65,3 +70,31 @@ def command_body(f: Callable[..., int]) -> Callable[..., None]:
         sys.exit(code)
 
     return wrapper
+
+
+@contextmanager
+def watching(address: str | None, kinds: list[str]) -> Iterator[Subscriber]:
+    """A subscription to `kinds`, proven live (welcomed) before it is handed
+    out: a request sent after this cannot cause an event we miss."""
+    with zmq.Context() as ctx:
+        sub = Subscriber(address, kinds=kinds, history=None, ctx=ctx, timeout=5.0)
+        try:
+            try:
+                sub.wait_ready(timeout=5.0)
+            except TimeoutError as exc:
+                raise NotRunning(str(exc)) from None
+            yield sub
+        finally:
+            sub.close()
+
+
+def events_until(sub: Subscriber, deadline: float) -> Iterator[AnyEvent]:
+    """Events until `deadline` (time.monotonic) or the end of the run."""
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            event = sub.recv(timeout=left)
+        except TimeoutError:
+            return
+        if event is None:
+            return
+        yield event

@@ -6,13 +6,11 @@ import time
 from typing import Any
 
 import click
-import zmq
 
 from bus import exitcodes
-from bus.errors import NotRunning
 from bus.subscriber import Subscriber
 
-from .common import command_body
+from .common import command_body, events_until, watching
 
 # What each command waits for: the states that end the wait for an instance,
 # and whether they count only after a new process was seen starting.
@@ -45,18 +43,10 @@ def _command(op: str, summary: str, example: str) -> click.Command:
 
 
 def act(op: str, name: str, address: str | None, *, wait: bool, timeout: float) -> int:
-    with zmq.Context() as ctx:
-        sub = Subscriber(address, kinds=["state", "sup.stop"], history=None, ctx=ctx, timeout=5.0)
-        try:
-            try:
-                sub.wait_ready(timeout=5.0)
-            except TimeoutError as exc:
-                raise NotRunning(str(exc)) from None
-            reply, _ = sub.control.request(op, name=name)
-            engines: dict[str, str] = reply["engines"]
-            final = _wait(sub, op, engines, time.monotonic() + timeout) if wait else engines
-        finally:
-            sub.close()
+    with watching(address, ["state", "sup.stop"]) as sub:
+        reply, _ = sub.control.request(op, name=name)
+        engines: dict[str, str] = reply["engines"]
+        final = _wait(sub, op, engines, time.monotonic() + timeout) if wait else engines
     for instance, state in final.items():
         click.echo(f"{instance}: {state}")
     if not wait:
@@ -71,13 +61,7 @@ def _wait(sub: Subscriber, op: str, engines: dict[str, str], deadline: float) ->
     final = dict(engines)
     pending = {name for name, state in engines.items() if state in IN_TRANSITION}
     spawned = {name for name, state in engines.items() if state == "starting"}
-    while pending and (left := deadline - time.monotonic()) > 0:
-        try:
-            event = sub.recv(timeout=left)
-        except TimeoutError:
-            break
-        if event is None:  # the supervisor stopped
-            break
+    for event in events_until(sub, deadline) if pending else ():
         if event.kind != "state" or event.engine not in pending:
             continue
         fields: dict[str, Any] = event.fields()  # type: ignore[union-attr]
@@ -87,6 +71,8 @@ def _wait(sub: Subscriber, op: str, engines: dict[str, str], deadline: float) ->
             detail = f"pid {fields['pid']}" if fields["state"] == "running" else fields["reason"]
             final[event.engine] = f"{fields['state']} ({detail})"
             pending.discard(event.engine)
+            if not pending:
+                break
     for name in pending:
         final[name] = f"{final[name]} (not done within the timeout)"
     return final

@@ -15,11 +15,9 @@ from rich.text import Text
 
 from bus import exitcodes
 from bus.control_client import ControlClient
-from bus.errors import NotRunning
 from bus.runtime import resolve
-from bus.subscriber import Subscriber
 
-from .common import command_body
+from .common import command_body, events_until, watching
 
 
 @click.command()
@@ -124,34 +122,15 @@ def down(address: str | None, timeout: float) -> int:
       bus down
       bus down tcp://10.0.0.5:7010
     """
-    start = time.monotonic()
-    with zmq.Context() as ctx:
-        sub = Subscriber(address, kinds=["sup.stop", "exit"], history=None, ctx=ctx, timeout=3.0)
-        try:
-            try:
-                sub.wait_ready(timeout=3.0)
-            except TimeoutError as exc:
-                raise NotRunning(str(exc)) from None
-            reply, _ = sub.control.request("down")
-            if reply.get("finished"):
-                click.echo(f"bus down: {sub.address.label} had already stopped", err=True)
+    deadline = time.monotonic() + timeout
+    with watching(address, ["sup.stop"]) as sub:
+        reply, _ = sub.control.request("down")
+        if reply.get("finished"):
+            click.echo(f"bus down: {sub.address.label} had already stopped", err=True)
+            return exitcodes.OK
+        for event in events_until(sub, deadline):
+            if event.kind == "sup.stop":
+                click.echo(f"bus down: stopped {sub.address.label} (exit code {event.fields()['code']})", err=True)  # type: ignore[union-attr]
                 return exitcodes.OK
-            for event in _until(sub, start + timeout):
-                if event.kind == "sup.stop":
-                    click.echo(f"bus down: stopped {sub.address.label} (exit code {event.fields()['code']})", err=True)
-                    return exitcodes.OK
-        finally:
-            sub.close()
     click.echo(f"bus down: {sub.address.label} did not stop within {timeout:g}s", err=True)
     return exitcodes.ENGINE_FAILED
-
-
-def _until(sub: Subscriber, deadline: float) -> Any:
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            event = sub.recv(timeout=left)
-        except TimeoutError:
-            return
-        if event is None:
-            return
-        yield event

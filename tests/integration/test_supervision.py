@@ -195,6 +195,8 @@ def control_run(address: str | None, config: Path, tmp_path: Path) -> None:
     stop = bus_result("stop", "worker", *at)
     assert stop.returncode == 0, stop.stderr
     assert [line.split(":")[0:2] for line in stop.stdout.splitlines()] == [["worker.1", " exited (exit code 143"], ["worker.2", " exited (exit code 143"]]
+    again = bus_result("stop", "worker.1", "--timeout", "60", *at, timeout=10)  # nothing to wait for: at once
+    assert (again.returncode, again.stdout) == (0, "worker.1: already exited\n")
     status = json.loads(bus_result("status", "--json", *at).stdout)
     assert {e["name"]: e["state"] for e in status["engines"]} == {"worker.1": "exited", "worker.2": "exited", "other": "running"}
     assert next(e for e in status["engines"] if e["name"] == "worker.1")["spawns"] == 2
