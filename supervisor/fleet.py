@@ -193,8 +193,11 @@ class Fleet:
         prev = child.state
         child.state = next_state(child.name, prev, trigger)
         child.reason = reason
+        # A timer belongs to its state: leaving the state cancels it (a stale one
+        # would look due for ever and spin the loop).
         child.started_at = child.started_at if child.state is State.STARTING else None
         child.restart_at = child.restart_at if child.state is State.BACKOFF else None
+        child.kill_at = child.kill_at if child.state is State.STOPPING else None
         self.publish(
             EngineState(
                 engine=child.name, state=str(child.state), prev=str(prev), pid=child.pid, reason=reason,
