@@ -228,3 +228,17 @@ def test_control_commands_over_tcp(runtime_dir: Path, tmp_path: Path) -> None:
         control_run(next(e for e in info["control"] if e.startswith("tcp://")), config, tmp_path)
     finally:
         assert finish(launcher) == 0
+
+
+def test_an_engine_marked_stop_all_ends_the_run_when_it_ends(runtime_dir: Path, tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"main": {"command": scripted("--events", "20"), "on_exit": "stop-all"}, "helper": scripted("--hold")})
+    collector = Collector()
+    collector.start()
+    launcher = bus("up", "--plain", str(config), stdout=open(tmp_path / "up.out", "w"))
+    assert finish(launcher, 60) == 0  # main exited 0; the helper was stopped, which is not a failure
+    events = collector.finish()
+    helper_states = [e.fields() for e in events if e.kind == "state" and e.engine == "helper"]
+    stopping = next(f for f in helper_states if f["state"] == "stopping")
+    assert stopping["reason"] == "main ended (exit code 0; on_exit = stop-all)"
+    assert helper_states[-1]["state"] == "exited"
+    assert events[-1].fields() == {"code": 0, "reason": "main ended (exit code 0; on_exit = stop-all)"}
