@@ -6,35 +6,83 @@
         for event in sub:                     # ends after the run's sup.stop
             print(event.gseq, event.kind, event.engine)
 
-How it works (the ZeroMQ guide's Clone pattern): subscribe on PUB, wait for
-the supervisor's `welcome` (proof the subscription is live, and the newest
-gseq at that moment), fetch what came before from the supervisor's history
-over the control socket (all of it, the last N, or none), then follow live.
-Live events already seen are dropped; when global sequence numbers jump (the
-publisher dropped messages for a slow subscriber), the missing range is
-fetched from history before going on. Whatever history no longer holds is
-recorded in `lost`, never silently skipped.
+    async with AsyncSubscriber("tcp://10.0.0.5:7010") as sub:
+        async for event in sub:
+            ...
 
-A Subscriber owns zmq sockets: use it from one thread (make one per thread).
+Both drive the same catch-up (bus/catchup.py): subscribe, wait for the
+supervisor's welcome, fetch what came before from its history (all of it, the
+newest N, or since a time), then follow live, refilling any gap from history.
+`snapshot()` asks for the current state of every engine.
+
+A subscriber owns zmq sockets: use one from one thread (or one event loop).
 """
 
 from __future__ import annotations
 
-from collections import deque
-from typing import Any, Iterable, Iterator
+import time
+from typing import Any, AsyncIterator, Iterable, Iterator
 
 import zmq
+import zmq.asyncio
 
 from . import sockets
-from .control_client import ControlClient
+from .catchup import ALL, Catchup, Need
+from .control_client import ControlClient, pick_endpoint
 from .errors import BusError, NotRunning
-from .protocol import AnyEvent, RemoteProtocolError, Welcome, decode_published, split_batch
+from .protocol import AnyEvent, RemoteProtocolError, split_batch
+from .protocol.control import decode_reply, encode_request
 from .runtime import Address, resolve
 
-ALL = "all"
+
+class _Base:
+    def __init__(
+        self,
+        address: str | Address | None,
+        *,
+        engines: Iterable[str] | None,
+        kinds: Iterable[str] | None,
+        history: int | str | None,
+        since: float | None,
+        timeout: float,
+        connect_timeout: float | None,
+    ) -> None:
+        """`history`: "all" (everything the supervisor holds of this run), N (the
+        newest N matching events) or None (live only); `since`: events from that
+        Unix time on instead. `timeout` bounds each control request;
+        `connect_timeout` bounds the wait for a supervisor (None: wait)."""
+        self.address = address if isinstance(address, Address) else resolve(address)
+        if not (history in (ALL, None) or (isinstance(history, int) and history >= 0)):
+            raise BusError(f"history must be 'all', a number >= 0 or None, got {history!r}")
+        self.catchup = Catchup(history=history, since=since, kinds=kinds, engines=engines)
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+
+    # What the catch-up knows, for callers.
+    @property
+    def run(self) -> str | None:
+        return self.catchup.run
+
+    @property
+    def lost(self) -> list[tuple[int, int]]:
+        return self.catchup.lost
+
+    @property
+    def ended(self) -> bool:
+        return self.catchup.ended
+
+    def _history_args(self, need: Need) -> dict[str, Any]:
+        return {"after": need.after, "until": need.until, "last": need.last, "since": need.since, "kinds": self.catchup.history_kinds, "run": self.run}
+
+    def _give(self, reply: dict[str, Any], frames: list[Any]) -> None:
+        try:
+            events = split_batch(frames, reply["frames"])
+        except RemoteProtocolError as exc:
+            raise BusError(f"history from {self.address.label} is garbled: {exc}") from None
+        self.catchup.give(events, reply)
 
 
-class Subscriber:
+class Subscriber(_Base):
     def __init__(
         self,
         address: str | Address | None = None,
@@ -42,35 +90,18 @@ class Subscriber:
         engines: Iterable[str] | None = None,
         kinds: Iterable[str] | None = None,
         history: int | str | None = ALL,
+        since: float | None = None,
         ctx: zmq.Context | None = None,
         timeout: float = 5.0,
         connect_timeout: float | None = None,
     ) -> None:
-        """`history`: "all" (everything the supervisor holds), N (the last N matching
-        events) or None (live only). `timeout` bounds each control request;
-        `connect_timeout` bounds the wait for a supervisor to answer (None: wait)."""
-        self.address = address if isinstance(address, Address) else resolve(address)
-        self.engines = frozenset(engines) if engines else None
-        self.kinds = frozenset(kinds) if kinds else None
-        if not (history in (ALL, None) or (isinstance(history, int) and history >= 0)):
-            raise BusError(f"history must be 'all', a number >= 0 or None, got {history!r}")
-        self.history = history
+        super().__init__(address, engines=engines, kinds=kinds, history=history, since=since, timeout=timeout, connect_timeout=connect_timeout)
         self._own_ctx = ctx is None
         self.ctx = ctx or zmq.Context()
         self.control = ControlClient(self.ctx, self.address, timeout=timeout)
-        self.connect_timeout = connect_timeout
-        self.run: str | None = None         # id of the supervisor run we follow
-        self.lost: list[tuple[int, int]] = []  # gseq ranges history could not give back
-        self.rejected = 0                    # messages from PUB we could not decode
-        self.ended = False                   # the run's sup.stop was delivered
-        self._next: int | None = None        # gseq expected next
-        self._early: list[AnyEvent] = []     # live events that came before the welcome
-        self._ready: deque[AnyEvent] = deque()
         self._sub: zmq.Socket | None = None
         if self.address.pub is not None:  # known (local session): subscribe now, not at first recv
             self._sub = sockets.sub(self.ctx, self.address.pub)
-
-    # -- public ----------------------------------------------------------------
 
     def __iter__(self) -> Iterator[AnyEvent]:
         while True:
@@ -81,28 +112,48 @@ class Subscriber:
 
     def recv(self, timeout: float | None = None) -> AnyEvent | None:
         """The next event; None once the run has ended. Raises TimeoutError."""
-        waited = self.connect_timeout if self._next is None and timeout is None else timeout
+        waited = self.connect_timeout if self.catchup.run is None and timeout is None else timeout
+        deadline = None if waited is None else time.monotonic() + waited
         sub = self._sub or self._connect(waited)
-        while not self._ready:
-            if self.ended:
+        ready = self.catchup.ready
+        while not ready:
+            if self.catchup.need is not None:
+                self._fetch()
+                continue
+            if self.catchup.ended:
                 return None
-            if not sub.poll(None if waited is None else int(waited * 1000)):
+            left = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            if not sub.poll(left):
                 raise TimeoutError(f"no event from {self.address.label} within {waited:g}s")
             for _ in range(1000):
                 try:
-                    frames = sub.recv_multipart(zmq.NOBLOCK)
+                    self.catchup.feed(sub.recv_multipart(zmq.NOBLOCK))
                 except zmq.Again:
                     break
-                self._on_message(frames)
-        return self._ready.popleft()
+        return ready.popleft()
 
     def wait_ready(self, timeout: float | None = None) -> None:
-        """Return once the subscription is live (the welcome came); TimeoutError if not."""
+        """Return once the subscription is live (welcomed, history fetched); TimeoutError if not."""
         sub = self._sub or self._connect(timeout)
-        while self._next is None:
-            if not sub.poll(None if timeout is None else int(timeout * 1000)):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.catchup.live:
+            if self.catchup.need is not None:
+                self._fetch()
+                continue
+            left = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            if not sub.poll(left):
                 raise TimeoutError(f"no supervisor answered at {self.address.label} within {timeout:g}s")
-            self._on_message(sub.recv_multipart())
+            self.catchup.feed(sub.recv_multipart())
+
+    def snapshot(self) -> dict[str, Any]:
+        """The supervisor's current state of every engine (see docs/PROTOCOL.md, `snapshot`)."""
+        reply, _ = self.control.request("snapshot")
+        return reply
+
+    def _fetch(self) -> None:
+        assert self.catchup.need is not None
+        reply, frames = self.control.request("history", **self._history_args(self.catchup.need))
+        self._give(reply, frames)
 
     def _connect(self, timeout: float | None) -> zmq.Socket:
         try:
@@ -125,88 +176,100 @@ class Subscriber:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    # -- the catch-up --------------------------------------------------------------
 
-    def _on_message(self, frames: list[bytes]) -> None:
-        try:
-            event = decode_published(frames)
-        except RemoteProtocolError:
-            self.rejected += 1
-            return
-        if isinstance(event, Welcome):
-            if event.run != self.run:
-                self._start(event)
-            return
-        if self._next is None:
-            self._early.append(event)
-        else:
-            self._live(event)
+class AsyncSubscriber(_Base):
+    """The asyncio twin of Subscriber: `async for event in sub`, `await sub.recv()`."""
 
-    def _start(self, welcome: Welcome) -> None:
-        """First welcome of a run: catch up from history, then replay early arrivals."""
-        self.run, self.ended = welcome.run, False
-        if self.history == ALL:
-            self._next = 1
-            self._fill(0, welcome.last)
-        else:
-            count = self.history or 0
-            if count:
-                self._accept(self._fetch(0, welcome.last, last=count))
-            self._next = welcome.last + 1
-        early, self._early = self._early, []
-        for event in early:
-            self._live(event)
+    def __init__(
+        self,
+        address: str | Address | None = None,
+        *,
+        engines: Iterable[str] | None = None,
+        kinds: Iterable[str] | None = None,
+        history: int | str | None = ALL,
+        since: float | None = None,
+        ctx: zmq.asyncio.Context | None = None,
+        timeout: float = 5.0,
+        connect_timeout: float | None = None,
+    ) -> None:
+        super().__init__(address, engines=engines, kinds=kinds, history=history, since=since, timeout=timeout, connect_timeout=connect_timeout)
+        self._own_ctx = ctx is None
+        self.ctx = ctx or zmq.asyncio.Context()
+        self._ctl = sockets.dealer(self.ctx, self.address.control)
+        self._sub: zmq.asyncio.Socket | None = sockets.sub(self.ctx, self.address.pub) if self.address.pub else None
+        self._ids = 0
 
-    def _live(self, event: AnyEvent) -> None:
-        gseq = event.gseq
-        assert self._next is not None
-        if gseq is None or gseq < self._next:
-            return  # a duplicate (or an event of an older run)
-        if gseq > self._next:
-            self._fill(self._next - 1, gseq - 1)
-        self._accept([event])
+    def __aiter__(self) -> AsyncIterator[AnyEvent]:
+        return self._events()
 
-    def _fill(self, after: int, until: int) -> None:
-        if until > after:
-            self._accept(self._fetch(after, until))
-        if self._next is not None and not self.ended:
-            self._next = max(self._next, until + 1)  # filtered-out events leave no trace
+    async def _events(self) -> AsyncIterator[AnyEvent]:
+        while (event := await self.recv()) is not None:
+            yield event
 
-    def _accept(self, events: list[AnyEvent]) -> None:
-        for event in events:
-            if event.gseq is not None and self._next is not None and event.gseq < self._next:
+    async def recv(self, timeout: float | None = None) -> AnyEvent | None:
+        """The next event; None once the run has ended. Raises TimeoutError."""
+        waited = self.connect_timeout if self.catchup.run is None and timeout is None else timeout
+        deadline = None if waited is None else time.monotonic() + waited
+        sub = self._sub or await self._connect(waited)
+        ready = self.catchup.ready
+        while not ready:
+            if self.catchup.need is not None:
+                reply, frames = await self.request("history", **self._history_args(self.catchup.need))
+                self._give(reply, frames)
                 continue
-            if event.gseq is not None:
-                self._next = event.gseq + 1
-            if self._wanted(event):
-                self._ready.append(event)
-            if event.kind == "sup.stop":
-                self.ended = True
-                return
+            if self.catchup.ended:
+                return None
+            left = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            if not await sub.poll(left):
+                raise TimeoutError(f"no event from {self.address.label} within {waited:g}s")
+            self.catchup.feed(await sub.recv_multipart())
+        return ready.popleft()
 
-    def _wanted(self, event: AnyEvent) -> bool:
-        if self.kinds is not None and event.kind not in self.kinds:
-            return False
-        if self.engines is not None:
-            name = event.engine
-            return name in self.engines or name.split(".", 1)[0] in self.engines
-        return True
+    async def snapshot(self) -> dict[str, Any]:
+        reply, _ = await self.request("snapshot")
+        return reply
 
-    def _fetch(self, after: int, until: int, last: int | None = None) -> list[AnyEvent]:
-        """Events after < gseq <= until from history, page by page; records what is gone."""
-        kinds = sorted(self.kinds | {"sup.stop"}) if self.kinds is not None else None
-        events: list[AnyEvent] = []
-        first_page = True
-        while True:
-            reply, frames = self.control.request("history", after=after, until=until, last=last, kinds=kinds)
-            if first_page and last is None and reply["first"] > after + 1:
-                gone_until = min(until, reply["first"] - 1) if reply["first"] else until
-                self.lost.append((after + 1, gone_until))
-            first_page = False
+    async def request(self, op: str, **args: Any) -> tuple[dict[str, Any], list[Any]]:
+        self._ids += 1
+        req_id = self._ids
+        await self._ctl.send_multipart([b"", encode_request(op, req_id, **args)])
+        deadline = time.monotonic() + self.timeout
+        while (left := deadline - time.monotonic()) > 0:
+            if not await self._ctl.poll(int(left * 1000) + 1):
+                break
+            frames = await self._ctl.recv_multipart()
+            body = frames[1:] if frames and frames[0] == b"" else frames
             try:
-                events.extend(split_batch(frames, reply["frames"]))
-            except RemoteProtocolError as exc:
-                raise BusError(f"history from {self.address.label} is garbled: {exc}") from None
-            if not reply["more"]:
-                return events
-            after, last = reply["next"], None
+                reply = decode_reply(body[0])
+            except (RemoteProtocolError, IndexError):
+                continue
+            if reply.get("id") != req_id:
+                continue
+            if not reply["ok"]:
+                raise BusError(f"{op}: {reply.get('error', '')}")
+            return reply, body[1:]
+        raise NotRunning(f"no answer from a supervisor at {self.address.label} within {self.timeout:g}s")
+
+    async def _connect(self, timeout: float | None) -> zmq.asyncio.Socket:
+        saved, self.timeout = self.timeout, timeout if timeout is not None else 365 * 86400.0
+        try:
+            reply, _ = await self.request("hello")
+        except NotRunning as exc:
+            raise TimeoutError(str(exc)) from None
+        finally:
+            self.timeout = saved
+        self._sub = sockets.sub(self.ctx, pick_endpoint(reply["endpoints"]["pub"], self.address.control))
+        return self._sub
+
+    def close(self) -> None:
+        if self._sub is not None:
+            self._sub.close(linger=0)
+        self._ctl.close(linger=0)
+        if self._own_ctx:
+            self.ctx.term()
+
+    async def __aenter__(self) -> AsyncSubscriber:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.close()

@@ -122,11 +122,14 @@ def engine_status(child: Child) -> dict[str, Any]:
 
 def history(sup: Supervisor, request: Request) -> list[Any]:
     args = request.args
+    if args["run"] not in (None, sup.run_id):
+        return [encode_error(request.id, "unknown-run", f"no run {args['run']!r} here (this run is {sup.run_id})")]
     limit = min(args["limit"] or MAX_HISTORY_BATCH, MAX_HISTORY_BATCH)
     entries, more = sup.history.select(
         after=args["after"],
         until=args["until"],
         last=args["last"],
+        since=args["since"],
         kinds=args["kinds"],
         engines=args["engines"],
         limit=limit,
@@ -137,6 +140,7 @@ def history(sup: Supervisor, request: Request) -> list[Any]:
         frames.extend(entry.frames)
     reply = encode_reply(
         request.id,
+        run=sup.run_id,
         first=sup.history.first,
         last=sup.gseq,
         count=len(entries),

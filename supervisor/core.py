@@ -255,7 +255,7 @@ class Supervisor:
         self.pub.send_multipart([topic_of(numbered), *body])
         self.counters["published"] += 1
         size = sum(len(f) for f in body)
-        self.history.append(Entry(self.gseq, numbered.KIND, numbered.engine, body, size))
+        self.history.append(Entry(self.gseq, numbered.KIND, numbered.engine, numbered.ts, body, size))
         for sink in self.sinks:
             sink(numbered)
 

@@ -19,6 +19,7 @@ class Entry:
     gseq: int
     kind: str
     engine: str
+    ts: float
     frames: list[Any]  # [header, *blobs]
     size: int
 
@@ -55,6 +56,7 @@ class History:
         after: int = 0,
         until: int | None = None,
         last: int | None = None,
+        since: float | None = None,
         kinds: Iterable[str] | None = None,
         engines: Iterable[str] | None = None,
         limit: int = 1000,
@@ -62,7 +64,8 @@ class History:
     ) -> tuple[list[Entry], bool]:
         """Entries with after < gseq <= until that match the filters, oldest first.
 
-        `last=N` keeps only the newest N of those. Returns (entries, more):
+        `last=N` keeps only the newest N of those; `since` only those produced
+        at or after that Unix time. Returns (entries, more):
         `more` is true when the reply was cut at `limit` entries or `max_bytes`;
         ask again with `after` = the last gseq received.
         """
@@ -70,7 +73,11 @@ class History:
         engine_set = set(engines) if engines is not None else None
 
         def wanted(e: Entry) -> bool:
-            return (kind_set is None or e.kind in kind_set) and (engine_set is None or e.engine in engine_set)
+            return (
+                (kind_set is None or e.kind in kind_set)
+                and (engine_set is None or e.engine in engine_set)
+                and (since is None or e.ts >= since)
+            )
 
         if not self._entries:
             return [], False

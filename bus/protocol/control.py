@@ -33,9 +33,11 @@ OPS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "after": ((int,), 0),
         "until": ((int, type(None)), None),
         "last": ((int, type(None)), None),
+        "since": ((int, float, type(None)), None),
         "limit": ((int, type(None)), None),
         "kinds": ((list, type(None)), None),
         "engines": ((list, type(None)), None),
+        "run": ((str, type(None)), None),
     },
 }
 

@@ -10,7 +10,7 @@ from bus.protocol.control import decode_reply, decode_request, encode_error, enc
 def test_history_request_defaults_and_round_trip() -> None:
     request = decode_request(encode_request("history", 7, after=10, kinds=["log"]))
     assert request.op == "history" and request.id == 7
-    assert request.args == {"after": 10, "until": None, "last": None, "limit": None, "kinds": ["log"], "engines": None}
+    assert request.args == {"after": 10, "until": None, "last": None, "since": None, "limit": None, "kinds": ["log"], "engines": None, "run": None}
 
 
 @pytest.mark.parametrize(

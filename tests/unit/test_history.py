@@ -6,7 +6,7 @@ from supervisor.history import Entry, History
 def fill(history: History, count: int, size: int = 10) -> None:
     for gseq in range(1, count + 1):
         kind = "screenshot" if gseq % 5 == 0 else "log"
-        history.append(Entry(gseq, kind, f"e{gseq % 2}", [b"h"], size))
+        history.append(Entry(gseq, kind, f"e{gseq % 2}", 1000.0 + gseq, [b"h"], size))
 
 
 def gseqs(entries: list[Entry]) -> list[int]:
@@ -24,7 +24,7 @@ def test_bounded_by_count_and_bytes() -> None:
 
 def test_one_oversized_entry_is_still_kept() -> None:
     history = History(max_events=10, max_bytes=5)
-    history.append(Entry(1, "screenshot", "e", [b"x"], 1000))
+    history.append(Entry(1, "screenshot", "e", 0.0, [b"x"], 1000))
     assert len(history) == 1
 
 
@@ -38,6 +38,7 @@ def test_select_ranges_filters_and_last() -> None:
     assert gseqs(history.select(last=3)[0]) == [18, 19, 20]
     assert gseqs(history.select(last=2, kinds=["screenshot"], until=14)[0]) == [5, 10]
     assert history.select(after=20) == ([], False)
+    assert gseqs(history.select(since=1017.0)[0]) == [17, 18, 19, 20]
 
 
 def test_select_pages_by_count_and_bytes() -> None:
