@@ -7,7 +7,8 @@ run directory `<base>/<session>/` (mode 0700) holding its ipc sockets `ctl`,
 supervisors never share a session and a crashed one never blocks the next.
 
 `<base>` is `$BUS_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/bus`, else
-`<tmp>/bus-<uid>`. The socket paths are fixed, so a tool can connect before
+`<tmp>/bus-<uid>`. The session's journal lives on disk instead, under
+`$BUS_STATE_DIR`, else `$XDG_STATE_HOME/bus`, else `~/.local/state/bus`. The socket paths are fixed, so a tool can connect before
 the supervisor exists: zmq keeps retrying until it binds.
 
 Windows has no ipc: there the supervisor binds tcp on 127.0.0.1 with random
@@ -113,6 +114,21 @@ def local_session(name: str | None = None, *, create: bool = False) -> Session:
         private_dir(base)
         private_dir(session.dir)
     return session
+
+
+def state_base() -> Path:
+    """Where journals live: on disk, not in the (often RAM-backed) run directory."""
+    explicit = os.environ.get("BUS_STATE_DIR")
+    if explicit:
+        return Path(explicit)
+    if os.name == "nt":  # pragma: no cover - Windows
+        return Path(os.environ.get("LOCALAPPDATA", Path.home())) / "bus"
+    xdg = os.environ.get("XDG_STATE_HOME")
+    return Path(xdg) / "bus" if xdg else Path.home() / ".local" / "state" / "bus"
+
+
+def journal_path(session: Session) -> Path:
+    return state_base() / session.name / "journal.sqlite"
 
 
 class SessionLock:

@@ -28,7 +28,7 @@ import os
 import struct
 import zlib
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 FILE_MAGIC = b"BUSSPOOL"
 FILE_HEAD = struct.Struct("<8sII")  # magic, version, size (of the whole file)
@@ -66,7 +66,7 @@ class SpoolWriter:
 
     def write(self, seq: int, frames: Sequence[bytes | memoryview]) -> int:
         """Copy one event into the ring; returns where, for `retract`."""
-        payload = b"".join(FRAME_LEN.pack(len(f)) + bytes(f) for f in frames)
+        payload = pack_frames(frames)
         flags = 0
         if REC_HEAD.size + len(payload) > (self._size - HEADER) // 2:
             payload, flags = b"", TOO_BIG
@@ -122,12 +122,25 @@ def _record(data: bytes, at: int) -> tuple[int, list[bytes] | None, int] | None:
     end = at + _aligned(REC_HEAD.size + length)
     if flags & TOO_BIG:
         return seq, None, end
+    frames = unpack_frames(payload)
+    return (seq, frames, end) if frames is not None and len(frames) == count else None
+
+
+def pack_frames(frames: Sequence[Any]) -> bytes:
+    """Frames laid end to end, each behind its length (u32, little-endian)."""
+    return b"".join(FRAME_LEN.pack(len(f)) + bytes(f) for f in frames)
+
+
+def unpack_frames(data: bytes) -> list[bytes] | None:
+    """The inverse of pack_frames; None if `data` is not such a sequence."""
     frames, pos = [], 0
-    for _ in range(count):
-        if pos + FRAME_LEN.size > length:
+    while pos < len(data):
+        if pos + FRAME_LEN.size > len(data):
             return None
-        (size,) = FRAME_LEN.unpack_from(payload, pos)
+        (size,) = FRAME_LEN.unpack_from(data, pos)
         pos += FRAME_LEN.size
-        frames.append(payload[pos : pos + size])
+        if pos + size > len(data):
+            return None
+        frames.append(data[pos : pos + size])
         pos += size
-    return (seq, frames, end) if pos == length else None
+    return frames

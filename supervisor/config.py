@@ -2,6 +2,11 @@
 
     [supervisor]                  # optional
     stop_timeout = 10             # default for engines: seconds from stop signal to SIGKILL
+    history_events = 100000       # in-memory history: events ...
+    history_mb = 256              # ... and megabytes
+    journal = true                # keep every event on disk too
+    journal_max_mb = 1024         # journal retention: size ...
+    journal_max_days = 7          # ... and age
 
     [engines.audit]
     command = ["python", "audit_engine.py", "--site", "shop"]   # a list; a string only with shell = true
@@ -80,6 +85,9 @@ class SupervisorConfig:
     history_bytes: int = 256 * 1024 * 1024  # ... and bytes
     max_line: int = 64 * 1024           # longer stdout/stderr lines are cut
     watchdog: bool = True               # engines die with a SIGKILLed supervisor (POSIX)
+    journal: bool = True                # keep every event on disk (bus/journal.py)
+    journal_max_bytes: int = 1024**3    # retention: the oldest events go beyond this size...
+    journal_max_age: float = 7 * 86400  # ... or this age (seconds)
 
 
 class ConfigError(BusError):
@@ -87,7 +95,7 @@ class ConfigError(BusError):
 
 
 def load_config(path: str | Path) -> tuple[tuple[EngineSpec, ...], dict[str, Any]]:
-    """Engine specs and supervisor settings from a TOML file."""
+    """Engine specs and supervisor settings (SupervisorConfig keywords) from a TOML file."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -181,7 +189,14 @@ ENGINE_CHECKS: dict[str, Check] = {
     "shell": _boolean,
 }
 ENGINE_KEYS = {"command", "env", "cwd", *ENGINE_CHECKS}
-SUPERVISOR_CHECKS: dict[str, Check] = {"stop_timeout": _number(0)}
+SUPERVISOR_CHECKS: dict[str, Check] = {
+    "stop_timeout": _number(0),
+    "history_events": _integer(1, 100_000_000),
+    "history_mb": _number(1),
+    "journal": _boolean,
+    "journal_max_mb": _number(1),
+    "journal_max_days": _number(0, above=True),
+}
 
 
 def _suggest(key: str, known: Iterable[str]) -> str:
@@ -201,6 +216,10 @@ def _supervisor_settings(path: Path, table: Any) -> dict[str, Any]:
             settings[key] = check(value)
         except _Bad as exc:
             raise ConfigError(f"{path}: [supervisor]: {key} {exc}") from None
+    scaled = {"history_mb": ("history_bytes", 1024**2), "journal_max_mb": ("journal_max_bytes", 1024**2), "journal_max_days": ("journal_max_age", 86400)}
+    for key, (name, unit) in scaled.items():
+        if key in settings:
+            settings[name] = int(settings.pop(key) * unit) if name.endswith("bytes") else settings.pop(key) * unit
     return settings
 
 

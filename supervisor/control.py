@@ -1,5 +1,5 @@
-"""Control requests on the supervisor's ROUTER socket: hello, status, history,
-start, stop, restart, down.
+"""Control requests on the supervisor's ROUTER socket: hello, status, runs,
+history, start, stop, restart, down.
 
 A bad request gets an error reply (`ok: false`, a `code` and a one-line
 `error`); it never disturbs the supervisor. See docs/PROTOCOL.md, "Control".
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import zmq
 
 from bus._version import __version__
+from bus.journal import Entry, JournalReader
 from bus.protocol import RemoteProtocolError
 from bus.protocol.control import (
     MAX_HISTORY_BATCH,
@@ -64,6 +65,8 @@ def answer(sup: Supervisor, body: list[bytes]) -> list[Any]:
         return [encode_reply(request.id, engines=outcome)]
     if request.op == "status":
         return [encode_reply(request.id, **status(sup))]
+    if request.op == "runs":
+        return [encode_reply(request.id, **runs(sup))]
     return [encode_reply(request.id, **hello(sup))]
 
 
@@ -121,31 +124,62 @@ def engine_status(child: Child) -> dict[str, Any]:
 
 
 def history(sup: Supervisor, request: Request) -> list[Any]:
+    """From memory while it holds the range, else from the journal; earlier runs from the journal."""
     args = request.args
-    if args["run"] not in (None, sup.run_id):
-        return [encode_error(request.id, "unknown-run", f"no run {args['run']!r} here (this run is {sup.run_id})")]
+    run = args["run"] or sup.run_id
+    reader = sup.journal_reader()
+    from_memory = run == sup.run_id and (reader is None or sup.history.first <= args["after"] + 1)
+    if not from_memory and (reader is None or (run != sup.run_id and not _known_run(reader, run))):
+        return [encode_error(request.id, "unknown-run", f"no run {run!r} in this session's history")]
+    if not from_memory and run == sup.run_id and sup.journal is not None:
+        sup.journal.flush()  # what memory let go of may still be on its way to disk
     limit = min(args["limit"] or MAX_HISTORY_BATCH, MAX_HISTORY_BATCH)
-    entries, more = sup.history.select(
-        after=args["after"],
-        until=args["until"],
-        last=args["last"],
-        since=args["since"],
-        kinds=args["kinds"],
-        engines=args["engines"],
-        limit=limit,
-        max_bytes=MAX_HISTORY_BYTES,
+    source = sup.history if from_memory else _ReaderFor(reader, run)  # type: ignore[arg-type]
+    entries, more = source.select(
+        after=args["after"], until=args["until"], last=args["last"], since=args["since"],
+        kinds=args["kinds"], engines=args["engines"], limit=limit, max_bytes=MAX_HISTORY_BYTES,
     )
     frames: list[Any] = []
     for entry in entries:
         frames.extend(entry.frames)
+    first = sup.history.first if from_memory else reader.first(run)  # type: ignore[union-attr]
     reply = encode_reply(
         request.id,
-        run=sup.run_id,
-        first=sup.history.first,
-        last=sup.gseq,
+        run=run,
+        first=first,
+        last=sup.gseq if run == sup.run_id else _last_of(reader, run),
         count=len(entries),
         more=more,
         next=entries[-1].gseq if entries else args["after"],
         frames=[len(entry.frames) for entry in entries],
     )
     return [reply, *frames]
+
+
+class _ReaderFor:
+    """A journal reader bound to one run, shaped like History."""
+
+    def __init__(self, reader: JournalReader, run: str) -> None:
+        self.reader, self.run = reader, run
+
+    def select(self, **query: Any) -> tuple[list[Entry], bool]:
+        return self.reader.select(self.run, **query)
+
+
+def _known_run(reader: JournalReader, run: str) -> bool:
+    return any(info.run == run for info in reader.runs())
+
+
+def _last_of(reader: JournalReader | None, run: str) -> int:
+    return next((info.last for info in reader.runs() if info.run == run), 0) if reader else 0
+
+
+def runs(sup: Supervisor) -> dict[str, Any]:
+    """The runs this session's journal holds, oldest first; the current one marked."""
+    reader = sup.journal_reader()
+    if sup.journal is not None:
+        sup.journal.flush()
+    known = [info.as_dict() for info in reader.runs()] if reader else []
+    if not any(info["run"] == sup.run_id for info in known):
+        known.append({"run": sup.run_id, "started": sup.started, "stopped": None, "code": None, "pid": os.getpid(), "first": sup.history.first, "last": sup.gseq, "events": len(sup.history)})
+    return {"current": sup.run_id, "runs": known}

@@ -35,13 +35,15 @@ from bus.protocol import Event, Log, RemoteProtocolError, SupervisorStarted, Sup
 from bus.protocol.codec import encode, header_map, topic_of
 from bus.protocol.legacy import is_marker, parse_marker
 from bus.protocol.limits import MAX_TEXT
-from bus.runtime import HAS_IPC, Session, SessionLock, local_session, tcp_endpoints
+from bus.errors import BusError
+from bus.journal import Entry, JournalReader, JournalWriter
+from bus.runtime import HAS_IPC, Session, SessionLock, journal_path, local_session, tcp_endpoints
 
 from . import control
 from .children import Child, Inbox
 from .config import SupervisorConfig
 from .fleet import Fleet
-from .history import Entry, History
+from .history import History
 from .outcome import run_exit_code
 from .wake import SignalWake
 from .watchdog import Watchdog
@@ -69,6 +71,8 @@ class Supervisor:
         self.counters = {"received": 0, "accepted": 0, "rejected": 0, "published": 0, "lines": 0}
         self.rejects: dict[str, int] = {}
         self.stop_reason = ""
+        self.journal: JournalWriter | None = None
+        self._reader: JournalReader | None = None
         self.finished = False  # sup.stop is out: only late subscribers are served
         self._stop_signal: int | None = None
         self._done = False
@@ -82,6 +86,7 @@ class Supervisor:
         self.session = session
         watchdog = None
         try:
+            self._open_journal(session)
             self._bind(session)
             watchdog = Watchdog() if self.config.watchdog else None
             session.write_info(
@@ -102,14 +107,35 @@ class Supervisor:
                 self.fleet.kill_everything()
             code = self.exit_code()
             self._publish(SupervisorStopped(code=code, reason=self.stop_reason))
+            if self.journal is not None:
+                self.journal.end_run(self.run_id, time.time(), code)
             self.finished = True
             self._serve_late_subscribers()
             return code
         finally:
             if watchdog is not None:
                 watchdog.close()
+            if self.journal is not None:
+                self.journal.close()
             self._close(session)
             lock.release()
+
+    def _open_journal(self, session: Session) -> None:
+        if not self.config.journal:
+            return
+        path = journal_path(session)
+        self.journal = JournalWriter(path, max_bytes=self.config.journal_max_bytes, max_age=self.config.journal_max_age)
+        if self.journal.error:
+            raise BusError(f"{self.journal.error}: set BUS_STATE_DIR to a writable directory, or use --no-journal")
+        self.journal.begin_run(self.run_id, self.started, os.getpid())
+
+    def journal_reader(self) -> JournalReader | None:
+        """For history the memory no longer holds, and for earlier runs."""
+        if self.journal is None or self.journal.error:
+            return None
+        if self._reader is None:
+            self._reader = JournalReader(self.journal.path)
+        return self._reader
 
     def _bind(self, session: Session) -> None:
         files = {"control": "ctl", "pub": "pub", "pull": "pull"}
@@ -255,7 +281,10 @@ class Supervisor:
         self.pub.send_multipart([topic_of(numbered), *body])
         self.counters["published"] += 1
         size = sum(len(f) for f in body)
-        self.history.append(Entry(self.gseq, numbered.KIND, numbered.engine, numbered.ts, body, size))
+        entry = Entry(self.gseq, numbered.KIND, numbered.engine, numbered.ts, body, size)
+        self.history.append(entry)
+        if self.journal is not None:
+            self.journal.append(self.run_id, entry)
         for sink in self.sinks:
             sink(numbered)
 
@@ -276,6 +305,8 @@ class Supervisor:
             if sock is not None:
                 sock.close()
         self._inbox.close()
+        if self._reader is not None:
+            self._reader.close()
         try:
             session.info_file.unlink()
         except OSError:

@@ -9,19 +9,10 @@ by arithmetic on `gseq`, not by search.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 from itertools import islice
-from typing import Any, Iterable
+from typing import Iterable
 
-
-@dataclass(slots=True, frozen=True)
-class Entry:
-    gseq: int
-    kind: str
-    engine: str
-    ts: float
-    frames: list[Any]  # [header, *blobs]
-    size: int
+from bus.journal import Entry
 
 
 class History:

@@ -19,6 +19,7 @@ def runtime_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A short private BUS_RUNTIME_DIR (ipc paths must stay under ~100 bytes)."""
     path = Path(tempfile.mkdtemp(prefix="bt"))
     monkeypatch.setenv("BUS_RUNTIME_DIR", str(path))
+    monkeypatch.setenv("BUS_STATE_DIR", str(path / "state"))  # journals, on disk
     monkeypatch.delenv("BUS_SESSION", raising=False)
     monkeypatch.delenv("BUS_ENDPOINT", raising=False)
     monkeypatch.delenv("BUS_ENGINE", raising=False)

@@ -26,6 +26,10 @@ def session_option(f: Callable[..., Any]) -> Callable[..., Any]:
     )(f)
 
 
+def journal_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--no-journal", is_flag=True, help="Keep history in memory only (no journal on disk).")(f)
+
+
 def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--shots", metavar="DIR", type=click.Path(file_okay=False), help="Save every screenshot in DIR, byte for byte.")(f)
     f = click.option("--plain", is_flag=True, help="Plain lines, no live bars (the default when stdout is not a terminal).")(f)

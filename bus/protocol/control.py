@@ -25,6 +25,7 @@ REQUIRED = object()
 OPS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
     "hello": {},
     "status": {},
+    "runs": {},
     "down": {},
     "start": {"name": ((str,), REQUIRED)},
     "stop": {"name": ((str,), REQUIRED)},

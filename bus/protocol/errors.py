@@ -13,7 +13,7 @@ ENGINE_REJECTS = (
     "no-frames", "too-large", "bad-msgpack", "bad-utf8", "not-a-map", "bad-version", "newer-version",
     "bad-kind", "unknown-kind", "reserved-kind", "missing-field", "bad-field", "bad-frames", "unknown-engine",
 )
-OTHER_REASONS = ("bad-marker", "bad-request", "unknown-op", "bad-reply")
+OTHER_REASONS = ("bad-marker", "bad-request", "unknown-op", "bad-reply", "unknown-run")
 
 
 class ProtocolError(Exception):
