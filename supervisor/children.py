@@ -25,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Mapping
@@ -35,6 +36,7 @@ from .restart import RestartTracker
 
 POSIX = os.name == "posix"
 STREAMS = ("stdout", "stderr")
+LAST_LOGS = 20  # log lines a snapshot shows per engine
 
 
 class Inbox:
@@ -131,9 +133,15 @@ class Child:
     lines: int = 0               # stdout/stderr lines captured
     markers: int = 0             # legacy ##PROGRESS: markers understood
     bad_markers: int = 0
+    # What a late joiner sees first (status and snapshot), from every event published for it.
     phase: str = ""
     progress: dict[str, Any] | None = None
     last_event_ts: float = 0.0
+    logs: deque[list[Any]] = field(default_factory=lambda: deque(maxlen=LAST_LOGS))  # [ts, level, stream, message]
+    screenshot: dict[str, Any] | None = None   # the newest one: gseq, name, mime, size, ts
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None        # the newest one: message, type, fatal, ts
+    findings: int = 0
     spawn_error: str = ""
 
     def spawn(self, env: Mapping[str, str], inbox: Inbox, max_line: int) -> None:

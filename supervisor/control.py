@@ -67,6 +67,8 @@ def answer(sup: Supervisor, body: list[bytes]) -> list[Any]:
         return [encode_reply(request.id, **status(sup))]
     if request.op == "runs":
         return [encode_reply(request.id, **runs(sup))]
+    if request.op == "snapshot":
+        return [encode_reply(request.id, **snapshot(sup))]
     return [encode_reply(request.id, **hello(sup))]
 
 
@@ -91,6 +93,15 @@ def status(sup: Supervisor) -> dict[str, Any]:
         "history": {"first": sup.history.first, "events": len(sup.history), "bytes": sup.history.bytes},
         "engines": [engine_status(child) for child in sup.children.values()],
     }
+
+
+def snapshot(sup: Supervisor) -> dict[str, Any]:
+    """Status, plus what a late joiner wants to see first of each engine. It holds
+    everything published up to gseq `last`: follow live from last + 1."""
+    base = status(sup)
+    extras = {c.name: {"logs": list(c.logs), "screenshot": c.screenshot, "result": c.result, "error": c.error, "findings": c.findings} for c in sup.children.values()}
+    base["engines"] = [{**engine, **extras[engine["name"]]} for engine in base["engines"]]
+    return {**base, "taken": time.time()}
 
 
 def engine_status(child: Child) -> dict[str, Any]:

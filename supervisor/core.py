@@ -285,6 +285,7 @@ class Supervisor:
         self.history.append(entry)
         if self.journal is not None:
             self.journal.append(self.run_id, entry)
+        self.fleet.observe(numbered)
         for sink in self.sinks:
             sink(numbered)
 

@@ -119,9 +119,30 @@ class Fleet:
 
     # -- what the loop tells us ------------------------------------------------------
 
-    def seen(self, child: Child, event: Event) -> None:
-        """An event from (or made for) this engine was published."""
+    def observe(self, event: Event) -> None:
+        """Every published event: keep what status and snapshots show of its engine."""
+        child = self.children.get(event.engine)
+        if child is None:
+            return
         child.last_event_ts = event.ts
+        kind, f = event.KIND, event
+        if kind in ("phase.start", "phase.done", "phase.error"):
+            child.phase = f.phase  # type: ignore[attr-defined]
+        elif kind == "progress":
+            child.progress = {k: getattr(f, k) for k in ("phase", "done", "total", "pct", "detail")}
+        elif kind == "log":
+            child.logs.append([f.ts, f.level, f.stream, f.message])  # type: ignore[attr-defined]
+        elif kind == "screenshot":
+            child.screenshot = {"gseq": f.gseq, "name": f.name, "mime": f.mime, "size": f.size, "ts": f.ts}  # type: ignore[attr-defined]
+        elif kind == "result":
+            child.result = f.summary  # type: ignore[attr-defined]
+        elif kind == "error":
+            child.error = {"message": f.message, "type": f.type, "fatal": f.fatal, "ts": f.ts}  # type: ignore[attr-defined]
+        elif kind == "finding":
+            child.findings += 1
+
+    def seen(self, child: Child, event: Event) -> None:
+        """An event from this engine's SDK (or a marker) was published: its lifecycle."""
         kind = event.KIND
         if event.seq is not None:  # from its SDK
             child.last_seen = time.monotonic()
@@ -135,10 +156,6 @@ class Fleet:
         elif kind == "bye":
             child.bye = True
             self._check_bye(child, event)
-        elif kind in ("phase.start", "phase.done", "phase.error"):
-            child.phase = event.phase  # type: ignore[attr-defined]
-        elif kind == "progress":
-            child.progress = {k: getattr(event, k) for k in ("phase", "done", "total", "pct", "detail")}
 
     def exited(self, child: Child, returncode: int, at: float) -> None:
         child.exit = exit_info(returncode, at)

@@ -26,6 +26,7 @@ OPS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
     "hello": {},
     "status": {},
     "runs": {},
+    "snapshot": {},
     "down": {},
     "start": {"name": ((str,), REQUIRED)},
     "stop": {"name": ((str,), REQUIRED)},
