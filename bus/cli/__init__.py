@@ -9,7 +9,7 @@ from bus._version import __version__
 from .engines import restart, start, stop
 from .run import run
 from .status import down, status
-from .tail import tail
+from .tail import runs, tail
 from .up import up
 
 
@@ -23,11 +23,12 @@ def main() -> None:
       bus up examples/demo.toml        run the engines a config lists
       bus run -- python worker.py      run one command as an engine
       bus tail --json                  follow the local supervisor
+      bus runs                         runs in the journal (bus tail --run ID)
       bus status                       engines, states, counters
       bus restart audit                restart an engine (or one instance: audit.2)
       bus down                         stop the local supervisor
     """
 
 
-for command in (up, run, tail, status, start, stop, restart, down):
+for command in (up, run, tail, status, runs, start, stop, restart, down):
     main.add_command(command)

@@ -156,6 +156,20 @@ class LineRenderer:
         if text is not None:
             self.console.print(line(self.names, event, text))
 
+    def summary(self, engine: dict[str, Any]) -> None:
+        """One line of an engine's state from a snapshot (a late joiner's starting point)."""
+        progress = engine.get("progress") or {}
+        parts = [engine["state"]]
+        if engine.get("pid") and engine["state"] in ("starting", "running", "unresponsive", "stopping"):
+            parts.append(f"pid {engine['pid']}")
+        if engine.get("phase"):
+            parts.append(f"phase {engine['phase']}" + (f" {progress['pct']:.0f}%" if progress.get("pct") is not None else ""))
+        if engine.get("screenshot"):
+            parts.append(f"last screenshot {engine['screenshot']['name']}")
+        label, colour = self.names.label(engine["name"])
+        stamp = time.strftime("%H:%M:%S")
+        self.console.print(Text.assemble((f"{stamp} {label} | ", colour), ("now: " + ", ".join(parts), "dim")))
+
     def _throttled_progress(self, event: Event) -> str | None:
         now = time.monotonic()
         text = progress_text(event)
@@ -192,13 +206,24 @@ class LiveRenderer:
             BarColumn(),
             TaskProgressColumn(),
             TextColumn("{task.fields[count]}"),
+            TextColumn("{task.fields[rate]}"),
             TimeRemainingColumn(),
             TextColumn("{task.fields[detail]}", style="dim"),
             console=self.console,
             transient=False,
         )
         self.tasks: dict[str, TaskID] = {}
+        self._rate_from: dict[str, tuple[str, float, float]] = {}  # engine -> (phase, ts, done) at its start
         self.bars.start()
+
+    def seed(self, engine: dict[str, Any]) -> None:
+        """Start an engine's bar from a snapshot, before any event came."""
+        task = self._task(engine["name"])
+        progress = engine.get("progress") or {}
+        label, style = BAR_STATES.get(engine["state"], (engine.get("phase") or engine["state"], ""))
+        self.bars.update(task, description=Text(label, style), detail=(progress.get("detail") or "")[:40])
+        if progress.get("pct") is not None:
+            self.bars.update(task, description=engine.get("phase") or progress.get("phase") or label, total=100.0, completed=progress["pct"])
 
     def handle(self, event: AnyEvent) -> None:
         if isinstance(event, Event) and event.engine:
@@ -212,7 +237,7 @@ class LiveRenderer:
     def _task(self, engine: str) -> TaskID:
         if engine not in self.tasks:
             label, colour = self.names.label(engine)
-            self.tasks[engine] = self.bars.add_task("", total=None, label=Text(label, colour), count="", detail="")
+            self.tasks[engine] = self.bars.add_task("", total=None, label=Text(label, colour), count="", rate="", detail="")
         return self.tasks[engine]
 
     def _update_bar(self, event: Event) -> None:
@@ -221,7 +246,8 @@ class LiveRenderer:
         if event.KIND == "progress":
             count = f"{f['done']}/{f['total']}" if f["done"] is not None and f["total"] is not None else ""
             total = 100.0 if f["pct"] is not None else None
-            self.bars.update(task, description=f["phase"], total=total, completed=f["pct"] or 0, count=count, detail=f["detail"][:40])
+            rate = self._rate(event.engine, f["phase"], event.ts, f["done"])
+            self.bars.update(task, description=f["phase"], total=total, completed=f["pct"] or 0, count=count, rate=rate, detail=f["detail"][:40])
         elif event.KIND == "phase.start":
             self.bars.update(task, description=f["phase"], total=None, completed=0, count="", detail="")
         elif event.KIND == "state" and f["state"] == "exited" and f["reason"].endswith(": stopped"):
@@ -238,6 +264,17 @@ class LiveRenderer:
                 failed = f"exit {f['code']}" if f["signal"] is None else f["signame"]
                 self.bars.update(task, description=Text(failed, "red"), detail="")
             self.bars.stop_task(task)
+
+    def _rate(self, engine: str, phase: str, ts: float, done: float | None) -> str:
+        """Units per second since the phase's first progress event."""
+        if done is None:
+            return ""
+        start = self._rate_from.get(engine)
+        if start is None or start[0] != phase or done < start[2]:
+            self._rate_from[engine] = (phase, ts, done)
+            return ""
+        elapsed = ts - start[1]
+        return f"{(done - start[2]) / elapsed:,.1f}/s" if elapsed > 0 else ""
 
     def close(self) -> None:
         self.bars.stop()

@@ -1,35 +1,48 @@
-"""`bus tail [ADDRESS]`"""
+"""`bus tail [ADDRESS]` and `bus runs [ADDRESS]`"""
 
 from __future__ import annotations
+
+import re
+import time
+from datetime import datetime
+from typing import Any
 
 import click
 
 from bus import exitcodes
-from bus.errors import NotRunning, UsageError
+from bus.errors import BusError, NotRunning, UsageError
 from bus.protocol import KINDS
+from bus.replay import Replay, list_runs
 from bus.subscriber import ALL, Subscriber
 
 from .common import command_body, make_renderer, output_options
+from .render import LiveRenderer, LineRenderer
 
 WAIT_NOTICE = 1.0  # seconds without a supervisor before saying we are waiting
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @click.command()
 @click.argument("address", required=False)
 @click.option("-e", "--engine", "engines", multiple=True, metavar="NAME", help="Only this engine (and its instances NAME.1, ...); repeatable.")
 @click.option("-k", "--kind", "kinds", multiple=True, metavar="KIND", help="Only this event kind, e.g. progress, log, screenshot; repeatable.")
-@click.option("-n", "--last", "last", default="all", show_default=True, metavar="N|all", help="Replay the last N matching events first; 0 for live only.")
+@click.option("-n", "--last", "last", default="all", show_default=True, metavar="N|all", help="Replay the newest N matching events first; 0 for live only.")
+@click.option("--since", metavar="DURATION", help="Replay what happened in the last DURATION (30s, 10m, 2h, 1d) instead.")
+@click.option("--no-follow", is_flag=True, help="Print what the run holds so far and exit.")
+@click.option("--run", "run", metavar="ID|last", help="Replay a run that is over (see `bus runs`) and exit; works with no supervisor (journal).")
 @click.option("--timeout", type=float, metavar="SECONDS", help="Give up when no supervisor answers within SECONDS (default: wait).")
 @output_options
 @command_body
-def tail(address: str | None, engines: tuple[str, ...], kinds: tuple[str, ...], last: str, timeout: float | None, as_json: bool, plain: bool, shots: str | None) -> int:
+def tail(address: str | None, engines: tuple[str, ...], kinds: tuple[str, ...], last: str, since: str | None, no_follow: bool, run: str | None, timeout: float | None, as_json: bool, plain: bool, shots: str | None) -> int:
     """Follow a supervisor's events until its run ends.
 
     ADDRESS is a session name (default: the local default session), a run
     directory, or tcp://HOST:PORT of a supervisor's control socket. Started
     before the supervisor, it waits for it; started late, it first replays
-    what the supervisor holds, so no event is missed. Exits 0 at the end of
-    the run, 1 if some events could no longer be fetched.
+    what the run holds (all of it by default), so no event is missed. On a
+    terminal, a progress bar per engine (seeded from the supervisor's snapshot)
+    and log lines; piped, plain lines. Exits 0 at the end of the run, 1 if some
+    events could no longer be fetched.
 
     \b
     Examples:
@@ -37,34 +50,81 @@ def tail(address: str | None, engines: tuple[str, ...], kinds: tuple[str, ...], 
       bus tail --json > events.jsonl
       bus tail tcp://10.0.0.5:7010 -k progress -k log
       bus tail -e audit --shots shots/
+      bus tail -n 20                    the newest 20, then live
+      bus tail --since 10m --no-follow  the last ten minutes, then exit
+      bus tail --run last --json        the whole previous run, from the journal
     """
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise UsageError(f"unknown kind {unknown[0]!r} for -k; known kinds: {', '.join(sorted(KINDS))}")
     history = _history(last)
+    since_ts = time.time() - _duration(since) if since else None
     renderer = make_renderer(as_json, plain, shots)
-    sub = Subscriber(address, engines=engines or None, kinds=kinds or None, history=history)
     try:
-        try:
-            sub.wait_ready(timeout=WAIT_NOTICE if timeout is None or timeout > WAIT_NOTICE else timeout)
-        except TimeoutError:
-            if timeout is not None and timeout <= WAIT_NOTICE:
-                raise NotRunning(f"no supervisor answered at {sub.address.label} within {timeout:g}s") from None
-            click.echo(f"bus tail: waiting for a supervisor at {sub.address.label} (Ctrl-C to stop)", err=True)
-            try:
-                sub.wait_ready(timeout=None if timeout is None else timeout - WAIT_NOTICE)
-            except TimeoutError:
-                raise NotRunning(f"no supervisor answered at {sub.address.label} within {timeout:g}s") from None
-        for event in sub:
-            renderer.handle(event)
+        if run is not None or no_follow:
+            lost = _replay(address, run, history, since_ts, engines, kinds, renderer)
+        else:
+            lost = _follow(address, history, since_ts, engines, kinds, timeout, renderer)
     finally:
         renderer.close()
-        sub.close()
-    if sub.lost:
-        ranges = ", ".join(f"{a}-{b}" for a, b in sub.lost)
+    if lost:
+        ranges = ", ".join(f"{a}-{b}" for a, b in lost)
         click.echo(f"bus tail: events {ranges} were no longer in the supervisor's history", err=True)
         return exitcodes.ENGINE_FAILED
     return exitcodes.OK
+
+
+def _follow(address: str | None, history: int | str | None, since: float | None, engines: tuple[str, ...], kinds: tuple[str, ...], timeout: float | None, renderer: Any) -> list[tuple[int, int]]:
+    sub = Subscriber(address, engines=engines or None, kinds=kinds or None, history=None if since else history, since=since)
+    try:
+        _wait_for_supervisor(sub, timeout)
+        if isinstance(renderer, (LiveRenderer, LineRenderer)):
+            _seed(sub, renderer, summarize=history != ALL or since is not None, engines=engines)
+        for event in sub:
+            renderer.handle(event)
+        return sub.lost
+    finally:
+        sub.close()
+
+
+def _wait_for_supervisor(sub: Subscriber, timeout: float | None) -> None:
+    first = WAIT_NOTICE if timeout is None or timeout > WAIT_NOTICE else timeout
+    try:
+        sub.wait_ready(timeout=first)
+        return
+    except TimeoutError:
+        if timeout is not None and timeout <= WAIT_NOTICE:
+            raise NotRunning(f"no supervisor answered at {sub.address.label} within {timeout:g}s") from None
+    click.echo(f"bus tail: waiting for a supervisor at {sub.address.label} (Ctrl-C to stop)", err=True)
+    try:
+        sub.wait_ready(timeout=None if timeout is None else timeout - WAIT_NOTICE)
+    except TimeoutError:
+        raise NotRunning(f"no supervisor answered at {sub.address.label} within {timeout:g}s") from None
+
+
+def _seed(sub: Subscriber, renderer: Any, *, summarize: bool, engines: tuple[str, ...]) -> None:
+    """Start from the supervisor's snapshot: bars in the live view; a line per
+    engine in plain mode when not everything is replayed."""
+    try:
+        snapshot = sub.snapshot()
+    except BusError:
+        return  # an older supervisor without snapshots: the stream alone will do
+    for engine in snapshot["engines"]:
+        if engines and engine["name"] not in engines and engine["engine"] not in engines:
+            continue
+        if isinstance(renderer, LiveRenderer):
+            renderer.seed(engine)
+        elif summarize:
+            renderer.summary(engine)
+
+
+def _replay(address: str | None, run: str | None, history: int | str | None, since: float | None, engines: tuple[str, ...], kinds: tuple[str, ...], renderer: Any) -> list[tuple[int, int]]:
+    replay = Replay(address, run=run, last=history if isinstance(history, int) else None, since=since, kinds=kinds or None, engines=engines or None)
+    if history is None and since is None:
+        return []  # -n 0 --no-follow: nothing asked for
+    for event in replay:
+        renderer.handle(event)
+    return replay.lost
 
 
 def _history(last: str) -> int | str | None:
@@ -77,3 +137,39 @@ def _history(last: str) -> int | str | None:
     if count < 0:
         raise UsageError(f"-n/--last must be >= 0, got {count}")
     return count or None
+
+
+def _duration(text: str) -> float:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not match:
+        raise UsageError(f"--since {text!r} is not a duration like 30s, 10m, 2h or 1d")
+    return float(match.group(1)) * UNITS[match.group(2) or "s"]
+
+
+@click.command()
+@click.argument("address", required=False)
+@command_body
+def runs(address: str | None) -> int:
+    """List the runs a session's journal holds (newest last), for `bus tail --run`.
+
+    Works with no supervisor running: the journal is read directly.
+
+    \b
+    Examples:
+      bus runs
+      bus tail --run last --json > previous.jsonl
+    """
+    current, known = list_runs(address)
+    if not known:
+        click.echo("no runs recorded")
+        return exitcodes.OK
+    for info in known:
+        started = datetime.fromtimestamp(info["started"]).strftime("%Y-%m-%d %H:%M:%S")
+        if info["run"] == current:
+            how = "running now"
+        elif info["stopped"] is None:
+            how = "ended without stopping (supervisor killed?)"
+        else:
+            how = f"exit code {info['code']}, {info['stopped'] - info['started']:.1f}s"
+        click.echo(f"{info['run']}  {started}  {info['events']:>7} events  {how}")
+    return exitcodes.OK
