@@ -3,6 +3,8 @@
     from bus import Subscriber
     for event in Subscriber():
         print(event.kind, event.engine)
+
+`AsyncSubscriber` is the same for asyncio; `Replay` replays a run that is over.
 """
 
 from __future__ import annotations
@@ -30,11 +32,13 @@ from .protocol import (
     SupervisorStopped,
     UnknownEvent,
 )
-from .subscriber import Subscriber
+from .replay import Replay
+from .subscriber import AsyncSubscriber, Subscriber
 
 __all__ = [
     "__version__",
     "AnyEvent",
+    "AsyncSubscriber",
     "BusError",
     "EngineBye",
     "EngineError",
@@ -50,6 +54,7 @@ __all__ = [
     "PhaseFailed",
     "PhaseStarted",
     "Progress",
+    "Replay",
     "Result",
     "Screenshot",
     "Subscriber",

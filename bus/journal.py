@@ -253,5 +253,13 @@ class JournalReader:
             size += length
         return out, False
 
+    def page(self, run: str, **query: Any) -> tuple[list[Entry], dict[str, Any]]:
+        """`select`, with the fields of a `history` reply (first, last, more, next),
+        for clients that read the journal when no supervisor answers."""
+        entries, more = self.select(run, **query)
+        first, last = self._conn.execute("SELECT MIN(gseq), MAX(gseq) FROM events WHERE run = ?", (run,)).fetchone()
+        after = query.get("after", 0)
+        return entries, {"run": run, "first": first or 0, "last": last or 0, "more": more, "next": entries[-1].gseq if entries else after}
+
     def close(self) -> None:
         self._conn.close()

@@ -107,9 +107,7 @@ class Replay:
 
     def _from_journal(self, reader: JournalReader, **query: Any) -> tuple[list[AnyEvent], dict[str, Any]]:
         assert self.run is not None
-        entries, more = reader.select(self.run, since=self.since, kinds=self.kinds, **query)
-        info = next((r for r in reader.runs() if r.run == self.run), None)
-        reply = {"first": info.first if info else 0, "last": info.last if info else 0, "more": more, "next": entries[-1].gseq if entries else 0}
+        entries, reply = reader.page(self.run, since=self.since, kinds=self.kinds, **query)
         return [decode(entry.frames) for entry in entries], reply
 
     def _wanted(self, event: AnyEvent) -> bool:

@@ -74,9 +74,9 @@ def _client(sock: zmq.Socket, endpoint: str) -> zmq.Socket:
     return sock
 
 
-def sub(ctx: zmq.Context, endpoint: str, prefixes: Iterable[bytes] = (b"",)) -> zmq.Socket:
+def sub(ctx: zmq.Context, endpoint: str, prefixes: Iterable[bytes] = (b"",), *, hwm: int = SUB_HWM) -> zmq.Socket:
     sock = _socket(ctx, zmq.SUB, 0)
-    sock.setsockopt(zmq.RCVHWM, SUB_HWM)
+    sock.setsockopt(zmq.RCVHWM, hwm)
     for prefix in prefixes:
         sock.setsockopt(zmq.SUBSCRIBE, prefix)
     return _client(sock, endpoint)

@@ -15,11 +15,19 @@ supervisor's welcome, fetch what came before from its history (all of it, the
 newest N, or since a time), then follow live, refilling any gap from history.
 `snapshot()` asks for the current state of every engine.
 
+After a second without messages a subscriber asks the supervisor's `hello`
+whether more was published than it got (the publisher drops the newest
+messages for a subscriber that fell behind, which shows no gap by itself).
+When no supervisor answers, a local subscriber reads the rest of its run from
+the session's journal, so even one that stalled past the end of the run gets
+all of it.
+
 A subscriber owns zmq sockets: use one from one thread (or one event loop).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, AsyncIterator, Iterable, Iterator
 
@@ -28,11 +36,14 @@ import zmq.asyncio
 
 from . import sockets
 from .catchup import ALL, Catchup, Need
-from .control_client import ControlClient, pick_endpoint
+from .control_client import ControlClient, RequestFailed, pick_endpoint
 from .errors import BusError, NotRunning
-from .protocol import AnyEvent, RemoteProtocolError, split_batch
+from .journal import JournalReader
+from .protocol import AnyEvent, RemoteProtocolError, decode, split_batch
 from .protocol.control import decode_reply, encode_request
-from .runtime import Address, resolve
+from .runtime import Address, journal_path, resolve
+
+QUIET = 1.0  # seconds without a message before asking the supervisor what we may have missed
 
 
 class _Base:
@@ -46,17 +57,20 @@ class _Base:
         since: float | None,
         timeout: float,
         connect_timeout: float | None,
+        hwm: int,
     ) -> None:
         """`history`: "all" (everything the supervisor holds of this run), N (the
         newest N matching events) or None (live only); `since`: events from that
         Unix time on instead. `timeout` bounds each control request;
-        `connect_timeout` bounds the wait for a supervisor (None: wait)."""
+        `connect_timeout` bounds the wait for a supervisor (None: wait); `hwm`:
+        messages queued for us before the publisher drops (then refilled from history)."""
         self.address = address if isinstance(address, Address) else resolve(address)
         if not (history in (ALL, None) or (isinstance(history, int) and history >= 0)):
             raise BusError(f"history must be 'all', a number >= 0 or None, got {history!r}")
         self.catchup = Catchup(history=history, since=since, kinds=kinds, engines=engines)
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        self.hwm = hwm
 
     # What the catch-up knows, for callers.
     @property
@@ -64,12 +78,17 @@ class _Base:
         return self.catchup.run
 
     @property
-    def lost(self) -> list[tuple[int, int]]:
+    def lost(self) -> list[tuple[int, int | None]]:
         return self.catchup.lost
 
     @property
     def ended(self) -> bool:
         return self.catchup.ended
+
+    @property
+    def refills(self) -> int:
+        """How many gaps were filled from history (0 for a subscriber that kept up)."""
+        return self.catchup.refills
 
     def _history_args(self, need: Need) -> dict[str, Any]:
         return {"after": need.after, "until": need.until, "last": need.last, "since": need.since, "kinds": self.catchup.history_kinds, "run": self.run}
@@ -80,6 +99,29 @@ class _Base:
         except RemoteProtocolError as exc:
             raise BusError(f"history from {self.address.label} is garbled: {exc}") from None
         self.catchup.give(events, reply)
+
+    def _refused(self, exc: RequestFailed) -> None:
+        """History refused: an earlier run's rest that this supervisor has no journal of."""
+        if exc.code != "unknown-run":
+            raise exc
+        self.catchup.unavailable()
+
+    def _from_journal(self) -> None:
+        """No supervisor answers: read the rest of our run from the local journal, if any."""
+        path = journal_path(self.address.session) if self.address.session is not None and self.run else None
+        if path is None or not path.exists():
+            return
+        reader = JournalReader(path)
+        try:
+            info = next((r for r in reader.runs() if r.run == self.run), None)
+            if info is None:
+                return
+            self.catchup.probe({"run": info.run, "last": info.last})
+            while (need := self.catchup.need) is not None:
+                entries, reply = reader.page(info.run, after=need.after, until=need.until, kinds=self.catchup.history_kinds)
+                self.catchup.give([decode(entry.frames) for entry in entries], reply)
+        finally:
+            reader.close()
 
 
 class Subscriber(_Base):
@@ -94,14 +136,15 @@ class Subscriber(_Base):
         ctx: zmq.Context | None = None,
         timeout: float = 5.0,
         connect_timeout: float | None = None,
+        hwm: int = sockets.SUB_HWM,
     ) -> None:
-        super().__init__(address, engines=engines, kinds=kinds, history=history, since=since, timeout=timeout, connect_timeout=connect_timeout)
+        super().__init__(address, engines=engines, kinds=kinds, history=history, since=since, timeout=timeout, connect_timeout=connect_timeout, hwm=hwm)
         self._own_ctx = ctx is None
         self.ctx = ctx or zmq.Context()
         self.control = ControlClient(self.ctx, self.address, timeout=timeout)
         self._sub: zmq.Socket | None = None
         if self.address.pub is not None:  # known (local session): subscribe now, not at first recv
-            self._sub = sockets.sub(self.ctx, self.address.pub)
+            self._sub = sockets.sub(self.ctx, self.address.pub, hwm=hwm)
 
     def __iter__(self) -> Iterator[AnyEvent]:
         while True:
@@ -123,8 +166,11 @@ class Subscriber(_Base):
             if self.catchup.ended:
                 return None
             left = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
-            if not sub.poll(left):
-                raise TimeoutError(f"no event from {self.address.label} within {waited:g}s")
+            if not sub.poll(QUIET * 1000 if left is None else min(left, QUIET * 1000)):
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"no event from {self.address.label} within {waited:g}s")
+                self._probe()
+                continue
             for _ in range(1000):
                 try:
                     self.catchup.feed(sub.recv_multipart(zmq.NOBLOCK))
@@ -152,15 +198,29 @@ class Subscriber(_Base):
 
     def _fetch(self) -> None:
         assert self.catchup.need is not None
-        reply, frames = self.control.request("history", **self._history_args(self.catchup.need))
+        try:
+            reply, frames = self.control.request("history", **self._history_args(self.catchup.need))
+        except RequestFailed as exc:
+            self._refused(exc)
+            return
         self._give(reply, frames)
+
+    def _probe(self) -> None:
+        if not self.catchup.live:
+            return
+        try:
+            hello, _ = self.control.request("hello", timeout=min(self.timeout, QUIET))
+        except NotRunning:
+            self._from_journal()
+            return
+        self.catchup.probe(hello)
 
     def _connect(self, timeout: float | None) -> zmq.Socket:
         try:
             endpoint = self.control.pub_endpoint(timeout=timeout)
         except NotRunning as exc:
             raise TimeoutError(str(exc)) from None
-        self._sub = sockets.sub(self.ctx, endpoint)
+        self._sub = sockets.sub(self.ctx, endpoint, hwm=self.hwm)
         return self._sub
 
     def close(self) -> None:
@@ -191,12 +251,13 @@ class AsyncSubscriber(_Base):
         ctx: zmq.asyncio.Context | None = None,
         timeout: float = 5.0,
         connect_timeout: float | None = None,
+        hwm: int = sockets.SUB_HWM,
     ) -> None:
-        super().__init__(address, engines=engines, kinds=kinds, history=history, since=since, timeout=timeout, connect_timeout=connect_timeout)
+        super().__init__(address, engines=engines, kinds=kinds, history=history, since=since, timeout=timeout, connect_timeout=connect_timeout, hwm=hwm)
         self._own_ctx = ctx is None
         self.ctx = ctx or zmq.asyncio.Context()
         self._ctl = sockets.dealer(self.ctx, self.address.control)
-        self._sub: zmq.asyncio.Socket | None = sockets.sub(self.ctx, self.address.pub) if self.address.pub else None
+        self._sub: zmq.asyncio.Socket | None = sockets.sub(self.ctx, self.address.pub, hwm=hwm) if self.address.pub else None
         self._ids = 0
 
     def __aiter__(self) -> AsyncIterator[AnyEvent]:
@@ -214,20 +275,40 @@ class AsyncSubscriber(_Base):
         ready = self.catchup.ready
         while not ready:
             if self.catchup.need is not None:
-                reply, frames = await self.request("history", **self._history_args(self.catchup.need))
+                try:
+                    reply, frames = await self.request("history", **self._history_args(self.catchup.need))
+                except RequestFailed as exc:
+                    self._refused(exc)
+                    continue
                 self._give(reply, frames)
                 continue
             if self.catchup.ended:
                 return None
             left = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
-            if not await sub.poll(left):
-                raise TimeoutError(f"no event from {self.address.label} within {waited:g}s")
+            if not await sub.poll(QUIET * 1000 if left is None else min(left, QUIET * 1000)):
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"no event from {self.address.label} within {waited:g}s")
+                await self._probe()
+                continue
             self.catchup.feed(await sub.recv_multipart())
         return ready.popleft()
 
     async def snapshot(self) -> dict[str, Any]:
         reply, _ = await self.request("snapshot")
         return reply
+
+    async def _probe(self) -> None:
+        if not self.catchup.live:
+            return
+        saved, self.timeout = self.timeout, min(self.timeout, QUIET)
+        try:
+            hello, _ = await self.request("hello")
+        except NotRunning:
+            await asyncio.to_thread(self._from_journal)
+            return
+        finally:
+            self.timeout = saved
+        self.catchup.probe(hello)
 
     async def request(self, op: str, **args: Any) -> tuple[dict[str, Any], list[Any]]:
         self._ids += 1
@@ -246,7 +327,7 @@ class AsyncSubscriber(_Base):
             if reply.get("id") != req_id:
                 continue
             if not reply["ok"]:
-                raise BusError(f"{op}: {reply.get('error', '')}")
+                raise RequestFailed(op, str(reply.get("code", "")), str(reply.get("error", "")))
             return reply, body[1:]
         raise NotRunning(f"no answer from a supervisor at {self.address.label} within {self.timeout:g}s")
 
@@ -258,7 +339,7 @@ class AsyncSubscriber(_Base):
             raise TimeoutError(str(exc)) from None
         finally:
             self.timeout = saved
-        self._sub = sockets.sub(self.ctx, pick_endpoint(reply["endpoints"]["pub"], self.address.control))
+        self._sub = sockets.sub(self.ctx, pick_endpoint(reply["endpoints"]["pub"], self.address.control), hwm=self.hwm)
         return self._sub
 
     def close(self) -> None:

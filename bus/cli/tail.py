@@ -68,7 +68,7 @@ def tail(address: str | None, engines: tuple[str, ...], kinds: tuple[str, ...], 
     finally:
         renderer.close()
     if lost:
-        ranges = ", ".join(f"{a}-{b}" for a, b in lost)
+        ranges = ", ".join(f"{a}-{b if b is not None else 'its end'}" for a, b in lost)
         click.echo(f"bus tail: events {ranges} were no longer in the supervisor's history", err=True)
         return exitcodes.ENGINE_FAILED
     return exitcodes.OK

@@ -114,3 +114,50 @@ def test_garbage_is_counted() -> None:
     c.feed([b"topic", b"\xc1"])
     c.feed([b"only"])
     assert c.rejected == 2 and not c.ready
+
+
+def test_a_dropped_tail_is_found_by_the_quiet_probe() -> None:
+    c = Catchup(history=None)
+    c.feed(welcome(last=0))
+    c.feed(pub(log(1)))
+    assert gseqs(c) == [1]
+    c.probe({"run": "r1", "last": 1})  # nothing missed: nothing asked
+    assert c.need is None and c.refills == 0
+    c.probe({"run": "r1", "last": 4})  # 2..4 were published, the publisher dropped them for us
+    assert c.need == Need(1, 4) and c.refills == 1
+    c.give([log(2), log(3), log(4)], reply([]))
+    c.feed(pub(log(5)))
+    assert gseqs(c) == [2, 3, 4, 5]
+
+
+def test_a_run_whose_end_we_missed_is_finished_from_its_history_first() -> None:
+    c = Catchup(history=None)
+    c.feed(welcome(last=0))
+    c.feed(pub(log(1)))
+    assert gseqs(c) == [1]
+    c.feed(pub(log(1, engine="next-run")))  # the new supervisor's first events (before its welcome to us)
+    c.feed(welcome(last=1, run="r2"))
+    assert c.need == Need(1, None) and c.run == "r1"  # the rest of r1, to its end
+    c.feed(pub(log(2, engine="next-run")))  # r2 goes on meanwhile: held
+    c.give([log(2), SupervisorStopped(code=0, gseq=3)], reply([log(2)]))
+    assert gseqs(c) == [2, 3] and c.ended and c.run == "r1"  # r1 ended there: so do we
+
+
+def test_a_run_that_never_ended_leads_on_to_the_next() -> None:
+    c = Catchup(history=None)
+    c.feed(welcome(last=0))
+    c.feed(pub(log(1)))
+    c.feed(welcome(last=1, run="r2"))  # r1's supervisor was killed: no sup.stop in its history
+    c.give([log(2)], reply([log(2)]))
+    assert c.run == "r2" and not c.ended and c.need is None
+    c.feed(pub(log(2, engine="r2")))
+    assert gseqs(c) == [1, 2, 2]
+
+
+def test_an_earlier_run_the_supervisor_cannot_serve_is_recorded_as_lost() -> None:
+    c = Catchup(history=None)
+    c.feed(welcome(last=0))
+    c.feed(pub(log(1)))
+    c.feed(welcome(last=0, run="r2"))
+    c.unavailable()  # a supervisor without a journal
+    assert c.lost == [(2, None)] and c.run == "r2" and c.live
