@@ -214,6 +214,7 @@ class LiveRenderer:
         )
         self.tasks: dict[str, TaskID] = {}
         self._rate_from: dict[str, tuple[str, float, float]] = {}  # engine -> (phase, ts, done) at its start
+        self._rate_shown: dict[str, str] = {}
         self.bars.start()
 
     def seed(self, engine: dict[str, Any]) -> None:
@@ -266,15 +267,18 @@ class LiveRenderer:
             self.bars.stop_task(task)
 
     def _rate(self, engine: str, phase: str, ts: float, done: float | None) -> str:
-        """Units per second since the phase's first progress event."""
+        """Units per second since the phase's first progress event with a count
+        (kept as it was by progress events without one)."""
+        start, shown = self._rate_from.get(engine), self._rate_shown.get(engine, "")
         if done is None:
-            return ""
-        start = self._rate_from.get(engine)
+            return shown if start is not None and start[0] == phase else ""
         if start is None or start[0] != phase or done < start[2]:
             self._rate_from[engine] = (phase, ts, done)
-            return ""
-        elapsed = ts - start[1]
-        return f"{(done - start[2]) / elapsed:,.1f}/s" if elapsed > 0 else ""
+            shown = ""
+        elif ts > start[1]:
+            shown = f"{(done - start[2]) / (ts - start[1]):,.1f}/s"
+        self._rate_shown[engine] = shown
+        return shown
 
     def close(self) -> None:
         self.bars.stop()
