@@ -110,31 +110,43 @@ def results_from(names: set[str]) -> Callable[[AnyEvent], bool]:
 
 class Collector(threading.Thread):
     """Reads a Subscriber in its own thread (its sockets live and die there) until
-    the run ends. `until(event)` returning True sets `reached`."""
+    the run ends. `until(event)` returning True sets `reached`. With `hold`, it
+    subscribes, sets `subscribed`, then reads nothing until `hold` is set: a
+    stalled subscriber."""
 
-    def __init__(self, until: Callable[[AnyEvent], bool] | None = None, **options: Any) -> None:
+    def __init__(self, until: Callable[[AnyEvent], bool] | None = None, *, hold: threading.Event | None = None, **options: Any) -> None:
         super().__init__(daemon=True)
         self.events: list[AnyEvent] = []
-        self.lost: list[tuple[int, int]] = []
+        self.arrivals: list[float] = []  # time.time() at which each event was handed out
+        self.lost: list[tuple[int, int | None]] = []
+        self.refills = 0
         self.error: BaseException | None = None
         self.until = until
+        self.hold = hold
         self.reached = threading.Event()
         self.ready = threading.Event()
+        self.subscribed = threading.Event()
         self.options = {"timeout": 10, "connect_timeout": 60, **options}
 
     def run(self) -> None:
         try:
             with Subscriber(**self.options) as sub:
+                if self.hold is not None:
+                    sub.wait_ready(timeout=60)  # welcomed: from now on the publisher queues for us, then drops
+                    self.subscribed.set()
+                    assert self.hold.wait(120), "never released"
                 self.ready.set()
                 for event in sub:
                     self.events.append(event)
+                    self.arrivals.append(time.time())
                     if self.until is not None and self.until(event):
                         self.reached.set()
-                self.lost = sub.lost
+                self.lost, self.refills = sub.lost, sub.refills
         except BaseException as exc:  # reported by finish(), not lost in the thread
             self.error = exc
         finally:
             self.ready.set()
+            self.subscribed.set()
 
     def finish(self, timeout: float = 60) -> list[AnyEvent]:
         self.join(timeout)
@@ -142,6 +154,12 @@ class Collector(threading.Thread):
         assert self.error is None, f"subscriber failed: {self.error!r}"
         assert self.lost == [], f"events lost: {self.lost}"
         return self.events
+
+
+def supervisor_memory(pid: int) -> tuple[int, int]:
+    """(RSS now, peak RSS) of a process, in bytes (Linux /proc)."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024
 
 
 class Watcher:

@@ -132,7 +132,7 @@ def test_a_busy_session_is_refused_and_tcp_control_works(runtime_dir: Path, tmp_
     assert first.returncode == 0
 
 
-def test_tail_over_tcp_replays_the_last_n_then_follows(runtime_dir: Path, tmp_path: Path) -> None:
+def test_tail_over_tcp_replays_the_last_20_then_follows(runtime_dir: Path, tmp_path: Path) -> None:
     config = write_config(tmp_path, {"idle": scripted("--events", "40", "--hold")})
     launcher = bus("up", "--plain", "--listen", "tcp://127.0.0.1:0", str(config), stdout=open(tmp_path / "up.out", "w"))
     tail = None
@@ -143,7 +143,7 @@ def test_tail_over_tcp_replays_the_last_n_then_follows(runtime_dir: Path, tmp_pa
             last = sub.control.request("hello")[0]["last"]
         info = json.loads(local_session(None).info_file.read_text())
         control = next(e for e in info["control"] if e.startswith("tcp://"))
-        tail = bus("tail", "--json", "-n", "5", control)
+        tail = bus("tail", "--json", "-n", "20", control)
         first = read_line(tail, timeout=60)  # it has replayed history, so it is subscribed
         down = bus_result("down", control)
         assert down.returncode == 0, down.stderr
@@ -157,7 +157,7 @@ def test_tail_over_tcp_replays_the_last_n_then_follows(runtime_dir: Path, tmp_pa
                 proc.wait(30)
     lines = [json.loads(line) for line in [first, *rest.splitlines()]]
     gseqs = [d["gseq"] for d in lines]
-    assert gseqs[:5] == list(range(last - 4, last + 1)), "-n 5 replays the newest five"
+    assert gseqs[:20] == list(range(last - 19, last + 1)), "-n 20 replays the newest twenty"
     assert gseqs == list(range(gseqs[0], gseqs[0] + len(gseqs))), "no gap between replay and live"
     assert lines[-1]["kind"] == "sup.stop"
     assert any(d["kind"] == "exit" for d in lines)
