@@ -106,20 +106,23 @@ class _Base:
             raise exc
         self.catchup.unavailable()
 
-    def _from_journal(self) -> None:
-        """No supervisor answers: read the rest of our run from the local journal, if any."""
+    def _from_journal(self) -> bool:
+        """No supervisor answers: fetch what is needed (or, if nothing is, the rest
+        of our run) from the session's journal on this machine. False if there is none."""
         path = journal_path(self.address.session) if self.address.session is not None and self.run else None
         if path is None or not path.exists():
-            return
+            return False
         reader = JournalReader(path)
         try:
             info = next((r for r in reader.runs() if r.run == self.run), None)
             if info is None:
-                return
-            self.catchup.probe({"run": info.run, "last": info.last})
+                return False
+            if self.catchup.need is None:
+                self.catchup.probe({"run": info.run, "last": info.last})
             while (need := self.catchup.need) is not None:
-                entries, reply = reader.page(info.run, after=need.after, until=need.until, kinds=self.catchup.history_kinds)
+                entries, reply = reader.page(info.run, after=need.after, until=need.until, last=need.last, since=need.since, kinds=self.catchup.history_kinds)
                 self.catchup.give([decode(entry.frames) for entry in entries], reply)
+            return True
         finally:
             reader.close()
 
@@ -203,6 +206,10 @@ class Subscriber(_Base):
         except RequestFailed as exc:
             self._refused(exc)
             return
+        except NotRunning:
+            if not self._from_journal():  # the supervisor went away meanwhile: its journal is here
+                raise
+            return
         self._give(reply, frames)
 
     def _probe(self) -> None:
@@ -279,6 +286,10 @@ class AsyncSubscriber(_Base):
                     reply, frames = await self.request("history", **self._history_args(self.catchup.need))
                 except RequestFailed as exc:
                     self._refused(exc)
+                    continue
+                except NotRunning:
+                    if not await asyncio.to_thread(self._from_journal):
+                        raise
                     continue
                 self._give(reply, frames)
                 continue
