@@ -20,10 +20,13 @@ sends (zmq sockets are not thread-safe) and keeps sequence numbers in send
 order. Do not use an Engine across fork(): make a new one in the child.
 
 Pressure: an emit never waits for long. If the supervisor does not keep up
-(its queue holds `BUS_SNDHWM` messages), droppable kinds (progress,
-screenshot, heartbeat) are dropped and counted; other kinds wait up to
-`send_timeout` seconds, then are dropped with a warning on stderr. `bye`
-reports both counts. Closing waits at most `linger` seconds for the
+(its queue holds `BUS_SNDHWM` messages), droppable kinds are dropped and
+counted: by default progress (except a final 100%), screenshots and
+heartbeats; choose among progress, screenshot, heartbeat, log and finding
+with `droppable=` or `BUS_DROPPABLE` ("progress,log"; "none"). Other kinds
+(phase changes, results, errors) wait up to `send_timeout` seconds, then are
+dropped with a warning on stderr. The count goes out in a heartbeat soon
+after (so `bus status` shows it while the engine runs) and in `bye`. Closing waits at most `linger` seconds for the
 supervisor to take what is queued, so a vanished supervisor never hangs it.
 
 Crashes: when the supervisor gives it a spool file (BUS_SPOOL), every event is
@@ -32,7 +35,7 @@ SIGKILL cannot lose what was sent: the supervisor recovers it (bus/spool.py).
 
 Environment: BUS_ENDPOINT, BUS_ENGINE, BUS_SPOOL, BUS_HEARTBEAT (set by the
 supervisor); BUS_FALLBACK (markers|off), BUS_LINGER (s, default 3),
-BUS_SEND_TIMEOUT (s, default 10), BUS_SNDHWM (messages, default 1000),
+BUS_SEND_TIMEOUT (s, default 10), BUS_SNDHWM (messages, default 1000), BUS_DROPPABLE,
 BUS_SPOOL_SIZE (bytes, default 4 MiB; 0 turns the spool off).
 """
 
@@ -48,7 +51,7 @@ import time
 import traceback as tb
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import zmq
 
@@ -57,6 +60,8 @@ from bus._version import __version__
 from bus.protocol import (
     EngineBye,
     EngineError,
+    DROPPABLE_KINDS,
+    MAY_BE_DROPPED,
     EngineHello,
     Event,
     Finding,
@@ -75,6 +80,7 @@ from bus.protocol.legacy import format_marker
 from bus.spool import DEFAULT_SIZE, SpoolWriter
 
 ZERO_COPY_ABOVE = 64 * 1024  # zmq zero-copy only pays for large frames
+TELL_DROPS_EVERY = 0.5  # seconds after a drop: a heartbeat saying how many (retried until there is room)
 
 
 class Engine:
@@ -88,6 +94,7 @@ class Engine:
         send_timeout: float | None = None,
         heartbeat: float | None = None,
         handle_sigterm: bool = True,
+        droppable: Iterable[str] | None = None,
     ) -> None:
         self.name = name or os.environ.get("BUS_ENGINE") or _default_name()
         endpoint = endpoint or os.environ.get("BUS_ENDPOINT") or None
@@ -98,7 +105,9 @@ class Engine:
         self._send_timeout_ms = int(1000 * (send_timeout if send_timeout is not None else _env_float("BUS_SEND_TIMEOUT", 10.0)))
         self._lock = threading.RLock()
         self._pid = os.getpid()
-        self._seq = self._sent = self._dropped = 0
+        self._droppable = _droppable(droppable)
+        self._seq = self._sent = self._dropped = self._dropped_told = 0
+        self._tell_timer: threading.Timer | None = None
         self._stalled = False
         self._closed = False
         self._phase = ""
@@ -202,7 +211,7 @@ class Engine:
         self.error(str(exc) or type(exc).__name__, type=type(exc).__name__, traceback=text, fatal=fatal)
 
     def heartbeat(self) -> None:
-        self._emit(Heartbeat)
+        self._emit(Heartbeat, dropped=self._dropped)
 
     # -- lifetime -------------------------------------------------------------------
 
@@ -221,6 +230,8 @@ class Engine:
                 return
             self._emit(EngineBye, sent=self._sent, dropped=self._dropped)
             self._closed = True
+            if self._tell_timer is not None:
+                self._tell_timer.cancel()  # bye has told the count
         self._beat_stop.set()
         if self._spool is not None:
             self._spool.close()  # the file stays: the supervisor removes it
@@ -242,7 +253,9 @@ class Engine:
 
     # -- sending --------------------------------------------------------------------
 
-    def _emit(self, cls: type[Event], **fields: Any) -> None:
+    def _emit(self, cls: type[Event], *, _only_if_room: bool = False, **fields: Any) -> None:
+        """Make, spool and send one event. `_only_if_room`: send it if the queue has
+        room, else forget it (not counted as a drop: the drop reports)."""
         with self._lock:
             if self._closed:
                 raise LocalProtocolError(f"engine {self.name!r} is closed; {cls.KIND} not sent")
@@ -254,15 +267,37 @@ class Engine:
                 self._print_fallback(event)
                 return
             frames = encode(event)
+            droppable = _only_if_room or (cls.KIND in self._droppable and not (cls is Progress and event.pct == 100.0))  # type: ignore[attr-defined]
             # Spool first: from here on a SIGKILL cannot lose it.
             mark = self._spool.write(self._seq + 1, frames) if self._spool else None
-            if self._send(frames, cls.DROPPABLE, cls.KIND):
+            if self._send(frames, droppable, cls.KIND):
                 self._seq += 1
                 self._sent += 1
+                if cls is Heartbeat:
+                    self._dropped_told = max(self._dropped_told, fields.get("dropped", 0))
             else:
                 if mark is not None and self._spool is not None:
                     self._spool.retract(mark)  # not sent: its number goes to the next event
-                self._dropped += 1
+                if not _only_if_room:
+                    self._dropped += 1
+                if self._tell_timer is None:
+                    self._tell_later()
+
+    def _tell_later(self) -> None:
+        self._tell_timer = threading.Timer(TELL_DROPS_EVERY, self._tell_drops)
+        self._tell_timer.daemon = True
+        self._tell_timer.start()
+
+    def _tell_drops(self) -> None:
+        """Say how many events were dropped, in a heartbeat, as soon as the queue has
+        room again (never waiting for it: tried every TELL_DROPS_EVERY seconds)."""
+        with self._lock:
+            self._tell_timer = None
+            if self._closed or self._dropped <= self._dropped_told:
+                return
+            self._emit(Heartbeat, _only_if_room=True, dropped=self._dropped)
+            if self._dropped > self._dropped_told and self._tell_timer is None:
+                self._tell_later()
 
     def _send(self, frames: list[Any], droppable: bool, kind: str) -> bool:
         assert self._sock is not None
@@ -309,6 +344,23 @@ class Engine:
                 self.heartbeat()
             except LocalProtocolError:
                 return  # closed meanwhile
+
+
+def _droppable(chosen: Iterable[str] | None) -> frozenset[str]:
+    """The kinds this engine drops when its queue is full (argument, else BUS_DROPPABLE)."""
+    if chosen is None:
+        text = os.environ.get("BUS_DROPPABLE", "").strip()
+        if not text:
+            return DROPPABLE_KINDS
+        chosen = [] if text == "none" else [k.strip() for k in text.split(",") if k.strip()]
+    kinds = frozenset(chosen)
+    if not kinds <= MAY_BE_DROPPED:
+        wrong = ", ".join(sorted(kinds - MAY_BE_DROPPED))
+        raise LocalProtocolError(
+            f"droppable kinds must be among {', '.join(sorted(MAY_BE_DROPPED))}, got {wrong} "
+            "(phase changes, results, errors, hello and bye are never dropped silently)"
+        )
+    return kinds
 
 
 # How a supervisor asks an engine to stop: SIGTERM; on Windows CTRL_BREAK_EVENT (SIGBREAK).

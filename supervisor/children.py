@@ -128,7 +128,8 @@ class Child:
     events: int = 0              # events accepted from its SDK, all runs
     run_events: int = 0          # ... from the current process only
     lost: int = 0                # events its SDK sent that never arrived
-    dropped: int = 0             # events its SDK dropped under pressure (from bye)
+    dropped: int = 0             # events its SDK dropped under pressure, earlier processes
+    dropped_now: int = 0         # the same, this process so far (heartbeats, then its bye)
     recovered: int = 0           # events recovered from its spool after a crash
     lines: int = 0               # stdout/stderr lines captured
     markers: int = 0             # legacy ##PROGRESS: markers understood
@@ -166,6 +167,7 @@ class Child:
         self.spawns += 1
         self.hello = self.bye = self.stopped_by_us = False
         self.run_events = self.max_seq = 0
+        self.dropped, self.dropped_now = self.dropped + self.dropped_now, 0
         self.exit, self.exit_deadline, self.spawn_error = None, None, ""
         self.open_streams = set(STREAMS)
         for name, pipe in zip(STREAMS, (proc.stdout, proc.stderr)):
@@ -281,4 +283,6 @@ def engine_env(child: Child, *, endpoint: str, session_dir: str) -> dict[str, st
         env["BUS_SPOOL"] = str(child.spool)
     if child.spec.heartbeat_timeout > 0:
         env["BUS_HEARTBEAT"] = f"{child.spec.heartbeat_timeout / 3:g}"
+    if child.spec.droppable is not None:
+        env["BUS_DROPPABLE"] = ",".join(child.spec.droppable) or "none"
     return env

@@ -18,6 +18,7 @@
     max_restarts = 5              # restarts allowed within restart_window seconds, then FATAL
     heartbeat_timeout = 30        # SDK engines silent this long are unresponsive (0: off)
     on_exit = "stop-all"          # ignore | restart | stop-all: what its exit means for the run
+    droppable = ["progress"]      # kinds its SDK may drop under pressure (default: heartbeat, progress, screenshot)
 
 A bad file is refused with one line naming the file, the engine and the key.
 """
@@ -35,6 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from bus.errors import BusError
+from bus.protocol import MAY_BE_DROPPED
 from bus.protocol.limits import ENGINE_NAME
 
 MAX_INSTANCES = 1000
@@ -64,6 +66,7 @@ class EngineSpec:
     heartbeat_timeout: float = 30.0     # 0: off
     on_unresponsive: str = "report"     # report | restart
     on_exit: str = "ignore"             # ignore | stop-all (restart is `restart`'s job)
+    droppable: tuple[str, ...] | None = None  # kinds its SDK may drop under pressure (None: the SDK's default)
 
     def instance_names(self) -> list[str]:
         """`name` for one instance; `name.1` .. `name.N` for several."""
@@ -166,6 +169,15 @@ def _signal_name(value: Any) -> str:
     return value
 
 
+def _kinds_to_drop(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or not set(value) <= MAY_BE_DROPPED:
+        raise _Bad(
+            f"must be a list of kinds among {', '.join(sorted(MAY_BE_DROPPED))} (phase changes, results and errors "
+            f"are never dropped), got {value!r}"
+        )
+    return tuple(sorted(set(value)))
+
+
 def _boolean(value: Any) -> bool:
     if not isinstance(value, bool):
         raise _Bad(f"must be true or false, got {value!r}")
@@ -187,6 +199,7 @@ ENGINE_CHECKS: dict[str, Check] = {
     "on_unresponsive": _choice("report", "restart"),
     "on_exit": _choice("ignore", "restart", "stop-all"),
     "shell": _boolean,
+    "droppable": _kinds_to_drop,
 }
 ENGINE_KEYS = {"command", "env", "cwd", *ENGINE_CHECKS}
 SUPERVISOR_CHECKS: dict[str, Check] = {
@@ -304,4 +317,5 @@ def _spec(where: str, name: str, command: tuple[str, ...], env: dict[str, str], 
         heartbeat_timeout=values.get("heartbeat_timeout", 30.0),
         on_unresponsive=values.get("on_unresponsive", "report"),
         on_exit=on_exit,
+        droppable=values.get("droppable"),
     )

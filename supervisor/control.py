@@ -123,7 +123,7 @@ def engine_status(child: Child) -> dict[str, Any]:
         "error": child.spawn_error or None,
         "events": child.events,
         "lost": child.lost,
-        "dropped": child.dropped,
+        "dropped": child.dropped + child.dropped_now,
         "recovered": child.recovered,
         "lines": child.lines,
         "markers": child.markers,

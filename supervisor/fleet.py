@@ -153,6 +153,8 @@ class Fleet:
             child.hello = True
             if child.state is State.STARTING:
                 self._move(child, Trigger.STARTED, "said hello")
+        elif kind == "heartbeat":
+            child.dropped_now = max(child.dropped_now, event.dropped)  # type: ignore[attr-defined]
         elif kind == "bye":
             child.bye = True
             self._check_bye(child, event)
@@ -337,8 +339,8 @@ class Fleet:
             child.lost += lost
             self._note(child, "error", f"{lost} event(s) this engine sent never arrived")
         if bye.dropped:  # type: ignore[attr-defined]
-            child.dropped += bye.dropped  # type: ignore[attr-defined]
-            self._note(child, "warning", f"the engine dropped {bye.dropped} event(s) (progress, screenshots, heartbeats) because the bus did not keep up")  # type: ignore[attr-defined]
+            child.dropped_now = bye.dropped  # type: ignore[attr-defined]  # its final count
+            self._note(child, "warning", f"the engine dropped {bye.dropped} event(s) of the kinds it may drop (`droppable`: progress, screenshots, heartbeats by default) because the bus did not keep up")  # type: ignore[attr-defined]
 
     def _recover_spool(self, child: Child) -> int:
         """Publish what a dead engine sent but the bus never received; then drop the spool."""

@@ -6,6 +6,7 @@ from .codec import decode, decode_published, encode, encode_published, split_bat
 from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from .events import (
     DROPPABLE_KINDS,
+    MAY_BE_DROPPED,
     ENGINE_KINDS,
     KINDS,
     LEVELS,

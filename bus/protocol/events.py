@@ -126,7 +126,10 @@ class EngineHello(Event):
 @kind("heartbeat", droppable=True)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Heartbeat(Event):
-    """The engine is alive (sent periodically by the SDK when asked to)."""
+    """The engine is alive (sent periodically by the SDK when asked to, and soon
+    after it had to drop events, so the drops show in status while it runs)."""
+
+    dropped: int = doc("events this engine process has dropped so far because its queue was full", 0)
 
 
 @kind("phase.start")
@@ -324,4 +327,7 @@ class UnknownEvent:
 
 AnyEvent = Event | UnknownEvent
 ENGINE_KINDS = frozenset(k for k, c in KINDS.items() if c.ORIGIN == "engine")
-DROPPABLE_KINDS = frozenset(k for k, c in KINDS.items() if c.DROPPABLE)
+DROPPABLE_KINDS = frozenset(k for k, c in KINDS.items() if c.DROPPABLE)  # dropped under pressure by default
+# What an engine may choose to make droppable. Phase changes, results, errors,
+# hello and bye never are: they wait for room (bounded), then are dropped loudly.
+MAY_BE_DROPPED = frozenset({"heartbeat", "progress", "screenshot", "log", "finding"})

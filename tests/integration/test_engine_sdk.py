@@ -89,6 +89,20 @@ def test_misuse_raises_clear_local_errors() -> None:
     eng.close()  # idempotent
     with pytest.raises(LocalProtocolError, match="engine 'unit' is closed; log not sent"):
         eng.log("late")
+    with pytest.raises(LocalProtocolError, match=r"droppable kinds must be among finding, heartbeat, log, progress, screenshot, got phase.done, result \(phase changes"):
+        Engine("unit", fallback="off", droppable=["progress", "result", "phase.done"])
+
+
+def test_droppable_kinds_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BUS_DROPPABLE", "log, finding")
+    with Engine("unit", fallback="off") as eng:
+        assert eng._droppable == {"log", "finding"}
+    monkeypatch.setenv("BUS_DROPPABLE", "none")
+    with Engine("unit", fallback="off") as eng:
+        assert eng._droppable == frozenset()
+    monkeypatch.setenv("BUS_DROPPABLE", "bye")
+    with pytest.raises(LocalProtocolError, match="got bye"):
+        Engine("unit", fallback="off")
 
 
 def test_an_engine_used_after_fork_refuses() -> None:
