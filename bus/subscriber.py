@@ -71,6 +71,7 @@ class _Base:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.hwm = hwm
+        self._heard = time.monotonic()  # when the SUB socket last gave us something (or we last probed)
 
     # What the catch-up knows, for callers.
     @property
@@ -84,6 +85,16 @@ class _Base:
     @property
     def ended(self) -> bool:
         return self.catchup.ended
+
+    def _quiet_for(self) -> float:
+        return time.monotonic() - self._heard
+
+    def _wait_ms(self, deadline: float | None) -> int:
+        """How long to poll: until the deadline or the next quiet probe, whichever is first."""
+        wait = max(0.0, QUIET - self._quiet_for())
+        if deadline is not None:
+            wait = min(wait, max(0.0, deadline - time.monotonic()))
+        return int(wait * 1000) + 1
 
     @property
     def refills(self) -> int:
@@ -168,12 +179,13 @@ class Subscriber(_Base):
                 continue
             if self.catchup.ended:
                 return None
-            left = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
-            if not sub.poll(QUIET * 1000 if left is None else min(left, QUIET * 1000)):
-                if deadline is not None and time.monotonic() >= deadline:
+            if not sub.poll(self._wait_ms(deadline)):
+                if self._quiet_for() >= QUIET:
+                    self._probe()
+                elif deadline is not None and time.monotonic() >= deadline:
                     raise TimeoutError(f"no event from {self.address.label} within {waited:g}s")
-                self._probe()
                 continue
+            self._heard = time.monotonic()
             for _ in range(1000):
                 try:
                     self.catchup.feed(sub.recv_multipart(zmq.NOBLOCK))
@@ -213,6 +225,7 @@ class Subscriber(_Base):
         self._give(reply, frames)
 
     def _probe(self) -> None:
+        self._heard = time.monotonic()  # the next probe after another quiet spell
         if not self.catchup.live:
             return
         try:
@@ -295,12 +308,13 @@ class AsyncSubscriber(_Base):
                 continue
             if self.catchup.ended:
                 return None
-            left = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
-            if not await sub.poll(QUIET * 1000 if left is None else min(left, QUIET * 1000)):
-                if deadline is not None and time.monotonic() >= deadline:
+            if not await sub.poll(self._wait_ms(deadline)):
+                if self._quiet_for() >= QUIET:
+                    await self._probe()
+                elif deadline is not None and time.monotonic() >= deadline:
                     raise TimeoutError(f"no event from {self.address.label} within {waited:g}s")
-                await self._probe()
                 continue
+            self._heard = time.monotonic()
             self.catchup.feed(await sub.recv_multipart())
         return ready.popleft()
 
@@ -309,6 +323,7 @@ class AsyncSubscriber(_Base):
         return reply
 
     async def _probe(self) -> None:
+        self._heard = time.monotonic()  # the next probe after another quiet spell
         if not self.catchup.live:
             return
         saved, self.timeout = self.timeout, min(self.timeout, QUIET)
