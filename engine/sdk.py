@@ -26,8 +26,9 @@ heartbeats; choose among progress, screenshot, heartbeat, log and finding
 with `droppable=` or `BUS_DROPPABLE` ("progress,log"; "none"). Other kinds
 (phase changes, results, errors) wait up to `send_timeout` seconds, then are
 dropped with a warning on stderr. The count goes out in a heartbeat soon
-after (so `bus status` shows it while the engine runs) and in `bye`. Closing waits at most `linger` seconds for the
-supervisor to take what is queued, so a vanished supervisor never hangs it.
+after (so `bus status` shows it while the engine runs) and in `bye`.
+Closing waits at most `linger` seconds for the supervisor to take what is
+queued, so a vanished supervisor never hangs it.
 
 Crashes: when the supervisor gives it a spool file (BUS_SPOOL), every event is
 also copied into that memory-mapped ring before it is handed to zmq, so a
@@ -35,8 +36,9 @@ SIGKILL cannot lose what was sent: the supervisor recovers it (bus/spool.py).
 
 Environment: BUS_ENDPOINT, BUS_ENGINE, BUS_SPOOL, BUS_HEARTBEAT (set by the
 supervisor); BUS_FALLBACK (markers|off), BUS_LINGER (s, default 3),
-BUS_SEND_TIMEOUT (s, default 10), BUS_SNDHWM (messages, default 1000), BUS_DROPPABLE,
-BUS_SPOOL_SIZE (bytes, default 4 MiB; 0 turns the spool off).
+BUS_SEND_TIMEOUT (s, default 10), BUS_SNDHWM (messages, default 1000),
+BUS_DROPPABLE (kinds, comma-separated), BUS_SPOOL_SIZE (bytes, default
+4 MiB; 0 turns the spool off).
 """
 
 from __future__ import annotations
@@ -58,10 +60,10 @@ import zmq
 from bus import sockets
 from bus._version import __version__
 from bus.protocol import (
-    EngineBye,
-    EngineError,
     DROPPABLE_KINDS,
     MAY_BE_DROPPED,
+    EngineBye,
+    EngineError,
     EngineHello,
     Event,
     Finding,
