@@ -43,21 +43,10 @@ class ControlClient:
             left = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
             if not self._sock.poll(left):
                 self._reset()
-                raise NotRunning(
-                    f"no answer from a supervisor at {self.address.label} within {wait:g}s: "
-                    "is one running there? (start one with `bus up`)"
-                )
-            frames = self._sock.recv_multipart()
-            body = frames[1:] if frames and frames[0] == b"" else frames
-            try:
-                reply = decode_reply(body[0])
-            except (RemoteProtocolError, IndexError):
-                continue  # not an answer we can read; keep waiting for ours
-            if reply.get("id") != req_id:
-                continue  # a late answer to an earlier request that timed out
-            if not reply["ok"]:
-                raise RequestFailed(op, str(reply.get("code", "")), str(reply.get("error", "")))
-            return reply, body[1:]
+                raise no_answer(self.address, wait)
+            answer = read_answer(self._sock.recv_multipart(), req_id, op)
+            if answer is not None:
+                return answer
 
     def pub_endpoint(self, *, timeout: float | None = -1.0) -> str:
         """The PUB endpoint to subscribe to: known locally, else asked with `hello`."""
@@ -73,6 +62,29 @@ class ControlClient:
 
     def close(self) -> None:
         self._sock.close(linger=0)
+
+
+def read_answer(frames: list[Any], req_id: int, op: str) -> tuple[dict[str, Any], list[Any]] | None:
+    """One message from a control socket: the reply to request `req_id` and its
+    extra frames (RequestFailed if it is an error), or None if it is not that reply
+    (unreadable, or a late answer to an earlier request that timed out)."""
+    body = frames[1:] if frames and frames[0] == b"" else frames
+    try:
+        reply = decode_reply(body[0])
+    except (RemoteProtocolError, IndexError):
+        return None
+    if reply.get("id") != req_id:
+        return None
+    if not reply["ok"]:
+        raise RequestFailed(op, str(reply.get("code", "")), str(reply.get("error", "")))
+    return reply, body[1:]
+
+
+def no_answer(address: Address, wait: float | None) -> NotRunning:
+    return NotRunning(
+        f"no answer from a supervisor at {address.label} within {wait:g}s: "
+        "is one running there? (start one with `bus up`)"
+    )
 
 
 def pick_endpoint(endpoints: list[str], control: str) -> str:

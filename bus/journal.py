@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from .errors import NotRunning
+from .runtime import Address, journal_path
 from .spool import pack_frames, unpack_frames
 
 SCHEMA = """
@@ -263,3 +265,12 @@ class JournalReader:
 
     def close(self) -> None:
         self._conn.close()
+
+
+def open_journal(address: Address) -> JournalReader:
+    """The local session's journal, read-only; NotRunning if there is none."""
+    path = journal_path(address.session) if address.session is not None else None
+    if path is None or not path.exists():
+        where = f" at {path}" if path else ""
+        raise NotRunning(f"no supervisor answered at {address.label}, and there is no journal to read{where}")
+    return JournalReader(path)

@@ -20,9 +20,9 @@ import zmq
 
 from .control_client import ControlClient
 from .errors import BusError, NotRunning
-from .journal import JournalReader, RunInfo
+from .journal import JournalReader, RunInfo, open_journal
 from .protocol import AnyEvent, RemoteProtocolError, decode, split_batch
-from .runtime import Address, journal_path, resolve
+from .runtime import Address, resolve
 
 
 class Replay:
@@ -134,12 +134,3 @@ def list_runs(address: str | Address | None = None, *, timeout: float = 2.0) -> 
         return None, [info.as_dict() for info in infos]
     finally:
         reader.close()
-
-
-def open_journal(address: Address) -> JournalReader:
-    """The local session's journal, read-only; NotRunning if there is none."""
-    path = journal_path(address.session) if address.session is not None else None
-    if path is None or not path.exists():
-        where = f" at {path}" if path else ""
-        raise NotRunning(f"no supervisor answered at {address.label}, and there is no journal to read{where}")
-    return JournalReader(path)

@@ -36,12 +36,12 @@ import zmq.asyncio
 
 from . import sockets
 from .catchup import ALL, Catchup, Need
-from .control_client import ControlClient, RequestFailed, pick_endpoint
+from .control_client import ControlClient, RequestFailed, no_answer, pick_endpoint, read_answer
 from .errors import BusError, NotRunning
-from .journal import JournalReader
+from .journal import open_journal
 from .protocol import AnyEvent, RemoteProtocolError, decode, split_batch
-from .protocol.control import decode_reply, encode_request
-from .runtime import Address, journal_path, resolve
+from .protocol.control import encode_request
+from .runtime import Address, resolve
 
 QUIET = 1.0  # seconds without a message before asking the supervisor what we may have missed
 
@@ -120,10 +120,12 @@ class _Base:
     def _from_journal(self) -> bool:
         """No supervisor answers: fetch what is needed (or, if nothing is, the rest
         of our run) from the session's journal on this machine. False if there is none."""
-        path = journal_path(self.address.session) if self.address.session is not None and self.run else None
-        if path is None or not path.exists():
+        if self.run is None:
             return False
-        reader = JournalReader(path)
+        try:
+            reader = open_journal(self.address)
+        except NotRunning:
+            return False
         try:
             info = next((r for r in reader.runs() if r.run == self.run), None)
             if info is None:
@@ -295,16 +297,7 @@ class AsyncSubscriber(_Base):
         ready = self.catchup.ready
         while not ready:
             if self.catchup.need is not None:
-                try:
-                    reply, frames = await self.request("history", **self._history_args(self.catchup.need))
-                except RequestFailed as exc:
-                    self._refused(exc)
-                    continue
-                except NotRunning:
-                    if not await asyncio.to_thread(self._from_journal):
-                        raise
-                    continue
-                self._give(reply, frames)
+                await self._fetch()
                 continue
             if self.catchup.ended:
                 return None
@@ -322,49 +315,53 @@ class AsyncSubscriber(_Base):
         reply, _ = await self.request("snapshot")
         return reply
 
+    async def _fetch(self) -> None:
+        assert self.catchup.need is not None
+        try:
+            reply, frames = await self.request("history", **self._history_args(self.catchup.need))
+        except RequestFailed as exc:
+            self._refused(exc)
+            return
+        except NotRunning:
+            if not await asyncio.to_thread(self._from_journal):  # the supervisor went away meanwhile
+                raise
+            return
+        self._give(reply, frames)
+
     async def _probe(self) -> None:
         self._heard = time.monotonic()  # the next probe after another quiet spell
         if not self.catchup.live:
             return
-        saved, self.timeout = self.timeout, min(self.timeout, QUIET)
         try:
-            hello, _ = await self.request("hello")
+            hello, _ = await self.request("hello", timeout=min(self.timeout, QUIET))
         except NotRunning:
             await asyncio.to_thread(self._from_journal)
             return
-        finally:
-            self.timeout = saved
         self.catchup.probe(hello)
 
-    async def request(self, op: str, **args: Any) -> tuple[dict[str, Any], list[Any]]:
+    async def request(self, op: str, *, timeout: float | None = -1.0, **args: Any) -> tuple[dict[str, Any], list[Any]]:
+        """As ControlClient.request: (reply, extra frames); `timeout=None` waits for ever."""
+        wait = self.timeout if timeout == -1.0 else timeout
         self._ids += 1
         req_id = self._ids
         await self._ctl.send_multipart([b"", encode_request(op, req_id, **args)])
-        deadline = time.monotonic() + self.timeout
-        while (left := deadline - time.monotonic()) > 0:
-            if not await self._ctl.poll(int(left * 1000) + 1):
-                break
-            frames = await self._ctl.recv_multipart()
-            body = frames[1:] if frames and frames[0] == b"" else frames
-            try:
-                reply = decode_reply(body[0])
-            except (RemoteProtocolError, IndexError):
-                continue
-            if reply.get("id") != req_id:
-                continue
-            if not reply["ok"]:
-                raise RequestFailed(op, str(reply.get("code", "")), str(reply.get("error", "")))
-            return reply, body[1:]
-        raise NotRunning(f"no answer from a supervisor at {self.address.label} within {self.timeout:g}s")
+        deadline = None if wait is None else time.monotonic() + wait
+        while True:
+            left = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            if not await self._ctl.poll(left):
+                # Drop a request nobody answered so it is not delivered later by surprise.
+                self._ctl.close(linger=0)
+                self._ctl = sockets.dealer(self.ctx, self.address.control)
+                raise no_answer(self.address, wait)
+            answer = read_answer(await self._ctl.recv_multipart(), req_id, op)
+            if answer is not None:
+                return answer
 
     async def _connect(self, timeout: float | None) -> zmq.asyncio.Socket:
-        saved, self.timeout = self.timeout, timeout if timeout is not None else 365 * 86400.0
         try:
-            reply, _ = await self.request("hello")
+            reply, _ = await self.request("hello", timeout=timeout)
         except NotRunning as exc:
             raise TimeoutError(str(exc)) from None
-        finally:
-            self.timeout = saved
         self._sub = sockets.sub(self.ctx, pick_endpoint(reply["endpoints"]["pub"], self.address.control), hwm=self.hwm)
         return self._sub
 
