@@ -10,7 +10,8 @@ from typing import Any
 import zmq
 
 from . import exitcodes, sockets
-from .errors import BusError, NotRunning
+from .errors import BusError, Denied, NotRunning
+from .keys import HandshakeWatch
 from .protocol import RemoteProtocolError
 from .protocol.control import decode_reply, encode_request
 from .runtime import Address
@@ -22,7 +23,10 @@ class RequestFailed(BusError):
     def __init__(self, op: str, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
-        self.exit_code = exitcodes.USAGE if code in ("unknown-engine", "bad-request") else exitcodes.ENGINE_FAILED
+        if code == "forbidden":
+            self.exit_code = exitcodes.DENIED
+        else:
+            self.exit_code = exitcodes.USAGE if code in ("unknown-engine", "bad-request") else exitcodes.ENGINE_FAILED
 
 
 class ControlClient:
@@ -31,7 +35,8 @@ class ControlClient:
         self.address = address
         self.timeout = timeout
         self._ids = itertools.count(1)
-        self._sock = sockets.dealer(ctx, address.control)
+        self._sock = sockets.dealer(ctx, address.control, keys=address.keys)
+        self._watch = HandshakeWatch(self._sock, address.control, address.keys)
 
     def request(self, op: str, *, timeout: float | None = -1.0, **args: Any) -> tuple[dict[str, Any], list[bytes]]:
         """Send `op`; return (reply, extra frames). `timeout=None` waits for ever."""
@@ -39,14 +44,22 @@ class ControlClient:
         req_id = next(self._ids)
         self._sock.send_multipart([b"", encode_request(op, req_id, **args)])
         deadline = None if wait is None else time.monotonic() + wait
+        poller = zmq.Poller()
+        poller.register(self._sock, zmq.POLLIN)
+        if self._watch.monitor is not None:
+            poller.register(self._watch.monitor, zmq.POLLIN)
         while True:
             left = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
-            if not self._sock.poll(left):
+            ready = dict(poller.poll(left))
+            if self._sock in ready:
+                answer = read_answer(self._sock.recv_multipart(), req_id, op)
+                if answer is not None:
+                    return answer
+                continue
+            refused = self._watch.verdict()  # a refused handshake is final: say so at once
+            if refused or not ready:
                 self._reset()
-                raise no_answer(self.address, wait)
-            answer = read_answer(self._sock.recv_multipart(), req_id, op)
-            if answer is not None:
-                return answer
+                raise Denied(refused) if refused else no_answer(self.address, wait)
 
     def pub_endpoint(self, *, timeout: float | None = -1.0) -> str:
         """The PUB endpoint to subscribe to: known locally, else asked with `hello`."""
@@ -57,10 +70,13 @@ class ControlClient:
 
     def _reset(self) -> None:
         # Drop a request nobody answered so it is not delivered later by surprise.
+        self._watch.close()
         self._sock.close(linger=0)
-        self._sock = sockets.dealer(self.ctx, self.address.control)
+        self._sock = sockets.dealer(self.ctx, self.address.control, keys=self.address.keys)
+        self._watch = HandshakeWatch(self._sock, self.address.control, self.address.keys)
 
     def close(self) -> None:
+        self._watch.close()
         self._sock.close(linger=0)
 
 

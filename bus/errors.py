@@ -19,3 +19,9 @@ class UsageError(BusError):
     """A bad argument on the command line."""
 
     exit_code = exitcodes.USAGE
+
+
+class Denied(BusError):
+    """The supervisor turned us away: our key is not admitted, or not for this."""
+
+    exit_code = exitcodes.DENIED

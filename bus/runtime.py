@@ -30,6 +30,7 @@ from typing import Any
 import zmq
 
 from .errors import BusError, NotRunning, UsageError
+from .keys import ClientKeys, client_keys
 
 HAS_IPC = zmq.has("ipc")
 SESSION_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,31}")
@@ -178,13 +179,15 @@ class Address:
     pub: str | None
     label: str
     session: Session | None = None
+    keys: ClientKeys | None = None  # CURVE keys for tcp (BUS_SERVER_KEY, BUS_KEY)
 
 
 def resolve(address: str | None) -> Address:
     """`None` or a session name -> the local session; `tcp://HOST:PORT` -> remote
-    control socket (PUB found through it); a directory -> that run directory."""
+    control socket (PUB found through it), with CURVE keys from the environment
+    if set; a directory -> that run directory."""
     if address and address.startswith("tcp://"):
-        return Address(control=address, pub=None, label=address)
+        return Address(control=address, pub=None, label=address, keys=client_keys())
     if address and "://" in address:
         raise UsageError(
             f"address {address!r} is not understood: give a session name, a run directory, or tcp://HOST:PORT"

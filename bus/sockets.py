@@ -7,11 +7,15 @@ process, made at the entry point, never shared across fork.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import zmq
 
 from .errors import BusError
+from .protocol.limits import MAX_BLOB, MAX_HEADER
+
+if TYPE_CHECKING:
+    from .keys import ClientKeys, Security
 
 # High-water marks count messages, not bytes (see docs/PROTOCOL.md, "Flow").
 PUB_HWM = 10_000
@@ -19,6 +23,10 @@ PULL_HWM = 10_000
 PUSH_HWM = 1_000
 SUB_HWM = 100_000
 LOCAL_RECONNECT_MS = 20
+# ZMQ_MAXMSGSIZE per bound socket: a peer sending a bigger frame is disconnected
+# by libzmq before the frame is buffered. Frames up to it are read and, if over
+# the protocol's own limits, counted as rejects (see docs/SECURITY.md).
+MAX_FRAME = {"pull": MAX_BLOB + MAX_HEADER, "control": MAX_HEADER, "pub": 64 * 1024}
 
 
 def bind(sock: zmq.Socket, endpoint: str) -> str:
@@ -38,34 +46,45 @@ def _socket(ctx: zmq.Context, kind: int, linger_ms: int) -> zmq.Socket:
     return sock
 
 
-def xpub(ctx: zmq.Context, endpoints: Iterable[str], *, linger_ms: int = 1000) -> tuple[zmq.Socket, list[str]]:
+def _bind_all(sock: zmq.Socket, name: str, local: Iterable[str], remote: Iterable[str], security: Security | None) -> list[str]:
+    """Bind the local endpoints, then (as a CURVE server, if there are keys) the remote ones."""
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME[name])
+    bound = [bind(sock, e) for e in local]
+    remote = list(remote)
+    if remote and security is not None:
+        security.apply(sock, name)
+    return bound + [bind(sock, e) for e in remote]
+
+
+def xpub(ctx: zmq.Context, local: Iterable[str], remote: Iterable[str] = (), *, security: Security | None = None, linger_ms: int = 1000) -> tuple[zmq.Socket, list[str]]:
     """The supervisor's publisher. XPUB (verbose) so it sees every subscription
     and can answer each with a welcome (no slow-joiner losses)."""
     sock = _socket(ctx, zmq.XPUB, linger_ms)
     sock.setsockopt(zmq.XPUB_VERBOSE, 1)
     sock.setsockopt(zmq.SNDHWM, PUB_HWM)
-    return sock, [bind(sock, e) for e in endpoints]
+    return sock, _bind_all(sock, "pub", local, remote, security)
 
 
-def pull(ctx: zmq.Context, endpoints: Iterable[str]) -> tuple[zmq.Socket, list[str]]:
+def pull(ctx: zmq.Context, local: Iterable[str], remote: Iterable[str] = (), *, security: Security | None = None) -> tuple[zmq.Socket, list[str]]:
     sock = _socket(ctx, zmq.PULL, 0)
     sock.setsockopt(zmq.RCVHWM, PULL_HWM)
-    return sock, [bind(sock, e) for e in endpoints]
+    return sock, _bind_all(sock, "pull", local, remote, security)
 
 
-def router(ctx: zmq.Context, endpoints: Iterable[str]) -> tuple[zmq.Socket, list[str]]:
+def router(ctx: zmq.Context, local: Iterable[str], remote: Iterable[str] = (), *, security: Security | None = None) -> tuple[zmq.Socket, list[str]]:
     sock = _socket(ctx, zmq.ROUTER, 500)
-    return sock, [bind(sock, e) for e in endpoints]
+    return sock, _bind_all(sock, "control", local, remote, security)
 
 
-def push(ctx: zmq.Context, endpoint: str, *, linger_ms: int, hwm: int = PUSH_HWM) -> zmq.Socket:
+def push(ctx: zmq.Context, endpoint: str, *, linger_ms: int, hwm: int = PUSH_HWM, keys: ClientKeys | None = None) -> zmq.Socket:
     sock = _socket(ctx, zmq.PUSH, linger_ms)
     sock.setsockopt(zmq.SNDHWM, hwm)
-    sock.connect(endpoint)
-    return sock
+    return _client(sock, endpoint, keys)
 
 
-def _client(sock: zmq.Socket, endpoint: str) -> zmq.Socket:
+def _client(sock: zmq.Socket, endpoint: str, keys: ClientKeys | None) -> zmq.Socket:
+    if keys is not None and endpoint.startswith("tcp://"):
+        keys.apply(sock)
     if endpoint.startswith("ipc://"):
         # A local supervisor may not exist yet: retry often (a failed local
         # connect is one cheap syscall), so a waiting client joins at once.
@@ -74,13 +93,13 @@ def _client(sock: zmq.Socket, endpoint: str) -> zmq.Socket:
     return sock
 
 
-def sub(ctx: zmq.Context, endpoint: str, prefixes: Iterable[bytes] = (b"",), *, hwm: int = SUB_HWM) -> zmq.Socket:
+def sub(ctx: zmq.Context, endpoint: str, prefixes: Iterable[bytes] = (b"",), *, hwm: int = SUB_HWM, keys: ClientKeys | None = None) -> zmq.Socket:
     sock = _socket(ctx, zmq.SUB, 0)
     sock.setsockopt(zmq.RCVHWM, hwm)
     for prefix in prefixes:
         sock.setsockopt(zmq.SUBSCRIBE, prefix)
-    return _client(sock, endpoint)
+    return _client(sock, endpoint, keys)
 
 
-def dealer(ctx: zmq.Context, endpoint: str) -> zmq.Socket:
-    return _client(_socket(ctx, zmq.DEALER, 0), endpoint)
+def dealer(ctx: zmq.Context, endpoint: str, *, keys: ClientKeys | None = None) -> zmq.Socket:
+    return _client(_socket(ctx, zmq.DEALER, 0), endpoint, keys)

@@ -160,7 +160,7 @@ class Subscriber(_Base):
         self.control = ControlClient(self.ctx, self.address, timeout=timeout)
         self._sub: zmq.Socket | None = None
         if self.address.pub is not None:  # known (local session): subscribe now, not at first recv
-            self._sub = sockets.sub(self.ctx, self.address.pub, hwm=hwm)
+            self._sub = sockets.sub(self.ctx, self.address.pub, hwm=hwm, keys=self.address.keys)
 
     def __iter__(self) -> Iterator[AnyEvent]:
         while True:
@@ -242,7 +242,7 @@ class Subscriber(_Base):
             endpoint = self.control.pub_endpoint(timeout=timeout)
         except NotRunning as exc:
             raise TimeoutError(str(exc)) from None
-        self._sub = sockets.sub(self.ctx, endpoint, hwm=self.hwm)
+        self._sub = sockets.sub(self.ctx, endpoint, hwm=self.hwm, keys=self.address.keys)
         return self._sub
 
     def close(self) -> None:
@@ -278,8 +278,8 @@ class AsyncSubscriber(_Base):
         super().__init__(address, engines=engines, kinds=kinds, history=history, since=since, timeout=timeout, connect_timeout=connect_timeout, hwm=hwm)
         self._own_ctx = ctx is None
         self.ctx = ctx or zmq.asyncio.Context()
-        self._ctl = sockets.dealer(self.ctx, self.address.control)
-        self._sub: zmq.asyncio.Socket | None = sockets.sub(self.ctx, self.address.pub, hwm=hwm) if self.address.pub else None
+        self._ctl = sockets.dealer(self.ctx, self.address.control, keys=self.address.keys)
+        self._sub: zmq.asyncio.Socket | None = sockets.sub(self.ctx, self.address.pub, hwm=hwm, keys=self.address.keys) if self.address.pub else None
         self._ids = 0
 
     def __aiter__(self) -> AsyncIterator[AnyEvent]:
@@ -351,7 +351,7 @@ class AsyncSubscriber(_Base):
             if not await self._ctl.poll(left):
                 # Drop a request nobody answered so it is not delivered later by surprise.
                 self._ctl.close(linger=0)
-                self._ctl = sockets.dealer(self.ctx, self.address.control)
+                self._ctl = sockets.dealer(self.ctx, self.address.control, keys=self.address.keys)
                 raise no_answer(self.address, wait)
             answer = read_answer(await self._ctl.recv_multipart(), req_id, op)
             if answer is not None:
@@ -362,7 +362,7 @@ class AsyncSubscriber(_Base):
             reply, _ = await self.request("hello", timeout=timeout)
         except NotRunning as exc:
             raise TimeoutError(str(exc)) from None
-        self._sub = sockets.sub(self.ctx, pick_endpoint(reply["endpoints"]["pub"], self.address.control), hwm=self.hwm)
+        self._sub = sockets.sub(self.ctx, pick_endpoint(reply["endpoints"]["pub"], self.address.control), hwm=self.hwm, keys=self.address.keys)
         return self._sub
 
     def close(self) -> None:

@@ -78,6 +78,7 @@ from bus.protocol import (
     Screenshot,
     encode,
 )
+from bus.keys import client_keys
 from bus.protocol.legacy import format_marker
 from bus.spool import DEFAULT_SIZE, SpoolWriter
 
@@ -121,7 +122,8 @@ class Engine:
         if endpoint:
             self._ctx = zmq.Context()
             hwm = int(_env_float("BUS_SNDHWM", sockets.PUSH_HWM))
-            self._sock = sockets.push(self._ctx, endpoint, linger_ms=self._linger_ms, hwm=hwm)
+            keys = client_keys() if endpoint.startswith("tcp://") else None  # BUS_SERVER_KEY, BUS_KEY
+            self._sock = sockets.push(self._ctx, endpoint, linger_ms=self._linger_ms, hwm=hwm, keys=keys)
             if spool_path:
                 self._spool = _open_spool(spool_path, self.name)
         self._emit(EngineHello, pid=self._pid, sdk=f"bus-py/{__version__}", host=stdsocket.gethostname())

@@ -18,7 +18,6 @@ kill is TerminateProcess, and grandchildren are not reached (see README,
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import socket
 import subprocess
@@ -40,10 +39,19 @@ LAST_LOGS = 20  # log lines a snapshot shows per engine
 
 
 class Inbox:
-    """Thread-safe hand-off from helper threads to the loop, which polls `fileno()`."""
+    """Thread-safe hand-off from helper threads to the loop, which polls `fileno()`.
 
-    def __init__(self, maxsize: int = 10_000) -> None:
-        self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize)
+    Bounded twice: by items and by the bytes of the lines it holds, so children
+    writing long lines faster than the loop publishes them cannot grow our
+    memory (64 KiB lines x 10,000 items would be 640 MB): a reader over the
+    bound waits, its child's pipe fills, and the child waits on its writes.
+    """
+
+    def __init__(self, maxsize: int = 10_000, max_bytes: int = 8 * 1024 * 1024) -> None:
+        self._items: deque[tuple[Any, ...]] = deque()
+        self._bytes = 0
+        self._maxsize, self._max_bytes = maxsize, max_bytes
+        self._room = threading.Condition()
         self._reader, self._writer = socket.socketpair()
         self._reader.setblocking(False)
         self._writer.setblocking(False)
@@ -51,8 +59,14 @@ class Inbox:
     def fileno(self) -> int:
         return self._reader.fileno()
 
-    def put(self, item: tuple[Any, ...]) -> None:
-        self._queue.put(item)  # blocks while full: backpressure on the child's pipe
+    def put(self, item: tuple[Any, ...], size: int = 0) -> None:
+        """Queue `item` (`size`: the bytes it holds); blocks while the inbox is full."""
+        with self._room:
+            # An item bigger than the whole bound still goes in alone, never waits for ever.
+            while self._items and (len(self._items) >= self._maxsize or self._bytes + size > self._max_bytes):
+                self._room.wait()
+            self._items.append((size, item))
+            self._bytes += size
         try:
             self._writer.send(b"\0")
         except (BlockingIOError, OSError):
@@ -67,14 +81,20 @@ class Inbox:
         except (BlockingIOError, OSError):
             pass
         items = []
-        for _ in range(limit):
-            try:
-                items.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        if len(items) == limit:
+        with self._room:
+            while self._items and len(items) < limit:
+                size, item = self._items.popleft()
+                self._bytes -= size
+                items.append(item)
+            more = bool(self._items)
+            self._room.notify_all()
+        if more:
             self.wake()  # more left: come back after the other sockets had a turn
         return items
+
+    @property
+    def held_bytes(self) -> int:
+        return self._bytes
 
     def wake(self) -> None:
         try:
@@ -219,7 +239,7 @@ def read_lines(child: Child, stream: str, pipe: IO[bytes], inbox: Inbox, max_lin
             if not line.endswith(b"\n") and len(line) >= max_line:
                 cut = _skip_rest_of_line(pipe, max_line)
             text = line.rstrip(b"\r\n").decode("utf-8", errors="replace")
-            inbox.put(("line", child, stream, text, cut, time.time()))
+            inbox.put(("line", child, stream, text, cut, time.time()), len(line))
     except (OSError, ValueError):
         pass  # the pipe was closed under us
     finally:

@@ -7,6 +7,14 @@
     journal = true                # keep every event on disk too
     journal_max_mb = 1024         # journal retention: size ...
     journal_max_days = 7          # ... and age
+    listen = "tcp://0.0.0.0:7010" # also listen on TCP: control on PORT, pub on PORT+1, pull on PORT+2
+    insecure = false              # allow a non-loopback listen without keys (warned on every start)
+
+    [security]                    # CurveZMQ on every TCP endpoint (docs/SECURITY.md)
+    server_key = "keys/server.key_secret"
+    engines = ["keys/engines/"]   # public keys (files, or directories of *.key) allowed to push
+    subscribers = ["keys/viewer.key"]  # ... to read PUB and ask status, snapshot, history
+    admins = ["keys/ops.key"]     # ... to read, and to start, stop, restart, down
 
     [engines.audit]
     command = ["python", "audit_engine.py", "--site", "shop"]   # a list; a string only with shell = true
@@ -36,8 +44,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from bus.errors import BusError
+from bus.keys import Security, is_loopback, load_security
 from bus.protocol import MAY_BE_DROPPED
 from bus.protocol.limits import ENGINE_NAME
+from bus.runtime import tcp_endpoints
 
 MAX_INSTANCES = 1000
 
@@ -80,6 +90,8 @@ class SupervisorConfig:
     engines: tuple[EngineSpec, ...]
     session: str | None = None          # local session name (None: $BUS_SESSION or "default")
     listen: str | None = None           # extra tcp://HOST:PORT endpoints
+    security: Security | None = None    # CURVE keys for the tcp endpoints (bus/keys.py)
+    insecure: bool = False              # a non-loopback listen without keys is allowed (and warned about)
     exit_when_done: bool = True         # stop once every engine has exited for good
     exit_code_from: str | None = None   # engine whose exit code is the run's (bus run)
     stop_timeout: float = 10.0          # stop signal -> SIGKILL, seconds (engines may override)
@@ -91,6 +103,31 @@ class SupervisorConfig:
     journal: bool = True                # keep every event on disk (bus/journal.py)
     journal_max_bytes: int = 1024**3    # retention: the oldest events go beyond this size...
     journal_max_age: float = 7 * 86400  # ... or this age (seconds)
+
+    def __post_init__(self) -> None:
+        check_listen(self.listen, self.security, self.insecure)
+
+    @property
+    def exposed(self) -> bool:
+        """Listening beyond this machine with no keys (allowed only with `insecure`)."""
+        return bool(self.listen) and self.security is None and not is_loopback(listen_host(self.listen))
+
+
+def listen_host(listen: str) -> str:
+    return tcp_endpoints(listen)["control"].removeprefix("tcp://").rsplit(":", 1)[0]
+
+
+def check_listen(listen: str | None, security: Security | None, insecure: bool) -> None:
+    """A TCP bind beyond loopback needs CURVE keys, or an explicit `insecure`."""
+    if not listen or security is not None or insecure:
+        return
+    host = listen_host(listen)
+    if not is_loopback(host):
+        raise ConfigError(
+            f"listen {listen}: {host} is not a loopback address, and without keys anyone who reaches it could "
+            "read every event and stop engines: give the supervisor keys ([security] in the config, or --keys DIR; "
+            "see docs/SECURITY.md), or pass --insecure on a network you trust"
+        )
 
 
 class ConfigError(BusError):
@@ -110,10 +147,12 @@ def load_config(path: str | Path) -> tuple[tuple[EngineSpec, ...], dict[str, Any
         raise ConfigError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    unknown = set(data) - {"engines", "supervisor"}
+    unknown = set(data) - {"engines", "supervisor", "security"}
     if unknown:
-        raise ConfigError(f"{path}: unknown section {sorted(unknown)[0]!r} (known: engines, supervisor)")
+        raise ConfigError(f"{path}: unknown section {sorted(unknown)[0]!r} (known: engines, supervisor, security)")
     settings = _supervisor_settings(path, data.get("supervisor", {}))
+    if "security" in data:
+        settings["security"] = _security(path, data["security"])
     engines = data.get("engines")
     if not isinstance(engines, dict) or not engines:
         raise ConfigError(f"{path}: no engines: add a table like [engines.worker] with command = [\"python\", \"worker.py\"]")
@@ -178,6 +217,16 @@ def _kinds_to_drop(value: Any) -> tuple[str, ...]:
     return tuple(sorted(set(value)))
 
 
+def _listen(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _Bad(f"must be an address like \"tcp://127.0.0.1:7010\", got {value!r}")
+    try:
+        tcp_endpoints(value)
+    except BusError:
+        raise _Bad(f"must be an address like \"tcp://127.0.0.1:7010\" (port at most 65533), got {value!r}") from None
+    return value
+
+
 def _boolean(value: Any) -> bool:
     if not isinstance(value, bool):
         raise _Bad(f"must be true or false, got {value!r}")
@@ -209,7 +258,10 @@ SUPERVISOR_CHECKS: dict[str, Check] = {
     "journal": _boolean,
     "journal_max_mb": _number(1),
     "journal_max_days": _number(0, above=True),
+    "listen": _listen,
+    "insecure": _boolean,
 }
+SECURITY_KEYS = {"server_key", "engines", "subscribers", "admins"}
 
 
 def _suggest(key: str, known: Iterable[str]) -> str:
@@ -234,6 +286,15 @@ def _supervisor_settings(path: Path, table: Any) -> dict[str, Any]:
         if key in settings:
             settings[name] = int(settings.pop(key) * unit) if name.endswith("bytes") else settings.pop(key) * unit
     return settings
+
+
+def _security(path: Path, table: Any) -> Security:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [security] must be a table")
+    for key in table:
+        if key not in SECURITY_KEYS:
+            raise ConfigError(f"{path}: [security]: unknown key {key!r}{_suggest(key, SECURITY_KEYS)}")
+    return load_security(path.parent.resolve(), table, f"{path}: [security]")
 
 
 def _engine(path: Path, base: Path, name: str, table: Any) -> EngineSpec:

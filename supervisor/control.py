@@ -15,6 +15,7 @@ import zmq
 
 from bus._version import __version__
 from bus.journal import Entry, JournalReader
+from bus.keys import ROLES
 from bus.protocol import RemoteProtocolError
 from bus.protocol.control import (
     MAX_HISTORY_BATCH,
@@ -24,6 +25,8 @@ from bus.protocol.control import (
     encode_error,
     encode_reply,
 )
+
+from .sources import user_id
 
 if TYPE_CHECKING:
     from .children import Child
@@ -35,21 +38,28 @@ BATCH = 100  # requests answered before the other sockets get a turn
 def serve(sup: Supervisor) -> None:
     for _ in range(BATCH):
         try:
-            frames = sup.router.recv_multipart(zmq.NOBLOCK)
+            received = sup.router.recv_multipart(zmq.NOBLOCK, copy=False)
         except zmq.Again:
             return
+        who = user_id(received[-1])
+        frames = [f.bytes for f in received]
         # [identity, "", body] from REQ/DEALER with an envelope; [identity, body] without.
         envelope, body = (frames[:2], frames[2:]) if len(frames) > 1 and frames[1] == b"" else (frames[:1], frames[1:])
-        sup.router.send_multipart(envelope + answer(sup, body))
+        sup.router.send_multipart(envelope + answer(sup, body, who))
 
 
-def answer(sup: Supervisor, body: list[bytes]) -> list[Any]:
+def answer(sup: Supervisor, body: list[bytes], who: str | None = None) -> list[Any]:
+    """The reply to one request; `who` is the CURVE client's key (None: a local client, who may do anything)."""
     if len(body) != 1:
         return [encode_error(None, "bad-request", f"a request is one frame, got {len(body)}")]
     try:
         request = decode_request(body[0])
     except RemoteProtocolError as exc:
         return [encode_error(None, exc.reason, str(exc))]
+    security = sup.config.security
+    if security is not None and not security.may(who, request.op):
+        name = security.name_of(who or "")
+        return [encode_error(request.id, "forbidden", f"key {name!r} may only read (it is not an admin key): {request.op} needs an admin key")]
     if request.op == "history":
         return history(sup, request)
     if request.op == "down":
@@ -90,9 +100,25 @@ def status(sup: Supervisor) -> dict[str, Any]:
         "stopping": sup.stop_reason or None,
         "counters": dict(sup.counters),
         "rejects": dict(sup.rejects),
+        "reject_sources": {source: dict(counts) for source, counts in sup.reject_sources.items()},
+        "security": security(sup),
         "history": {"first": sup.history.first, "events": len(sup.history), "bytes": sup.history.bytes},
         "engines": [engine_status(child) for child in sup.children.values()],
     }
+
+
+def security(sup: Supervisor) -> dict[str, Any]:
+    """How the tcp endpoints are guarded, and who was turned away."""
+    config = sup.config
+    out: dict[str, Any] = {
+        "curve": config.security is not None and bool(config.listen),
+        "insecure": config.exposed,
+        "clients": {role: sorted(c.name for c in config.security.clients.values() if role in c.roles) for role in ROLES} if config.security else {},
+        "handshakes_failed": dict(sup.handshakes_failed),
+    }
+    if sup.gatekeeper is not None:
+        out.update(sup.gatekeeper.report())
+    return out
 
 
 def snapshot(sup: Supervisor) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from bus.protocol.legacy import is_marker, parse_marker
 from bus.protocol.limits import MAX_TEXT
 from bus.errors import BusError
 from bus.journal import Entry, JournalReader, JournalWriter
+from bus.keys import Gatekeeper
 from bus.runtime import HAS_IPC, Session, SessionLock, journal_path, local_session, tcp_endpoints
 
 from . import control
@@ -45,11 +46,15 @@ from .config import SupervisorConfig
 from .fleet import Fleet
 from .history import History
 from .outcome import run_exit_code
+from .sources import source_of
 from .wake import SignalWake
 from .watchdog import Watchdog
 
 Sink = Callable[[Event], None]
 INGEST_BATCH = 1000  # messages read from one socket before the others get a turn
+MAX_FRAMES = 8       # frames kept of one engine message; the rest are read and dropped (the message is rejected)
+MAX_SOURCES = 100    # distinct reject sources status tracks; the rest count as "other"
+HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
 LATE_QUIET = 0.3     # after sup.stop, serve late subscribers until this long without requests
 LATE_MAX = 5.0       # ... but no longer than this
 
@@ -70,6 +75,10 @@ class Supervisor:
         self.endpoints: dict[str, list[str]] = {}
         self.counters = {"received": 0, "accepted": 0, "rejected": 0, "published": 0, "lines": 0}
         self.rejects: dict[str, int] = {}
+        self.reject_sources: dict[str, dict[str, int]] = {}  # who sent what was rejected, by reason
+        self.handshakes_failed: dict[str, int] = {}          # per socket: TCP clients refused at the handshake
+        self.gatekeeper: Gatekeeper | None = None
+        self._monitors: dict[zmq.Socket, str] = {}
         self.stop_reason = ""
         self.journal: JournalWriter | None = None
         self._reader: JournalReader | None = None
@@ -99,6 +108,8 @@ class Supervisor:
                 self._publish(SupervisorStarted(run=self.run_id, pid=os.getpid(), version=__version__, engines=list(self.children)))
                 if watchdog is not None and watchdog.broken:
                     self._publish(Log(message=f"bus: engines may outlive a killed supervisor: {watchdog.broken}", level="warning", stream="bus"))
+                if self.config.exposed:
+                    self._publish(Log(message=f"bus: INSECURE: listening on {self.config.listen} without keys: anyone who reaches it can read every event and stop engines (see docs/SECURITY.md)", level="warning", stream="bus"))
                 self.fleet.start_all()
                 self._loop(wake)
             finally:
@@ -141,16 +152,24 @@ class Supervisor:
         files = {"control": "ctl", "pub": "pub", "pull": "pull"}
         local = {name: [session.ipc(f)] if HAS_IPC else ["tcp://127.0.0.1:*"] for name, f in files.items()}
         extra = tcp_endpoints(self.config.listen) if self.config.listen else {}
-        wanted = {name: local[name] + ([extra[name]] if name in extra else []) for name in local}
-        self.pull, self.endpoints["pull"] = sockets.pull(self.ctx, wanted["pull"])
-        self.pub, self.endpoints["pub"] = sockets.xpub(self.ctx, wanted["pub"])
-        self.router, self.endpoints["control"] = sockets.router(self.ctx, wanted["control"])
+        remote = {name: [extra[name]] if name in extra else [] for name in local}
+        security = self.config.security
+        if security is not None and extra:
+            self.gatekeeper = Gatekeeper(self.ctx, security)
+        self.pull, self.endpoints["pull"] = sockets.pull(self.ctx, local["pull"], remote["pull"], security=security)
+        self.pub, self.endpoints["pub"] = sockets.xpub(self.ctx, local["pub"], remote["pub"], security=security)
+        self.router, self.endpoints["control"] = sockets.router(self.ctx, local["control"], remote["control"], security=security)
+        if extra:  # count TCP clients turned away at the handshake (no key, wrong key, not their role)
+            for name in ("pull", "pub", "router"):
+                self._monitors[getattr(self, name).get_monitor_socket(HANDSHAKE_FAILED)] = "control" if name == "router" else name
 
     def _loop(self, wake: SignalWake | None) -> None:
         poller = zmq.Poller()
         for sock in (self.pull, self.pub, self.router):
             poller.register(sock, zmq.POLLIN)
         poller.register(self._inbox.fileno(), zmq.POLLIN)
+        for monitor in self._monitors:
+            poller.register(monitor, zmq.POLLIN)
         if wake:
             poller.register(wake.fileno(), zmq.POLLIN)
         while True:
@@ -170,6 +189,19 @@ class Supervisor:
                 self._welcome()
             if self.router in ready:
                 control.serve(self)
+            for monitor in self._monitors:
+                if monitor in ready:
+                    self._count_handshakes(monitor)
+
+    def _count_handshakes(self, monitor: zmq.Socket) -> None:
+        name = self._monitors[monitor]
+        while True:
+            try:
+                frames = monitor.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if frames and len(frames[0]) >= 2:  # [event id (u16) + value (u32), endpoint]
+                self.handshakes_failed[name] = self.handshakes_failed.get(name, 0) + 1
 
     def _tick(self) -> float | None:
         now = time.monotonic()
@@ -215,22 +247,44 @@ class Supervisor:
     # -- what engines send ------------------------------------------------------------
 
     def _ingest(self) -> None:
+        """Read up to a batch of engine messages. libzmq's PULL takes them from its
+        connections in turn (fair queuing), so one flooding peer cannot starve the others."""
+        pull = self.pull
         for _ in range(INGEST_BATCH):
             try:
-                frames = self.pull.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = [pull.recv(zmq.NOBLOCK, copy=False)]
             except zmq.Again:
                 return
+            extra = 0
+            while pull.getsockopt(zmq.RCVMORE):
+                frame = pull.recv(copy=False)
+                if len(frames) < MAX_FRAMES:
+                    frames.append(frame)
+                else:
+                    extra += 1  # read and dropped: a message cannot grow our memory by its frame count
             self.counters["received"] += 1
             try:
+                if extra:
+                    raise RemoteProtocolError(f"message has {MAX_FRAMES + extra} frames, more than {MAX_FRAMES}", reason="bad-frames")
                 event = decode([frames[0].bytes, *(f.buffer for f in frames[1:])], from_engine=True)
                 child = self.children.get(event.engine)
                 if child is None:
                     raise RemoteProtocolError(f"unknown engine {event.engine!r}", reason="unknown-engine")
             except RemoteProtocolError as exc:
-                self.counters["rejected"] += 1
-                self.rejects[exc.reason] = self.rejects.get(exc.reason, 0) + 1
+                self._reject(exc.reason, frames[0])
                 continue
             self._accept(child, event, frames[1:])
+
+    def _reject(self, reason: str, frame: zmq.Frame) -> None:
+        """Count a rejected message by reason and by who sent it: the CURVE key's
+        name, the TCP peer's address, or "local" (ipc)."""
+        self.counters["rejected"] += 1
+        self.rejects[reason] = self.rejects.get(reason, 0) + 1
+        source = source_of(frame, self.gatekeeper)
+        if source not in self.reject_sources and len(self.reject_sources) >= MAX_SOURCES:
+            source = "other"
+        counts = self.reject_sources.setdefault(source, {})
+        counts[reason] = counts.get(reason, 0) + 1
 
     def _accept(self, child: Child, event: Event, blobs: Sequence[Any] | None = None) -> None:
         """An event from an engine's SDK (received, or recovered from its spool)."""
@@ -301,10 +355,14 @@ class Supervisor:
                 self.pub.send_multipart([message[1:], *encode(welcome)])
 
     def _close(self, session: Session) -> None:
+        for monitor in self._monitors:
+            monitor.close(linger=0)
         for name in ("pull", "router", "pub"):
             sock = getattr(self, name, None)
             if sock is not None:
                 sock.close()
+        if self.gatekeeper is not None:
+            self.gatekeeper.stop()
         self._inbox.close()
         if self._reader is not None:
             self._reader.close()
@@ -312,3 +370,4 @@ class Supervisor:
             session.info_file.unlink()
         except OSError:
             pass
+

@@ -7,6 +7,7 @@ import click
 from bus._version import __version__
 
 from .engines import restart, start, stop
+from .keygen import keygen
 from .run import run
 from .status import down, status
 from .tail import runs, tail
@@ -27,8 +28,9 @@ def main() -> None:
       bus status                       engines, states, counters
       bus restart audit                restart an engine (or one instance: audit.2)
       bus down                         stop the local supervisor
+      bus keygen viewer                a CurveZMQ key pair for TCP (docs/SECURITY.md)
     """
 
 
-for command in (up, run, tail, status, runs, start, stop, restart, down):
+for command in (up, run, tail, status, runs, start, stop, restart, down, keygen):
     main.add_command(command)

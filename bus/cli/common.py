@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import time
 from contextlib import contextmanager
@@ -28,6 +29,40 @@ def session_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def journal_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--no-journal", is_flag=True, help="Keep history in memory only (no journal on disk).")(f)
+
+
+def key_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--server-key / --key for supervisors that speak CURVE over tcp (docs/SECURITY.md).
+    They override BUS_SERVER_KEY / BUS_KEY, which every client reads."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, server_key: str | None, key: str | None, **kwargs: Any) -> Any:
+        if server_key:
+            os.environ["BUS_SERVER_KEY"] = server_key
+        if key:
+            os.environ["BUS_KEY"] = key
+        return f(*args, **kwargs)
+
+    wrapper = click.option("--key", metavar="FILE", help="Your key pair (NAME.key_secret) for a supervisor with keys; or set BUS_KEY.")(wrapper)
+    return click.option("--server-key", metavar="FILE", help="The supervisor's public key (its .key file) when it uses keys; or set BUS_SERVER_KEY.")(wrapper)
+
+
+def server_security_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--insecure", is_flag=True, help="Allow --listen beyond loopback without keys (warned on every start).")(f)
+    return click.option("--keys", "keys_dir", metavar="DIR", type=click.Path(file_okay=False), help="CURVE keys for --listen: DIR/server.key_secret and DIR/{engines,subscribers,admins}/*.key (docs/SECURITY.md).")(f)
+
+
+def security_settings(settings: dict[str, Any], listen: str | None, keys_dir: str | None, insecure: bool) -> dict[str, Any]:
+    """Fold the command line's --listen, --keys and --insecure into config-file settings."""
+    from bus.keys import keys_dir as load_keys_dir
+
+    if listen:
+        settings["listen"] = listen
+    if keys_dir:
+        settings["security"] = load_keys_dir(keys_dir)
+    if insecure:
+        settings["insecure"] = True
+    return settings
 
 
 def output_options(f: Callable[..., Any]) -> Callable[..., Any]:

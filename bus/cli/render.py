@@ -3,7 +3,9 @@
 All renderers take events one at a time (`handle`) and are closed once
 (`close`). The launcher hands them events straight from the supervisor's
 loop; `bus tail` from a Subscriber. Text is never parsed as rich markup, so
-a log line holding "[red]" prints as written.
+a log line holding "[red]" prints as written; and control characters an
+engine prints (escape sequences that would clear the viewer's screen or
+retitle their terminal) are shown as visible `\\xNN` escapes instead.
 """
 
 from __future__ import annotations
@@ -24,6 +26,13 @@ from bus.protocol import AnyEvent, Event, UnknownEvent
 
 PALETTE = ["cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan", "bright_magenta"]
 PLAIN_PROGRESS_EVERY = 1.0  # plain output: at most one progress line per engine per second
+# C0 controls but tab, DEL, and C1 controls (0x9b is a one-byte CSI on some terminals).
+_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x09), *range(0x0A, 0x20), *range(0x7F, 0xA0)]}
+
+
+def printable(text: str) -> str:
+    """`text` safe to write to a terminal: control characters made visible."""
+    return text.translate(_CONTROLS)
 
 
 def describe(event: AnyEvent) -> str | None:
@@ -168,7 +177,7 @@ class LineRenderer:
             parts.append(f"last screenshot {engine['screenshot']['name']}")
         label, colour = self.names.label(engine["name"])
         stamp = time.strftime("%H:%M:%S")
-        self.console.print(Text.assemble((f"{stamp} {label} | ", colour), ("now: " + ", ".join(parts), "dim")))
+        self.console.print(Text.assemble((f"{stamp} {label} | ", colour), (printable("now: " + ", ".join(parts)), "dim")))
 
     def _throttled_progress(self, event: Event) -> str | None:
         now = time.monotonic()
@@ -190,7 +199,7 @@ def line(names: _Names, event: AnyEvent, text: str) -> Text:
     stamp = time.strftime("%H:%M:%S", time.localtime(event.ts or time.time()))
     bad = isinstance(event, Event) and (event.KIND in ("error", "phase.error") or (event.KIND == "state" and event.fields()["state"] in ("fatal", "unresponsive")))
     style = "red" if bad else None
-    return Text.assemble((f"{stamp} {label} | ", colour), (text, style))
+    return Text.assemble((f"{stamp} {label} | ", colour), (printable(text), style))
 
 
 class LiveRenderer:
@@ -222,9 +231,9 @@ class LiveRenderer:
         task = self._task(engine["name"])
         progress = engine.get("progress") or {}
         label, style = BAR_STATES.get(engine["state"], (engine.get("phase") or engine["state"], ""))
-        self.bars.update(task, description=Text(label, style), detail=(progress.get("detail") or "")[:40])
+        self.bars.update(task, description=Text(printable(label), style), detail=printable((progress.get("detail") or "")[:40]))
         if progress.get("pct") is not None:
-            self.bars.update(task, description=engine.get("phase") or progress.get("phase") or label, total=100.0, completed=progress["pct"])
+            self.bars.update(task, description=printable(engine.get("phase") or progress.get("phase") or label), total=100.0, completed=progress["pct"])
 
     def handle(self, event: AnyEvent) -> None:
         if isinstance(event, Event) and event.engine:
@@ -248,14 +257,14 @@ class LiveRenderer:
             count = f"{f['done']}/{f['total']}" if f["done"] is not None and f["total"] is not None else ""
             total = 100.0 if f["pct"] is not None else None
             rate = self._rate(event.engine, f["phase"], event.ts, f["done"])
-            self.bars.update(task, description=f["phase"], total=total, completed=f["pct"] or 0, count=count, rate=rate, detail=f["detail"][:40])
+            self.bars.update(task, description=printable(f["phase"]), total=total, completed=f["pct"] or 0, count=count, rate=rate, detail=printable(f["detail"][:40]))
         elif event.KIND == "phase.start":
-            self.bars.update(task, description=f["phase"], total=None, completed=0, count="", detail="")
+            self.bars.update(task, description=printable(f["phase"]), total=None, completed=0, count="", detail="")
         elif event.KIND == "state" and f["state"] == "exited" and f["reason"].endswith(": stopped"):
             self.bars.update(task, description=Text("stopped", "dim"), detail="")
         elif event.KIND == "state" and f["state"] in BAR_STATES:
             label, style = BAR_STATES[f["state"]]
-            self.bars.update(task, description=Text(label, style), detail=f["reason"][:40] if f["state"] != "starting" else "")
+            self.bars.update(task, description=Text(label, style), detail=printable(f["reason"][:40]) if f["state"] != "starting" else "")
             if f["state"] == "starting":
                 self.bars.start_task(task)
         elif event.KIND == "exit":

@@ -17,13 +17,15 @@ from bus import exitcodes
 from bus.control_client import ControlClient
 from bus.runtime import resolve
 
-from .common import command_body, events_until, watching
+from .common import command_body, events_until, key_options, watching
+from .render import printable
 
 
 @click.command()
 @click.argument("address", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
 @click.option("--timeout", type=float, default=3.0, show_default=True, metavar="SECONDS", help="How long to wait for an answer.")
+@key_options
 @command_body
 def status(address: str | None, as_json: bool, timeout: float) -> int:
     """Show a running supervisor's engines and counters.
@@ -64,10 +66,10 @@ def print_status(reply: dict[str, Any]) -> None:
             Text(engine["state"], STATE_STYLE.get(engine["state"], "")),
             _duration(engine["uptime"]) if engine["state"] in LIVE else "",
             str(engine["restarts"]),
-            _phase(engine),
+            Text(printable(_phase(engine))),
             str(engine["events"]),
             str(engine["dropped"] + engine["lost"]),
-            _last(engine),
+            Text(printable(_last(engine))),
         )
     console.print(table)
     counters = reply["counters"]
@@ -76,8 +78,20 @@ def print_status(reply: dict[str, Any]) -> None:
         f"events received {counters['received']}, accepted {counters['accepted']}, rejected {counters['rejected']} "
         f"({rejects}); published {counters['published']}; history holds {reply['history']['events']}"
     )
+    sources = reply.get("reject_sources") or {}
+    if sources:
+        by = "; ".join(f"{source}: {sum(counts.values())}" for source, counts in sorted(sources.items()))
+        console.print(Text(f"rejected by source: {by}"))
+    security = reply.get("security") or {}
+    if security.get("curve"):
+        clients = ", ".join(f"{role} {len(names)}" for role, names in security["clients"].items())
+        refused = sum(security.get("refused", {}).values())
+        failed = sum(security.get("handshakes_failed", {}).values())
+        console.print(Text(f"tcp: CURVE keys ({clients}); keys refused {refused}, failed handshakes {failed}"))
+    elif security.get("insecure"):
+        console.print(Text("tcp: INSECURE, listening beyond loopback without keys", "bold red"))
     if reply.get("stopping"):
-        console.print(f"stopping: {reply['stopping']}")
+        console.print(Text(f"stopping: {reply['stopping']}"))
 
 
 LIVE = {"starting", "running", "unresponsive", "stopping"}
@@ -110,6 +124,7 @@ def _duration(seconds: float | None) -> str:
 @click.command()
 @click.argument("address", required=False)
 @click.option("--timeout", type=float, default=60.0, show_default=True, metavar="SECONDS", help="How long to wait for the run to end.")
+@key_options
 @command_body
 def down(address: str | None, timeout: float) -> int:
     """Stop a running supervisor gracefully and wait until it has stopped.

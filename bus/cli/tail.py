@@ -15,7 +15,7 @@ from bus.protocol import KINDS
 from bus.replay import Replay, list_runs
 from bus.subscriber import ALL, Subscriber
 
-from .common import command_body, make_renderer, output_options
+from .common import command_body, key_options, make_renderer, output_options
 from .render import LiveRenderer, LineRenderer
 
 WAIT_NOTICE = 1.0  # seconds without a supervisor before saying we are waiting
@@ -32,6 +32,7 @@ UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 @click.option("--run", "run", metavar="ID|last", help="Replay a run that is over (see `bus runs`) and exit; works with no supervisor (journal).")
 @click.option("--timeout", type=float, metavar="SECONDS", help="Give up when no supervisor answers within SECONDS (default: wait).")
 @output_options
+@key_options
 @command_body
 def tail(address: str | None, engines: tuple[str, ...], kinds: tuple[str, ...], last: str, since: str | None, no_follow: bool, run: str | None, timeout: float | None, as_json: bool, plain: bool, shots: str | None) -> int:
     """Follow a supervisor's events until its run ends.
@@ -148,6 +149,7 @@ def _duration(text: str) -> float:
 
 @click.command()
 @click.argument("address", required=False)
+@key_options
 @command_body
 def runs(address: str | None) -> int:
     """List the runs a session's journal holds (newest last), for `bus tail --run`.

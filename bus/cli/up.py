@@ -6,7 +6,7 @@ import click
 
 from supervisor import SupervisorConfig, load_config
 
-from .common import command_body, journal_option, make_renderer, output_options, session_option
+from .common import command_body, journal_option, make_renderer, output_options, security_settings, server_security_options, session_option
 from .launch import launch
 
 
@@ -14,12 +14,13 @@ from .launch import launch
 @click.argument("config", metavar="CONFIG.toml")
 @session_option
 @click.option("--listen", metavar="tcp://HOST:PORT", help="Also listen on TCP: control on PORT, pub on PORT+1, pull on PORT+2.")
+@server_security_options
 @click.option("--stop-timeout", type=float, metavar="SECONDS", help="Grace between SIGTERM and SIGKILL when stopping (default 10).")
 @click.option("--keep", is_flag=True, help="Keep running when every engine has exited (for `bus start`); stop with Ctrl-C or `bus down`.")
 @journal_option
 @output_options
 @command_body
-def up(config: str, session: str | None, listen: str | None, stop_timeout: float | None, keep: bool, no_journal: bool, as_json: bool, plain: bool, shots: str | None) -> int:
+def up(config: str, session: str | None, listen: str | None, keys_dir: str | None, insecure: bool, stop_timeout: float | None, keep: bool, no_journal: bool, as_json: bool, plain: bool, shots: str | None) -> int:
     """Start the engines CONFIG.toml lists and show them live; exit when all are done.
 
     Engines are restarted as their `restart` policy says; one that ends with
@@ -32,12 +33,14 @@ def up(config: str, session: str | None, listen: str | None, stop_timeout: float
       bus up examples/demo.toml
       bus up --json examples/demo.toml > events.jsonl
       bus up --listen tcp://127.0.0.1:7010 examples/demo.toml
+      bus up --listen tcp://0.0.0.0:7010 --keys keys/ examples/demo.toml
       bus up --keep services.toml      (then: bus status, bus restart NAME, bus down)
     """
     engines, settings = load_config(config)
+    security_settings(settings, listen, keys_dir, insecure)
     if stop_timeout is not None:
         settings["stop_timeout"] = stop_timeout
     if no_journal:
         settings["journal"] = False
-    cfg = SupervisorConfig(engines=engines, session=session, listen=listen, exit_when_done=not keep, **settings)
+    cfg = SupervisorConfig(engines=engines, session=session, exit_when_done=not keep, **settings)
     return launch(cfg, make_renderer(as_json, plain, shots), announce=not as_json)
