@@ -57,11 +57,13 @@ def parse_marker(line: str, *, engine: str, ts: float) -> Event:
     text = line.lstrip()[len(MARKER) :].strip()
     try:
         obj = json.loads(text)
-    except ValueError as exc:
-        raise RemoteProtocolError(f"marker is not valid JSON: {exc}", reason="bad-marker") from None
+    except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested deeper than Python recurses
+        raise RemoteProtocolError(f"marker is not valid JSON: {type(exc).__name__}: {str(exc)[:200]}", reason="bad-marker") from None
     if not isinstance(obj, dict):
         raise RemoteProtocolError("marker must hold a JSON object", reason="bad-marker")
     kind = obj.pop("type", None) or "progress"
+    if not isinstance(kind, str):
+        raise RemoteProtocolError(f"marker type must be a string, got {type(kind).__name__}", reason="bad-marker")
     kind = ALIASES.get(kind, kind)
     build = _BUILDERS.get(kind)
     if build is None:
@@ -73,8 +75,8 @@ def parse_marker(line: str, *, engine: str, ts: float) -> Event:
         return build(obj, {"engine": engine, "ts": ts})
     except LocalProtocolError as exc:
         raise RemoteProtocolError(f"marker: {exc}", reason="bad-marker") from None
-    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
-        raise RemoteProtocolError(f"marker {kind!r} is missing or has a bad field: {exc}", reason="bad-marker") from None
+    except (KeyError, TypeError, ValueError, OverflowError, RecursionError, binascii.Error) as exc:
+        raise RemoteProtocolError(f"marker {kind!r} is missing or has a bad field: {str(exc)[:200]}", reason="bad-marker") from None
 
 
 def _text(obj: dict[str, Any], *keys: str) -> str:

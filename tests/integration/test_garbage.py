@@ -131,3 +131,72 @@ def test_bad_control_requests_get_error_replies(runtime_dir: Path, tmp_path: Pat
     finally:
         assert bus_result("down", timeout=60).returncode == 0
         launcher.wait(30)
+
+
+FLOOD = 100_000
+
+
+def test_a_flood_of_100k_garbage_messages_cannot_starve_a_real_engine(runtime_dir: Path, tmp_path: Path, ctx: zmq.Context) -> None:
+    """The flood goes on until the real engine's result has arrived, so the engine
+    streamed its whole script while garbage poured in; nothing of it may be lost."""
+    engine = {"command": scripted("--seed", "5", "--events", "20000", "--shots", "4", "--pace", "2", "--hold"), "droppable": []}
+    config = write_config(tmp_path, {"streamer": engine})
+    launcher = bus("up", "--plain", str(config), stdout=open(tmp_path / "launcher.out", "w"))
+    small = [(frames, reason) for frames, reason in garbage()[:17] if reason != "too-large"]
+    small.append(([packed(v=1, kind="log", engine="streamer", message="m"), *[b"x"] * 20], "bad-frames"))  # too many frames
+    sent: Counter[str] = Counter()
+    engine_done = threading.Event()
+    flood_failed: list[BaseException] = []
+
+    def flood() -> None:
+        try:
+            push = ctx.socket(zmq.PUSH)
+            push.setsockopt(zmq.LINGER, 5000)
+            push.connect(local_session(None).ipc("pull"))
+            n = 0
+            while n < FLOOD or not engine_done.is_set():
+                frames, reason = small[n % len(small)]
+                push.send_multipart(frames)
+                sent[reason] += 1
+                n += 1
+            push.send_multipart(encode(Log(engine="streamer", message="sentinel")))  # after all of it, on the same connection
+            push.close()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            flood_failed.append(exc)
+
+    try:
+        with Subscriber(timeout=30, connect_timeout=60) as sub:
+            sub.wait_ready(timeout=60)
+            flooder = threading.Thread(target=flood)
+            flooder.start()
+            events = []
+            while True:
+                event = sub.recv(timeout=60)
+                assert event is not None
+                events.append(event)
+                if event.kind == "result" and event.engine == "streamer":
+                    sent_then = sum(sent.values())
+                    engine_done.set()
+                if event.kind == "log" and event.fields()["message"] == "sentinel":
+                    break
+            flooder.join(60)
+            assert not flood_failed, flood_failed
+            client = ControlClient(ctx, resolve(None), timeout=10)
+            status, _ = client.request("status")
+            client.close()
+    finally:
+        engine_done.set()
+        assert bus_result("down", timeout=60).returncode == 0
+        launcher.wait(30)
+    assert launcher.returncode == 0
+    total = sum(sent.values())
+    assert total >= FLOOD and sent_then > 0
+    assert status["counters"]["rejected"] == total
+    assert status["rejects"] == dict(sent)
+    assert status["reject_sources"] == {"local": dict(sent)}
+    steps = script(5, 20000, 4)
+    pushed = [e for e in events if e.engine == "streamer" and e.seq is not None]
+    assert [e.seq for e in pushed] == list(range(1, len(steps) + 2))  # hello + every step: none lost, none dropped
+    assert [bytes(e.fields()["data"]) for e in pushed if e.kind == "screenshot"] == [kw["data"] for m, kw in steps if m == "screenshot"]
+    assert [e.gseq for e in events] == list(range(events[0].gseq, events[0].gseq + len(events)))
+    print(f"\ngarbage flood: {total} rejected ({sent_then} sent before the engine's result), {len(pushed)} engine events, none lost")

@@ -1,0 +1,182 @@
+"""CurveZMQ on the TCP endpoints: only admitted keys get in, each to what its role allows.
+
+Keys are made with the real `bus keygen`; the supervisor runs with `--keys DIR`
+(DIR/server.key_secret, DIR/engines/, DIR/subscribers/, DIR/admins/). Refusals
+are observed, not waited for: each client socket has a monitor, and a test waits
+for its handshake to fail before it checks that nothing got through.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+import zmq
+from helpers import bus, bus_result, scripted, write_config
+
+from bus import Replay, Subscriber
+from bus.keys import ClientKeys, load_public, load_secret
+from bus.protocol import Log, decode_published, encode
+from bus.runtime import local_session
+
+HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> dict[str, Path]:
+    """The supervisor's key directory and each client's own key pair."""
+    server_dir, client_dir = tmp_path / "keys", tmp_path / "clients"
+    made = bus_result("keygen", "server", "--dir", str(server_dir))
+    assert made.returncode == 0, made.stderr
+    for name, role in (("eng", "engines"), ("viewer", "subscribers"), ("ops", "admins"), ("stranger", None)):
+        assert bus_result("keygen", name, "--dir", str(client_dir)).returncode == 0
+        if role:
+            (server_dir / role).mkdir(exist_ok=True)
+            shutil.copy(client_dir / f"{name}.key", server_dir / role)
+    return {"dir": server_dir, "server": server_dir / "server.key", **{n: client_dir / f"{n}.key_secret" for n in ("eng", "viewer", "ops", "stranger")}}
+
+
+def client_keys(keys: dict[str, Path], who: str, server: Path | None = None) -> ClientKeys:
+    public, secret = load_secret(keys[who])
+    return ClientKeys(load_public(server or keys["server"]), public, secret, who)
+
+
+class Client:
+    """A raw zmq client with a monitor attached before it connects."""
+
+    def __init__(self, ctx: zmq.Context, kind: int, endpoint: str, keys: ClientKeys | None) -> None:
+        self.sock = ctx.socket(kind)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        if kind == zmq.SUB:
+            self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+        if keys is not None:
+            keys.apply(self.sock)
+        self.monitor = self.sock.get_monitor_socket(HANDSHAKE_FAILED)
+        self.sock.connect(endpoint)
+
+    def refused(self, timeout_ms: int = 30_000) -> int:
+        """Wait until the handshake has failed; return the monitor's event."""
+        assert self.monitor.poll(timeout_ms), "the handshake neither failed nor was allowed to"
+        return int.from_bytes(self.monitor.recv_multipart()[0][:2], "little")
+
+    def close(self) -> None:
+        self.sock.disable_monitor()
+        self.monitor.close(linger=0)
+        self.sock.close(linger=0)
+
+
+def cli(keys: dict[str, Path], who: str | None, *args: str) -> list[str]:
+    given = ["--server-key", str(keys["server"]), "--key", str(keys[who])] if who else []
+    return [*args, *given]
+
+
+def test_only_admitted_keys_get_in_and_only_admins_control(runtime_dir: Path, tmp_path: Path, ctx: zmq.Context, keys: dict[str, Path]) -> None:
+    config = write_config(tmp_path, {"idle": scripted("--events", "3", "--hold")})
+    launcher = bus("up", "--plain", "--keep", "--listen", "tcp://127.0.0.1:0", "--keys", str(keys["dir"]), str(config), stdout=open(tmp_path / "up.out", "w"))
+    try:
+        with Subscriber(timeout=30, connect_timeout=60, kinds=["log"], history=None) as local:
+            local.wait_ready(timeout=60)  # ipc needs no key: it is the owner's own directory
+            info = json.loads(local_session(None).info_file.read_text())
+            tcp = {name: next(e for e in info[name] if e.startswith("tcp://")) for name in ("control", "pub", "pull")}
+
+            # Control: who may ask what.
+            for who, code, said in [
+                (None, 5, "requires CURVE keys"),
+                ("stranger", 5, "refused key 'stranger'"),
+                ("eng", 5, "refused key 'eng'"),  # an engine key may push, nothing else
+            ]:
+                result = bus_result(*cli(keys, who, "status", "--timeout", "30", tcp["control"]))
+                assert (result.returncode, result.stdout) == (code, ""), result.stderr
+                assert said in result.stderr and "Traceback" not in result.stderr
+            wrong_server = bus_result("status", "--timeout", "30", "--server-key", str(keys["stranger"]), "--key", str(keys["viewer"]), tcp["control"])
+            assert wrong_server.returncode == 5 and "is the server key you gave that supervisor's public key?" in wrong_server.stderr
+
+            viewer_status = bus_result(*cli(keys, "viewer", "status", "--json", tcp["control"]))
+            assert viewer_status.returncode == 0, viewer_status.stderr
+            assert [e["name"] for e in json.loads(viewer_status.stdout)["engines"]] == ["idle"]
+            viewer_stop = bus_result(*cli(keys, "viewer", "stop", "idle", tcp["control"]))
+            assert viewer_stop.returncode == 5
+            assert "key 'viewer' may only read (it is not an admin key): stop needs an admin key" in viewer_stop.stderr
+
+            # PUB: only subscriber and admin keys receive; PULL: only engine keys push.
+            bad_subs = {who: Client(ctx, zmq.SUB, tcp["pub"], None if who is None else client_keys(keys, who)) for who in (None, "stranger", "eng")}
+            bad_pushes = {who: Client(ctx, zmq.PUSH, tcp["pull"], None if who is None else client_keys(keys, who)) for who in (None, "stranger", "viewer", "ops")}
+            for who, client in bad_pushes.items():
+                client.sock.send_multipart(encode(Log(engine="idle", message=f"forged by {who}")), zmq.NOBLOCK)
+            failures = [client.refused() for client in [*bad_subs.values(), *bad_pushes.values()]]
+            assert failures[1] == failures[4] == zmq.EVENT_HANDSHAKE_FAILED_AUTH  # the stranger's key, refused by ZAP
+
+            good_sub = Client(ctx, zmq.SUB, tcp["pub"], client_keys(keys, "viewer"))
+            assert good_sub.sock.poll(30_000), "a subscriber key gets its welcome"
+            good_push = Client(ctx, zmq.PUSH, tcp["pull"], client_keys(keys, "eng"))
+            good_push.sock.send_multipart(encode(Log(engine="idle", message="genuine")))
+            seen = []
+            while not seen or seen[-1] != "genuine":
+                seen.append(local.recv(timeout=30).fields()["message"])
+            received = []
+            while not received or received[-1] != "genuine":
+                assert good_sub.sock.poll(30_000), "the subscriber key receives what is published"
+                event = decode_published(good_sub.sock.recv_multipart())
+                if event.kind == "log":
+                    received.append(event.fields()["message"])
+            for who, client in bad_subs.items():
+                assert client.sock.poll(0) == 0, f"a subscriber with key {who} got something"
+
+            # An admin key may use the control verbs.
+            ops_stop = bus_result(*cli(keys, "ops", "stop", "idle", tcp["control"]))
+            assert ops_stop.returncode == 0, ops_stop.stderr
+            asked = bus_result(*cli(keys, "ops", "status", "--json", tcp["control"]))
+            assert asked.returncode == 0, asked.stderr
+            status = json.loads(asked.stdout)
+            assert status["engines"][0]["state"] == "exited"
+            security = status["security"]
+            assert security["curve"] is True and security["clients"] == {"engines": ["eng"], "subscribers": ["viewer"], "admins": ["ops"]}
+            assert security["refused"]["bus-control"] >= 2 and security["refused"]["bus-pull"] >= 3 and security["refused"]["bus-pub"] >= 2
+            assert {r["name"] for r in security["last_refused"]} >= {None, "eng"}
+            assert all(security["handshakes_failed"].get(s, 0) >= 1 for s in ("control", "pub", "pull"))
+            for client in [*bad_subs.values(), *bad_pushes.values(), good_sub, good_push]:
+                client.close()
+        down = bus_result(*cli(keys, "ops", "down", tcp["control"]))
+        assert down.returncode == 0, down.stderr
+        assert launcher.wait(30) == 0
+        messages = [e.fields()["message"] for e in Replay(run="last") if e.kind == "log"]
+        assert "genuine" in messages and not [m for m in messages if m.startswith("forged")]
+    finally:
+        if launcher.poll() is None:
+            launcher.terminate()
+            launcher.wait(30)
+
+
+def test_listening_beyond_loopback_needs_keys_or_insecure(runtime_dir: Path, tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"quick": scripted("--events", "2")})
+    refused_run = bus_result("up", "--plain", "--listen", "tcp://0.0.0.0:0", str(config))
+    assert refused_run.returncode == 3
+    line = refused_run.stderr.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert line.startswith("bus up: listen tcp://0.0.0.0:0: 0.0.0.0 is not a loopback address") and "--insecure" in line
+
+    insecure = bus_result("up", "--plain", "--insecure", "--listen", "tcp://0.0.0.0:0", str(config))
+    assert insecure.returncode == 0, insecure.stderr
+    assert "INSECURE: listening on tcp://0.0.0.0:0 without keys" in insecure.stdout
+
+    loopback = bus_result("up", "--plain", "--listen", "tcp://127.0.0.1:0", str(config))
+    assert loopback.returncode == 0 and "INSECURE" not in loopback.stdout
+
+
+def test_key_files_are_owner_only_and_a_readable_secret_is_refused(runtime_dir: Path, tmp_path: Path, keys: dict[str, Path]) -> None:
+    assert stat.S_IMODE(keys["dir"].stat().st_mode) == 0o700
+    assert stat.S_IMODE((keys["dir"] / "server.key_secret").stat().st_mode) == 0o600
+    assert stat.S_IMODE(keys["server"].stat().st_mode) == 0o644  # the public half is for handing out
+    (keys["dir"] / "server.key_secret").chmod(0o644)
+    config = write_config(tmp_path, {"quick": scripted("--events", "1")})
+    result = bus_result("up", "--listen", "tcp://127.0.0.1:0", "--keys", str(keys["dir"]), str(config))
+    assert result.returncode == 3
+    assert result.stderr.strip() == (
+        f"bus up: --keys {keys['dir']}: server_key {keys['dir'] / 'server.key_secret'} can be read by others (mode 644): "
+        f"chmod 600 {keys['dir'] / 'server.key_secret'}"
+    )
+    again = bus_result("keygen", "server", "--dir", str(keys["dir"]))
+    assert again.returncode == 3 and "already exists" in again.stderr
