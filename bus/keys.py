@@ -204,7 +204,7 @@ def load_security(base: Path, table: Mapping[str, Any], where: str) -> Security:
             if names.setdefault(name, key) != key:
                 raise KeyFileError(f"{where}: two different keys are named {name!r}: rename one file")
             known = clients.get(key)
-            clients[key] = Client(name, (known.roles if known else frozenset()) | {role})
+            clients[key] = Client(known.name, known.roles | {role}) if known else Client(name, frozenset({role}))
     return Security(public, secret, clients)
 
 

@@ -27,7 +27,7 @@ def test_protocol_md_documents_every_control_request_and_reject_reason() -> None
     engine_section = text[text.index("## 3."): text.index("## 4.")]
     for reason in ENGINE_REJECTS:
         assert f"`{reason}`" in engine_section, f"reject reason {reason} is not in PROTOCOL.md section 3"
-    for code in ("bad-request", "unknown-op"):
+    for code in ("bad-request", "unknown-op", "forbidden", "stopping", "unknown-engine"):
         assert f"`{code}`" in text
 
 
