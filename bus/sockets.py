@@ -22,6 +22,7 @@ PUB_HWM = 10_000
 PULL_HWM = 10_000
 PUSH_HWM = 1_000
 SUB_HWM = 100_000
+CONTROL_REPLY_HWM = 8
 LOCAL_RECONNECT_MS = 20
 # ZMQ_MAXMSGSIZE per bound socket: a peer sending a bigger frame is disconnected
 # by libzmq before the frame is buffered. Frames up to it are read and, if over
@@ -73,6 +74,10 @@ def pull(ctx: zmq.Context, local: Iterable[str], remote: Iterable[str] = (), *, 
 
 def router(ctx: zmq.Context, local: Iterable[str], remote: Iterable[str] = (), *, security: Security | None = None) -> tuple[zmq.Socket, list[str]]:
     sock = _socket(ctx, zmq.ROUTER, 500)
+    # Clients wait for each reply before the next request; a peer that asks and
+    # never reads gets at most this many replies (up to 32 MiB each) queued,
+    # the rest are dropped, so it cannot pile history replies up in our memory.
+    sock.setsockopt(zmq.SNDHWM, CONTROL_REPLY_HWM)
     return sock, _bind_all(sock, "control", local, remote, security)
 
 

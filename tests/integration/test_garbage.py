@@ -11,7 +11,7 @@ from pathlib import Path
 
 import msgpack
 import zmq
-from helpers import ENGINES, bus, bus_result, scripted, write_config
+from helpers import ENGINES, bus, bus_result, scripted, supervisor_memory, write_config
 
 from bus import Subscriber
 from bus.control_client import ControlClient
@@ -200,3 +200,37 @@ def test_a_flood_of_100k_garbage_messages_cannot_starve_a_real_engine(runtime_di
     assert [bytes(e.fields()["data"]) for e in pushed if e.kind == "screenshot"] == [kw["data"] for m, kw in steps if m == "screenshot"]
     assert [e.gseq for e in events] == list(range(events[0].gseq, events[0].gseq + len(events)))
     print(f"\ngarbage flood: {total} rejected ({sent_then} sent before the engine's result), {len(pushed)} engine events, none lost")
+
+
+def test_a_frame_over_the_size_limit_drops_its_sender_not_the_supervisor(runtime_dir: Path, tmp_path: Path, ctx: zmq.Context) -> None:
+    config = write_config(tmp_path, {"idle": scripted("--events", "1", "--hold")})
+    launcher = bus("up", "--plain", str(config), stdout=open(tmp_path / "launcher.out", "w"))
+    try:
+        with Subscriber(timeout=30, connect_timeout=60, kinds=["log"], history=None) as sub:
+            sub.wait_ready(timeout=60)
+            big = ctx.socket(zmq.PUSH)
+            big.setsockopt(zmq.LINGER, 0)
+            monitor = big.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+            big.connect(local_session(None).ipc("pull"))
+            big.send_multipart([b"\x81", b"x" * (80 * 1024 * 1024)])  # one 80 MB frame: beyond ZMQ_MAXMSGSIZE
+            assert monitor.poll(30_000), "the supervisor did not drop a peer sending an oversized frame"
+            big.disable_monitor()
+            big.close(linger=0)
+            monitor.close(linger=0)
+            ok = ctx.socket(zmq.PUSH)
+            ok.setsockopt(zmq.LINGER, 5000)
+            ok.connect(local_session(None).ipc("pull"))
+            ok.send_multipart(encode(Log(engine="idle", message="still here")))
+            ok.close()
+            while (event := sub.recv(timeout=30)).fields()["message"] != "still here":
+                pass
+            client = ControlClient(ctx, resolve(None), timeout=10)
+            status, _ = client.request("status")
+            client.close()
+        assert status["rejects"] == {} and status["counters"]["rejected"] == 0  # dropped by libzmq, never read
+        _, peak = supervisor_memory(status["pid"])
+        assert peak < 150 * 1024 * 1024, f"the oversized frame was buffered: peak RSS {peak >> 20} MiB"
+    finally:
+        assert bus_result("down", timeout=60).returncode == 0
+        launcher.wait(30)
+    assert launcher.returncode == 0
