@@ -56,7 +56,7 @@ class ControlClient:
                 if answer is not None:
                     return answer
                 continue
-            refused = self._watch.verdict()  # a refused handshake is final: say so at once
+            refused = self._watch.verdict(definite=bool(ready))  # a refused key is final: say so at once
             if refused or not ready:
                 self._reset()
                 raise Denied(refused) if refused else no_answer(self.address, wait)

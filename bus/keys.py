@@ -295,6 +295,7 @@ class HandshakeWatch:
     def __init__(self, sock: zmq.Socket, endpoint: str, keys: ClientKeys | None) -> None:
         self.endpoint, self.keys = endpoint, keys
         self.monitor: zmq.Socket | None = None  # readable when a handshake failed
+        self.last: int | None = None            # the newest failure's monitor event
         if endpoint.startswith("tcp://"):
             address = f"inproc://bus-handshake-{os.getpid()}-{next(_monitors)}"
             sock.monitor(address, _HANDSHAKE_EVENTS)
@@ -302,27 +303,30 @@ class HandshakeWatch:
             self.monitor.setsockopt(zmq.LINGER, 0)
             self.monitor.connect(address)
 
-    def verdict(self) -> str | None:
-        """Why the handshake failed (the newest failure), or None if none did."""
-        last = None
+    def verdict(self, *, definite: bool = False) -> str | None:
+        """Why the handshake failed (the newest failure), or None if none did.
+        `definite`: only a failure that retrying cannot cure (a key refused, keys
+        missing or not wanted), not one that may be a supervisor going away mid-handshake."""
         while self.monitor is not None:
             try:
                 frames = self.monitor.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 break
             if frames and len(frames[0]) >= 2:
-                last = int.from_bytes(frames[0][:2], "little")
-        if last is None:
+                self.last = int.from_bytes(frames[0][:2], "little")
+        if self.last is None:
             return None
         where = self.endpoint
         if self.keys is None:  # libzmq reports a mechanism mismatch as either PROTOCOL or NO_DETAIL
             return (f"the supervisor at {where} requires CURVE keys: give --server-key SERVER.key and --key YOURS.key_secret "
                     "(or set BUS_SERVER_KEY and BUS_KEY)")
-        if last == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        if self.last == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
             return (f"the supervisor at {where} refused key {self.keys.name!r}: "
                     "ask its operator to add your public key (NAME.key) to the role you need (docs/SECURITY.md)")
-        if last == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        if self.last == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
             return f"the supervisor at {where} does not use keys: drop --server-key/--key (BUS_SERVER_KEY/BUS_KEY)"
+        if definite:
+            return None
         return f"the handshake with {where} failed: is the server key you gave that supervisor's public key?"
 
     def close(self) -> None:

@@ -101,13 +101,13 @@ def status(sup: Supervisor) -> dict[str, Any]:
         "counters": dict(sup.counters),
         "rejects": dict(sup.rejects),
         "reject_sources": {source: dict(counts) for source, counts in sup.reject_sources.items()},
-        "security": security(sup),
+        "security": security_status(sup),
         "history": {"first": sup.history.first, "events": len(sup.history), "bytes": sup.history.bytes},
         "engines": [engine_status(child) for child in sup.children.values()],
     }
 
 
-def security(sup: Supervisor) -> dict[str, Any]:
+def security_status(sup: Supervisor) -> dict[str, Any]:
     """How the tcp endpoints are guarded, and who was turned away."""
     config = sup.config
     out: dict[str, Any] = {

@@ -370,4 +370,3 @@ class Supervisor:
             session.info_file.unlink()
         except OSError:
             pass
-

@@ -77,8 +77,10 @@ def test_only_admitted_keys_get_in_and_only_admins_control(runtime_dir: Path, tm
     config = write_config(tmp_path, {"idle": scripted("--events", "3", "--hold")})
     launcher = bus("up", "--plain", "--keep", "--listen", "tcp://127.0.0.1:0", "--keys", str(keys["dir"]), str(config), stdout=open(tmp_path / "up.out", "w"))
     try:
-        with Subscriber(timeout=30, connect_timeout=60, kinds=["log"], history=None) as local:
+        with Subscriber(timeout=30, connect_timeout=60, kinds=["log"]) as local:
             local.wait_ready(timeout=60)  # ipc needs no key: it is the owner's own directory
+            while not local.recv(timeout=60).fields()["message"].startswith("scripted engine done"):
+                pass  # its last line: from now on it holds, publishing nothing
             info = json.loads(local_session(None).info_file.read_text())
             tcp = {name: next(e for e in info[name] if e.startswith("tcp://")) for name in ("control", "pub", "pull")}
 
@@ -91,12 +93,15 @@ def test_only_admitted_keys_get_in_and_only_admins_control(runtime_dir: Path, tm
                 result = bus_result(*cli(keys, who, "status", "--timeout", "30", tcp["control"]))
                 assert (result.returncode, result.stdout) == (code, ""), result.stderr
                 assert said in result.stderr and "Traceback" not in result.stderr
-            wrong_server = bus_result("status", "--timeout", "30", "--server-key", str(keys["stranger"]), "--key", str(keys["viewer"]), tcp["control"])
+            wrong_server = bus_result("status", "--timeout", "3", "--server-key", str(keys["stranger"]), "--key", str(keys["viewer"]), tcp["control"])
             assert wrong_server.returncode == 5 and "is the server key you gave that supervisor's public key?" in wrong_server.stderr
 
             viewer_status = bus_result(*cli(keys, "viewer", "status", "--json", tcp["control"]))
             assert viewer_status.returncode == 0, viewer_status.stderr
             assert [e["name"] for e in json.loads(viewer_status.stdout)["engines"]] == ["idle"]
+            tail = bus_result(*cli(keys, "viewer", "tail", "--json", "--no-follow", "-k", "log", tcp["control"]))
+            assert tail.returncode == 0, tail.stderr
+            assert "scripted engine done" in tail.stdout  # bus tail reads PUB and history with a subscriber key
             viewer_stop = bus_result(*cli(keys, "viewer", "stop", "idle", tcp["control"]))
             assert viewer_stop.returncode == 5
             assert "key 'viewer' may only read (it is not an admin key): stop needs an admin key" in viewer_stop.stderr
