@@ -72,8 +72,15 @@ def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def make_renderer(as_json: bool, plain: bool, shots: str | None) -> Any:
+def quiet_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--quiet", "-q", is_flag=True, help="Show nothing (watch with `bus tail`); errors still go to stderr.")(f)
+
+
+def make_renderer(as_json: bool, plain: bool, shots: str | None, quiet: bool = False) -> Any:
+    """How `bus up`/`bus run` show events; None with --quiet (then --shots still saves)."""
     saver = ShotSaver(shots) if shots else None
+    if quiet:
+        return saver
     if as_json:
         return _SavingJson(saver)
     if plain or not sys.stdout.isatty():

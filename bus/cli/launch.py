@@ -29,11 +29,14 @@ def launch(config: SupervisorConfig, renderer: Any, *, announce: bool) -> int:
                 "watch from elsewhere with `bus tail`, stop with Ctrl-C or `bus down`",
                 err=True,
             )
-        renderer.handle(event)
+        if renderer is not None:
+            renderer.handle(event)
 
-    supervisor.sinks.append(show)
+    if renderer is not None or announce:
+        supervisor.sinks.append(show)
     try:
         return supervisor.run()
     finally:
-        renderer.close()
+        if renderer is not None:
+            renderer.close()
         ctx.term()

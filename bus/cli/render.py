@@ -328,6 +328,9 @@ class ShotSaver:
             return self.dir / name
         raise OSError(f"cannot find a free file name for {base} in {self.dir}")
 
+    def close(self) -> None:
+        pass  # each file is closed as it is written
+
 
 def _safe(name: str) -> str:
     cleaned = "".join(c if c.isalnum() or c in "._-" else "_" for c in name).lstrip(".")

@@ -10,7 +10,7 @@ import click
 from bus.errors import BusError
 from supervisor import EngineSpec, SupervisorConfig
 
-from .common import command_body, journal_option, make_renderer, output_options, security_settings, server_security_options, session_option
+from .common import command_body, journal_option, make_renderer, output_options, quiet_option, security_settings, server_security_options, session_option
 from .launch import launch
 
 
@@ -22,9 +22,10 @@ from .launch import launch
 @click.option("--stop-timeout", type=float, default=10.0, show_default=True, metavar="SECONDS", help="Grace between SIGTERM and SIGKILL.")
 @journal_option
 @output_options
+@quiet_option
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @command_body
-def run(name: str | None, session: str | None, listen: str | None, keys_dir: str | None, insecure: bool, stop_timeout: float, no_journal: bool, as_json: bool, plain: bool, shots: str | None, command: tuple[str, ...]) -> int:
+def run(name: str | None, session: str | None, listen: str | None, keys_dir: str | None, insecure: bool, stop_timeout: float, no_journal: bool, as_json: bool, plain: bool, shots: str | None, quiet: bool, command: tuple[str, ...]) -> int:
     """Run one command as an engine and show what it does; exit with its exit code.
 
     The command may use the engine SDK, or just print lines: lines of the form
@@ -41,7 +42,7 @@ def run(name: str | None, session: str | None, listen: str | None, keys_dir: str
     spec = EngineSpec(name=engine_name, command=tuple(command), cwd=None)
     settings = security_settings({}, listen, keys_dir, insecure)
     cfg = SupervisorConfig(engines=(spec,), session=session, stop_timeout=stop_timeout, exit_code_from=engine_name, journal=not no_journal, **settings)
-    return launch(cfg, make_renderer(as_json, plain, shots), announce=not as_json)
+    return launch(cfg, make_renderer(as_json, plain, shots, quiet), announce=not (as_json or quiet))
 
 
 def default_name(command: tuple[str, ...]) -> str:

@@ -6,7 +6,7 @@ import click
 
 from supervisor import SupervisorConfig, load_config
 
-from .common import command_body, journal_option, make_renderer, output_options, security_settings, server_security_options, session_option
+from .common import command_body, journal_option, make_renderer, output_options, quiet_option, security_settings, server_security_options, session_option
 from .launch import launch
 
 
@@ -19,8 +19,9 @@ from .launch import launch
 @click.option("--keep", is_flag=True, help="Keep running when every engine has exited (for `bus start`); stop with Ctrl-C or `bus down`.")
 @journal_option
 @output_options
+@quiet_option
 @command_body
-def up(config: str, session: str | None, listen: str | None, keys_dir: str | None, insecure: bool, stop_timeout: float | None, keep: bool, no_journal: bool, as_json: bool, plain: bool, shots: str | None) -> int:
+def up(config: str, session: str | None, listen: str | None, keys_dir: str | None, insecure: bool, stop_timeout: float | None, keep: bool, no_journal: bool, as_json: bool, plain: bool, shots: str | None, quiet: bool) -> int:
     """Start the engines CONFIG.toml lists and show them live; exit when all are done.
 
     Engines are restarted as their `restart` policy says; one that ends with
@@ -43,4 +44,4 @@ def up(config: str, session: str | None, listen: str | None, keys_dir: str | Non
     if no_journal:
         settings["journal"] = False
     cfg = SupervisorConfig(engines=engines, session=session, exit_when_done=not keep, **settings)
-    return launch(cfg, make_renderer(as_json, plain, shots), announce=not as_json)
+    return launch(cfg, make_renderer(as_json, plain, shots, quiet), announce=not (as_json or quiet))
