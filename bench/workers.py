@@ -50,10 +50,9 @@ def main(argv: list[str]) -> None:
 
         ctx = zmq.Context()
         pull, pub = ctx.socket(zmq.PULL), ctx.socket(zmq.PUB)
+        pub.setsockopt(zmq.SNDHWM, 0)  # unbounded: the baseline must not drop what a slow reader has not taken
         pull.bind(argv[1])
         pub.bind(argv[2])
-        pub.setsockopt(zmq.SNDHWM, 100_000)
-        pull.setsockopt(zmq.RCVHWM, 100_000)
         zmq.proxy(pull, pub)  # until killed
         return
     if mode == "stdout-progress":

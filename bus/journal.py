@@ -87,7 +87,12 @@ class JournalWriter:
         self._put(("run", run, started, pid))
 
     def append(self, run: str, entry: Entry) -> None:
-        self._put(("event", run, entry))
+        self._put(("events", run, [entry]))
+
+    def append_many(self, run: str, entries: list[Entry]) -> None:
+        """Several events in one hand-over (the supervisor's loop: one per pass)."""
+        if entries:
+            self._put(("events", run, entries))
 
     def end_run(self, run: str, stopped: float, code: int) -> None:
         self._put(("stop", run, stopped, code))
@@ -143,13 +148,13 @@ class JournalWriter:
         conn.execute("BEGIN")
         for item in items:
             tag = item[0]
-            if tag == "event":
-                _, run, e = item
-                conn.execute(
+            if tag == "events":
+                _, run, entries = item
+                conn.executemany(
                     "INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (run, e.gseq, e.ts, e.kind, e.engine, pack_frames(e.frames), e.size),
+                    [(run, e.gseq, e.ts, e.kind, e.engine, pack_frames(e.frames), e.size) for e in entries],
                 )
-                self.written += 1
+                self.written += len(entries)
             elif tag == "run":
                 conn.execute("INSERT OR REPLACE INTO runs (run, started, pid) VALUES (?, ?, ?)", item[1:])
             elif tag == "stop":

@@ -56,6 +56,7 @@ from types import TracebackType
 from typing import Any, Iterable, Iterator
 
 import zmq
+from msgpack import packb as _packb
 
 from bus import sockets
 from bus._version import __version__
@@ -80,6 +81,7 @@ from bus.protocol import (
 )
 from bus.keys import client_keys
 from bus.protocol.legacy import format_marker
+from bus.protocol.limits import MAX_NAME, MAX_TEXT, PROTOCOL_VERSION
 from bus.spool import DEFAULT_SIZE, SpoolWriter
 
 ZERO_COPY_ABOVE = 64 * 1024  # zmq zero-copy only pays for large frames
@@ -192,7 +194,23 @@ class Engine:
         detail: str = "",
         phase: str | None = None,
     ) -> None:
-        self._emit(Progress, phase=self._phase if phase is None else phase, done=done, total=total, pct=pct, detail=detail)
+        phase = self._phase if phase is None else phase
+        if self._sock is not None and _plain_progress(phase, done, total, pct, detail):
+            # The hot call: checked inline and packed straight from a dict (the same
+            # header the Progress event would make), about 3x cheaper than building it.
+            if pct is None and done is not None and total:
+                pct = min(100.0, 100.0 * done / total)
+            header = {"v": PROTOCOL_VERSION, "kind": "progress", "engine": self.name, "seq": 0, "ts": time.time(), "phase": phase}
+            if done is not None:
+                header["done"] = done
+            if total is not None:
+                header["total"] = total
+            if pct is not None:
+                header["pct"] = float(pct)
+            header["detail"] = detail
+            self._emit_header(header, droppable="progress" in self._droppable and pct != 100.0)
+            return
+        self._emit(Progress, phase=phase, done=done, total=total, pct=pct, detail=detail)
 
     def log(self, message: str, level: str = "info") -> None:
         self._emit(Log, message=message, level=level, stream="engine")
@@ -287,6 +305,26 @@ class Engine:
                 if self._tell_timer is None:
                     self._tell_later()
 
+    def _emit_header(self, header: dict[str, Any], *, droppable: bool) -> None:
+        """`_emit` for a header already checked: number it, pack it, spool and send it."""
+        with self._lock:
+            if self._closed:
+                raise LocalProtocolError(f"engine {self.name!r} is closed; {header['kind']} not sent")
+            if os.getpid() != self._pid:
+                raise LocalProtocolError("this Engine was made in another process; make a new Engine after fork()")
+            header["seq"] = seq = self._seq + 1
+            frames = [_packb(header, use_bin_type=True)]
+            mark = self._spool.write(seq, frames) if self._spool else None
+            if self._send(frames, droppable, header["kind"]):
+                self._seq = seq
+                self._sent += 1
+                return
+            if mark is not None and self._spool is not None:
+                self._spool.retract(mark)
+            self._dropped += 1
+            if self._tell_timer is None:
+                self._tell_later()
+
     def _tell_later(self) -> None:
         self._tell_timer = threading.Timer(TELL_DROPS_EVERY, self._tell_drops)
         self._tell_timer.daemon = True
@@ -307,7 +345,10 @@ class Engine:
         assert self._sock is not None
         big = any(len(f) > ZERO_COPY_ABOVE for f in frames)
         try:
-            self._sock.send_multipart(frames, zmq.NOBLOCK, copy=not big)
+            if len(frames) == 1:
+                self._sock.send(frames[0], zmq.NOBLOCK)  # one frame: skip send_multipart's loop
+            else:
+                self._sock.send_multipart(frames, zmq.NOBLOCK, copy=not big)
             self._stalled = False
             return True
         except zmq.Again:
@@ -348,6 +389,21 @@ class Engine:
                 self.heartbeat()
             except LocalProtocolError:
                 return  # closed meanwhile
+
+
+def _plain_progress(phase: Any, done: Any, total: Any, pct: Any, detail: Any) -> bool:
+    """True when these progress arguments are valid as they are (the fast path);
+    anything else takes the full Progress checks, which say what is wrong."""
+    return (
+        type(phase) is str and len(phase) <= MAX_NAME
+        and type(detail) is str and len(detail) <= MAX_TEXT
+        and (done is None or (type(done) in (int, float) and 0 <= done < _INF))
+        and (total is None or (type(total) in (int, float) and 0 <= total < _INF))
+        and (pct is None or (type(pct) in (int, float) and 0 <= pct <= 100))
+    )
+
+
+_INF = float("inf")  # NaN fails `0 <= x` and inf fails `< inf`: both go the slow way (and are refused)
 
 
 def _droppable(chosen: Iterable[str] | None) -> frozenset[str]:

@@ -169,7 +169,7 @@ def history(sup: Supervisor, request: Request) -> list[Any]:
     if not from_memory and (reader is None or (run != sup.run_id and not _known_run(reader, run))):
         return [encode_error(request.id, "unknown-run", f"no run {run!r} in this session's history")]
     if not from_memory and run == sup.run_id and sup.journal is not None:
-        sup.journal.flush()  # what memory let go of may still be on its way to disk
+        sup.flush_journal()  # what memory let go of may still be on its way to disk
     limit = min(args["limit"] or MAX_HISTORY_BATCH, MAX_HISTORY_BATCH)
     source = sup.history if from_memory else _ReaderFor(reader, run)  # type: ignore[arg-type]
     entries, more = source.select(
@@ -215,7 +215,7 @@ def runs(sup: Supervisor) -> dict[str, Any]:
     """The runs this session's journal holds, oldest first; the current one marked."""
     reader = sup.journal_reader()
     if sup.journal is not None:
-        sup.journal.flush()
+        sup.flush_journal()
     known = [info.as_dict() for info in reader.runs()] if reader else []
     if not any(info["run"] == sup.run_id for info in known):
         known.append({"run": sup.run_id, "started": sup.started, "stopped": None, "code": None, "pid": os.getpid(), "first": sup.history.first, "last": sup.gseq, "events": len(sup.history)})

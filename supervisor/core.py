@@ -81,6 +81,7 @@ class Supervisor:
         self._monitors: dict[zmq.Socket, str] = {}
         self.stop_reason = ""
         self.journal: JournalWriter | None = None
+        self._unjournaled: list[Entry] = []  # handed to the journal once per loop pass
         self._reader: JournalReader | None = None
         self.finished = False  # sup.stop is out: only late subscribers are served
         self._stop_signal: int | None = None
@@ -118,6 +119,7 @@ class Supervisor:
                 self.fleet.kill_everything()
             code = self.exit_code()
             self._publish(SupervisorStopped(code=code, reason=self.stop_reason))
+            self._hand_to_journal()
             if self.journal is not None:
                 self.journal.end_run(self.run_id, time.time(), code)
             self.finished = True
@@ -135,7 +137,9 @@ class Supervisor:
         if not self.config.journal:
             return
         path = journal_path(session)
-        self.journal = JournalWriter(path, max_bytes=self.config.journal_max_bytes, max_age=self.config.journal_max_age)
+        # Its queue holds loop passes (each up to INGEST_BATCH events per socket): a
+        # disk that falls behind makes the loop wait (backpressure), never lose.
+        self.journal = JournalWriter(path, max_bytes=self.config.journal_max_bytes, max_age=self.config.journal_max_age, queue_size=32)
         if self.journal.error:
             raise BusError(f"{self.journal.error}: set BUS_STATE_DIR to a writable directory, or use --no-journal")
         self.journal.begin_run(self.run_id, self.started, os.getpid())
@@ -192,6 +196,19 @@ class Supervisor:
             for monitor in self._monitors:
                 if monitor in ready:
                     self._count_handshakes(monitor)
+            self._hand_to_journal()
+
+    def flush_journal(self) -> None:
+        """Everything published so far is on disk when this returns."""
+        self._hand_to_journal()
+        if self.journal is not None:
+            self.journal.flush()
+
+    def _hand_to_journal(self) -> None:
+        if self._unjournaled:
+            batch, self._unjournaled = self._unjournaled, []
+            if self.journal is not None:
+                self.journal.append_many(self.run_id, batch)
 
     def _count_handshakes(self, monitor: zmq.Socket) -> None:
         name = self._monitors[monitor]
@@ -331,14 +348,21 @@ class Supervisor:
         header = msgpack.packb(header_map(numbered), use_bin_type=True)
         if blobs is None:
             blobs = [getattr(numbered, name) for name in numbered.BLOB_FIELDS]
-        body = [header, *blobs]
-        self.pub.send_multipart([topic_of(numbered), *body])
+        pub = self.pub
+        pub.send(topic_of(numbered), zmq.SNDMORE)
+        if blobs:
+            pub.send(header, zmq.SNDMORE)
+            pub.send_multipart(blobs, copy=False)  # screenshot frames go out as received, not copied
+            body = [header, *blobs]
+        else:
+            pub.send(header)
+            body = [header]
         self.counters["published"] += 1
         size = sum(len(f) for f in body)
         entry = Entry(self.gseq, numbered.KIND, numbered.engine, numbered.ts, body, size)
         self.history.append(entry)
         if self.journal is not None:
-            self.journal.append(self.run_id, entry)
+            self._unjournaled.append(entry)
         self.fleet.observe(numbered)
         for sink in self.sinks:
             sink(numbered)

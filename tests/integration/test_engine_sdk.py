@@ -135,3 +135,54 @@ def test_phase_block_reports_an_error_and_the_engine_reports_the_exception() -> 
     assert events[1].message == "ValueError: bad page"
     assert (events[2].type, events[2].message, events[2].fatal) == ("ValueError", "bad page", True)
     assert "Traceback" in result.stderr  # Python's own report still goes to stderr
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"done": 3, "total": 12, "detail": "/about"},
+        {"done": 2.5, "total": 10.0},
+        {"pct": 40},
+        {"pct": 99.5, "phase": "other", "detail": "x" * 1000},
+        {"done": 12, "total": 12},  # computed pct 100: never droppable
+        {"done": 7},
+        {},
+    ],
+)
+def test_the_fast_progress_path_sends_what_the_progress_event_would(kwargs: dict[str, object], tmp_path: Path) -> None:
+    import zmq
+
+    from bus.protocol import decode, encode
+
+    ctx = zmq.Context.instance()
+    pull = ctx.socket(zmq.PULL)
+    pull.setsockopt(zmq.LINGER, 0)
+    endpoint = f"ipc://{tmp_path}/pull"
+    pull.bind(endpoint)
+    with Engine("fast", endpoint=endpoint, handle_sigterm=False) as eng:
+        eng.phase_start("scan")
+        eng.progress(**kwargs)  # type: ignore[arg-type]
+    frames = []
+    while len(frames) < 3 or decode(frames[-1]).kind != "progress":
+        assert pull.poll(10_000)
+        frames.append(pull.recv_multipart())
+    sent = decode(frames[-1])
+    expected = Progress(engine="fast", seq=3, ts=sent.ts, phase=str(kwargs.get("phase", "scan")), done=kwargs.get("done"), total=kwargs.get("total"), pct=kwargs.get("pct"), detail=str(kwargs.get("detail", "")))  # type: ignore[arg-type]
+    assert sent == expected
+    assert frames[-1] == encode(expected)  # byte for byte the header the slow path makes
+    pull.close()
+
+
+@pytest.mark.parametrize("kwargs", [{"done": -1}, {"done": float("nan")}, {"total": float("inf")}, {"pct": 101}, {"done": True}, {"detail": 5}, {"phase": "p" * 129}])
+def test_bad_progress_is_refused_on_the_fast_path_too(kwargs: dict[str, object], tmp_path: Path) -> None:
+    import zmq
+
+    ctx = zmq.Context.instance()
+    pull = ctx.socket(zmq.PULL)
+    pull.setsockopt(zmq.LINGER, 0)
+    endpoint = f"ipc://{tmp_path}/pull"
+    pull.bind(endpoint)
+    with Engine("fast", endpoint=endpoint, handle_sigterm=False) as eng:
+        with pytest.raises(LocalProtocolError):
+            eng.progress(**kwargs)  # type: ignore[arg-type]
+    pull.close()
