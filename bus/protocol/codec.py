@@ -8,13 +8,14 @@ publishes puts a topic frame first: `[topic, header, *blobs]`, with the topic
 
 from __future__ import annotations
 
+import time
 from typing import Any, Iterable, Sequence
 
 import msgpack
 
 from .errors import LocalProtocolError, RemoteProtocolError
-from .events import COMMON_FIELDS, KINDS, AnyEvent, Event, UnknownEvent
-from .limits import MAX_BLOB, MAX_HEADER, PROTOCOL_VERSION
+from .events import COMMON_FIELDS, KINDS, AnyEvent, Event, Progress, UnknownEvent
+from .limits import ENGINE_NAME, MAX_BLOB, MAX_HEADER, MAX_NAME, MAX_TEXT, PROTOCOL_VERSION
 
 Buffer = bytes | bytearray | memoryview
 
@@ -110,6 +111,10 @@ def decode(frames: Sequence[Buffer], *, from_engine: bool = False) -> AnyEvent:
 
 
 def _build(cls: type[Event], header: dict[str, Any], blobs: tuple[Buffer, ...], from_engine: bool) -> Event:
+    if cls is Progress and not blobs:
+        event = fast_progress(header, from_engine)
+        if event is not None:
+            return event
     if len(blobs) != len(cls.BLOB_FIELDS):
         raise _reject(
             f"{cls.KIND}: expected {len(cls.BLOB_FIELDS)} frame(s) after the header, got {len(blobs)}",
@@ -170,3 +175,50 @@ def split_batch(frames: Sequence[Buffer], counts: Iterable[int]) -> list[AnyEven
     if at != len(frames):
         raise _reject("history reply has frames left over", "bad-frames")
     return events
+
+
+_NEW = object.__new__
+_SET = object.__setattr__
+_INF = float("inf")
+_LIMIT = 2**63
+
+
+def _number(v: Any) -> bool:
+    return type(v) in (int, float) and -_INF < v < _INF
+
+
+def fast_progress(header: dict[str, Any], from_engine: bool) -> Event | None:
+    """The hottest event, checked inline: the same Progress `_build` would make, or
+    None when anything is unusual (then the full checks run and say what is wrong)."""
+    get = header.get
+    engine, seq, ts, phase, done, total, pct, detail = (
+        get("engine"), get("seq"), get("ts"), get("phase"), get("done"), get("total"), get("pct"), get("detail"),
+    )
+    gseq = None if from_engine else get("gseq")
+    engine = "" if engine is None else engine
+    phase = "" if phase is None else phase
+    detail = "" if detail is None else detail
+    if not (
+        type(engine) is str and len(engine) <= MAX_NAME and (not engine or ENGINE_NAME.fullmatch(engine))
+        and (seq is None or (type(seq) is int and 0 <= seq < _LIMIT))
+        and (gseq is None or (type(gseq) is int and 0 <= gseq < _LIMIT))
+        and (ts is None or _number(ts))
+        and type(phase) is str and len(phase) <= MAX_NAME
+        and type(detail) is str and len(detail) <= MAX_TEXT
+        and (done is None or (_number(done) and done >= 0))
+        and (total is None or (_number(total) and total >= 0))
+        and (pct is None or (_number(pct) and 0 <= pct <= 100))
+    ):
+        return None
+    if pct is None:
+        if done is not None and total:
+            pct = min(100.0, 100.0 * done / total)
+    else:
+        pct = float(pct)
+    event = _NEW(Progress)
+    for name, value in (
+        ("engine", engine), ("seq", seq), ("ts", time.time() if ts is None else float(ts)), ("gseq", gseq),
+        ("phase", phase), ("done", done), ("total", total), ("pct", pct), ("detail", detail),
+    ):
+        _SET(event, name, value)
+    return event

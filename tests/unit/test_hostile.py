@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_protocol import SAMPLES
 
-from bus.protocol import Event, RemoteProtocolError, UnknownEvent, decode, decode_published, encode, split_batch
+from bus.protocol import Event, LocalProtocolError, RemoteProtocolError, UnknownEvent, decode, decode_published, encode, split_batch
 from bus.protocol.control import Request, decode_reply, decode_request
 from bus.protocol.legacy import parse_marker
 from bus.protocol.limits import MAX_NAME, MAX_TEXT
@@ -160,3 +160,57 @@ def test_bombs_are_rejected_cheaply(frame: bytes) -> None:
     with pytest.raises(RemoteProtocolError) as caught:
         decode([frame], from_engine=True)
     assert caught.value.reason in ("bad-msgpack", "not-a-map", "bad-field")
+
+
+progress_values = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 2**64 - 1), st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(-1, 101), st.text(max_size=3), st.just("x" * 129), st.just("a.b-c_1"), st.just("bad name"),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(st.sampled_from(["engine", "seq", "ts", "gseq", "phase", "done", "total", "pct", "detail", "extra"]), progress_values, max_size=10), st.booleans())
+def test_the_fast_progress_decoder_agrees_with_the_full_checks(fields: dict[str, Any], strict: bool) -> None:
+    from bus.protocol import Progress
+    from bus.protocol.codec import _build, fast_progress
+
+    header = {"v": 1, "kind": "progress", "ts": 5.0, **fields}
+    fast = fast_progress(header, strict)
+    try:
+        slow = _slow(header, strict)
+    except RemoteProtocolError:
+        slow = None
+    if fast is None:
+        return  # declined: the full checks decide
+    assert slow is not None, "the fast path accepted what the full checks refuse"
+    if header.get("ts") is None:  # both took the time now: compare the rest
+        assert {k: v for k, v in vars_of(fast).items() if k != "ts"} == {k: v for k, v in vars_of(slow).items() if k != "ts"}
+    else:
+        assert vars_of(fast) == vars_of(slow)  # same values, same types (an int ts becomes a float in both)
+    assert isinstance(_build(Progress, header, (), strict), Progress)
+
+
+def _slow(header: dict[str, Any], strict: bool) -> Any:
+    """The full checks alone (what `_build` does when the fast path declines)."""
+    from bus.protocol import Progress
+    from bus.protocol.codec import COMMON_FIELDS
+
+    kwargs = {n: header[n] for n in COMMON_FIELDS + Progress.HEADER_FIELDS if header.get(n) is not None}
+    if strict:
+        kwargs.pop("gseq", None)
+    try:
+        return Progress(**kwargs)
+    except LocalProtocolError as exc:
+        raise RemoteProtocolError(str(exc), reason=exc.reason) from None
+
+
+def vars_of(event: Any) -> dict[str, Any]:
+    return {name: (type(getattr(event, name)), getattr(event, name)) for name in type(event).FIELD_NAMES}
+
+
+def test_ordinary_progress_takes_the_fast_path() -> None:
+    from bus.protocol.codec import fast_progress
+
+    for header in ({"engine": "a.1", "seq": 4, "ts": 1.5, "phase": "scan", "done": 3, "total": 12, "detail": "x"}, {"engine": "a", "seq": 1, "ts": 2, "pct": 40}):
+        fast = fast_progress({"v": 1, "kind": "progress", **header}, True)
+        assert fast is not None and vars_of(fast) == vars_of(_slow(header, True))
