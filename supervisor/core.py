@@ -31,8 +31,8 @@ import zmq
 
 from bus import sockets
 from bus._version import __version__
-from bus.protocol import Event, Log, RemoteProtocolError, SupervisorStarted, SupervisorStopped, Welcome, decode
-from bus.protocol.codec import encode, header_map, topic_of
+from bus.protocol import Event, Log, RemoteProtocolError, SupervisorStarted, SupervisorStopped, Welcome
+from bus.protocol.codec import decode_engine, encode, header_map, stamp_header, topic_of
 from bus.protocol.legacy import is_marker, parse_marker
 from bus.protocol.limits import MAX_TEXT
 from bus.errors import BusError
@@ -283,14 +283,14 @@ class Supervisor:
             try:
                 if extra:
                     raise RemoteProtocolError(f"message has {MAX_FRAMES + extra} frames, more than {MAX_FRAMES}", reason="bad-frames")
-                event = decode([frames[0].bytes, *(f.buffer for f in frames[1:])], from_engine=True)
+                event, raw = decode_engine([frames[0].bytes, *(f.buffer for f in frames[1:])])
                 child = self.children.get(event.engine)
                 if child is None:
                     raise RemoteProtocolError(f"unknown engine {event.engine!r}", reason="unknown-engine")
             except RemoteProtocolError as exc:
                 self._reject(exc.reason, frames[0])
                 continue
-            self._accept(child, event, frames[1:])
+            self._accept(child, event, frames[1:], raw)
 
     def _reject(self, reason: str, frame: zmq.Frame) -> None:
         """Count a rejected message by reason and by who sent it: the CURVE key's
@@ -303,14 +303,14 @@ class Supervisor:
         counts = self.reject_sources.setdefault(source, {})
         counts[reason] = counts.get(reason, 0) + 1
 
-    def _accept(self, child: Child, event: Event, blobs: Sequence[Any] | None = None) -> None:
+    def _accept(self, child: Child, event: Event, blobs: Sequence[Any] | None = None, raw: bytes | None = None) -> None:
         """An event from an engine's SDK (received, or recovered from its spool)."""
         if event.seq is not None and event.seq <= child.max_seq and child.exit is not None:
             return  # recovered from its spool already; the late original is a duplicate
         self.counters["accepted"] += 1
         child.events += 1
         child.run_events += 1
-        self._publish(event, blobs)
+        self._publish(event, blobs, raw)
         self.fleet.seen(child, event)
 
     def _drain_inbox(self) -> None:
@@ -342,10 +342,13 @@ class Supervisor:
 
     # -- publishing --------------------------------------------------------------
 
-    def _publish(self, event: Event, blobs: Sequence[Any] | None = None) -> None:
+    def _publish(self, event: Event, blobs: Sequence[Any] | None = None, raw: bytes | None = None) -> None:
+        """Number, send, keep. `raw`: the engine's own header, to be sent as it came plus
+        `gseq` (codec.decode_engine said it may be); else the event is encoded afresh."""
         self.gseq += 1
-        numbered = event.stamped(self.gseq)
-        header = msgpack.packb(header_map(numbered), use_bin_type=True)
+        gseq = self.gseq
+        numbered = event.stamped(gseq) if self.sinks or raw is None else event  # sinks see gseq; observe gets it apart
+        header = stamp_header(raw, gseq) if raw is not None else msgpack.packb(header_map(numbered), use_bin_type=True)
         if blobs is None:
             blobs = [getattr(numbered, name) for name in numbered.BLOB_FIELDS]
         pub = self.pub
@@ -359,11 +362,11 @@ class Supervisor:
             body = [header]
         self.counters["published"] += 1
         size = sum(len(f) for f in body)
-        entry = Entry(self.gseq, numbered.KIND, numbered.engine, numbered.ts, body, size)
+        entry = Entry(gseq, numbered.KIND, numbered.engine, numbered.ts, body, size)
         self.history.append(entry)
         if self.journal is not None:
             self._unjournaled.append(entry)
-        self.fleet.observe(numbered)
+        self.fleet.observe(numbered, gseq)
         for sink in self.sinks:
             sink(numbered)
 

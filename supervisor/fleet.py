@@ -119,7 +119,7 @@ class Fleet:
 
     # -- what the loop tells us ------------------------------------------------------
 
-    def observe(self, event: Event) -> None:
+    def observe(self, event: Event, gseq: int) -> None:
         """Every published event: keep what status and snapshots show of its engine."""
         child = self.children.get(event.engine)
         if child is None:
@@ -133,7 +133,7 @@ class Fleet:
         elif kind == "log":
             child.logs.append([f.ts, f.level, f.stream, f.message])  # type: ignore[attr-defined]
         elif kind == "screenshot":
-            child.screenshot = {"gseq": f.gseq, "name": f.name, "mime": f.mime, "size": f.size, "ts": f.ts}  # type: ignore[attr-defined]
+            child.screenshot = {"gseq": gseq, "name": f.name, "mime": f.mime, "size": f.size, "ts": f.ts}  # type: ignore[attr-defined]
         elif kind == "result":
             child.result = f.summary  # type: ignore[attr-defined]
         elif kind == "error":

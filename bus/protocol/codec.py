@@ -89,7 +89,33 @@ def decode(frames: Sequence[Buffer], *, from_engine: bool = False) -> AnyEvent:
     """
     if not frames:
         raise _reject("message has no frames", "no-frames")
-    header = unpack_header(frames[0])
+    return _decode(frames, unpack_header(frames[0]), from_engine)
+
+
+def decode_engine(frames: Sequence[Buffer]) -> tuple[Event, bytes | None]:
+    """What the supervisor reads from an engine: the event (as `decode(frames,
+    from_engine=True)`) and its header frame when that can be published as it
+    came, with `gseq` added by `stamp_header` (saves re-encoding it); None when
+    it must be re-encoded: keys we do not know or twice, no `ts`, `gseq` set by
+    the engine, or a map too big for a one-byte header."""
+    if not frames:
+        raise _reject("message has no frames", "no-frames")
+    raw = frames[0]
+    header = unpack_header(raw)
+    event = _decode(frames, header, True)
+    assert isinstance(event, Event)
+    first = raw[0]
+    if 0x80 <= first < 0x8F and first - 0x80 == len(header) and header.get("ts") is not None and header.keys() <= _PLAIN_KEYS[event.KIND]:
+        return event, bytes(raw)
+    return event, None
+
+
+def stamp_header(header: bytes, gseq: int) -> bytes:
+    """An engine's header (a msgpack fixmap, from `decode_engine`) with `gseq` added."""
+    return bytes((header[0] + 1,)) + header[1:] + b"\xa4gseq" + msgpack.packb(gseq)
+
+
+def _decode(frames: Sequence[Buffer], header: dict[str, Any], from_engine: bool) -> AnyEvent:
     blobs = tuple(frames[1:])
     version = header.get("v")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
@@ -222,3 +248,7 @@ def fast_progress(header: dict[str, Any], from_engine: bool) -> Event | None:
     ):
         _SET(event, name, value)
     return event
+
+
+# Per kind: the header keys an engine's header may hold to be published as it came.
+_PLAIN_KEYS = {name: frozenset(("v", "kind", "engine", "seq", "ts", *cls.HEADER_FIELDS)) for name, cls in KINDS.items()}

@@ -214,3 +214,40 @@ def test_ordinary_progress_takes_the_fast_path() -> None:
     for header in ({"engine": "a.1", "seq": 4, "ts": 1.5, "phase": "scan", "done": 3, "total": 12, "detail": "x"}, {"engine": "a", "seq": 1, "ts": 2, "pct": 40}):
         fast = fast_progress({"v": 1, "kind": "progress", **header}, True)
         assert fast is not None and vars_of(fast) == vars_of(_slow(header, True))
+
+
+def test_an_engine_header_is_republished_as_it_came_only_when_that_is_safe() -> None:
+    from bus.protocol.codec import decode_engine, stamp_header
+
+    base = {"v": 1, "kind": "log", "engine": "a", "seq": 3, "ts": 1.5, "message": "hi", "level": "info", "stream": "engine"}
+    event, raw = decode_engine([packed(base)])
+    assert raw is not None and decode([stamp_header(raw, 42)]) == event.stamped(42)
+    duplicate = b"\x89" + packed(base)[1:] + b"\xa7message\xa5other"  # "message" twice: decoders disagree on which wins
+    unsafe = [
+        [packed({**base, "extra": 1})],            # a key we do not know
+        [packed({**base, "gseq": 9})],             # the engine set gseq
+        [packed({k: v for k, v in base.items() if k != "ts"})],  # no ts: the supervisor's time is used
+        [packed({**base, "ts": None})],
+        [duplicate],
+    ]
+    for frames in unsafe:
+        event, raw = decode_engine(frames)
+        assert raw is None, frames
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([k for k, e in sorted(SAMPLES.items()) if e.ORIGIN == "engine"]), st.data())
+def test_a_republished_header_decodes_to_the_event_the_supervisor_checked(kind: str, data: st.DataObject) -> None:
+    from bus.protocol.codec import decode_engine, stamp_header
+
+    frames = encode(SAMPLES[kind])
+    header = msgpack.unpackb(frames[0])
+    for key in data.draw(st.lists(st.sampled_from(sorted(header)), max_size=3)):
+        if key not in ("v", "kind"):
+            header[key] = data.draw(progress_values)
+    try:
+        event, raw = decode_engine([packed(header), *frames[1:]])
+    except RemoteProtocolError:
+        return
+    if raw is not None:
+        assert decode([stamp_header(raw, 7), *frames[1:]]) == event.stamped(7)
