@@ -1,0 +1,30 @@
+"""The benchmark still runs (a smoke run: a twentieth of the events). Its figures
+are measured, never asserted here; what is asserted is what must hold at any
+speed: nothing lost, every engine stopped without SIGKILL, every figure there."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from helpers import ROOT
+
+
+def test_the_benchmark_runs_and_loses_nothing(runtime_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    run = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    results = json.loads(out.read_text())
+    figures = [k for k in results if not k.startswith("_")]
+    assert [f.split("_", 1)[0] for f in figures] == ["1", "5", "2", "3", "4", "6", "7"]
+    assert all(v > 0 for v in results["1_small_events_per_s"].values())
+    many = results["4_fifty_engines_five_subscribers"]
+    assert many["lost"] == 0 and many["every_subscriber_complete"] is True
+    memory = results["6_supervisor_rss_after_1M_events_one_stalled_subscriber"]
+    assert memory["accepted"] >= memory["events"]
+    stop = results["7_stop_100_engines_s"]
+    assert stop["exited"] == stop["without SIGKILL"] == stop["engines"]
+    for figure in figures:
+        assert figure in run.stdout  # the table names every figure
