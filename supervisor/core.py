@@ -128,6 +128,7 @@ class Supervisor:
         finally:
             if watchdog is not None:
                 watchdog.close()
+            self._hand_to_journal()  # also when the loop ended by an error: what was published is kept
             if self.journal is not None:
                 self.journal.close()
             self._close(session)
