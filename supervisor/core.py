@@ -45,6 +45,7 @@ from .children import Child, Inbox
 from .config import SupervisorConfig
 from .fleet import Fleet
 from .history import History
+from .memory import Trimmer
 from .outcome import run_exit_code
 from .sources import source_of
 from .wake import SignalWake
@@ -82,6 +83,7 @@ class Supervisor:
         self.stop_reason = ""
         self.journal: JournalWriter | None = None
         self._unjournaled: list[Entry] = []  # handed to the journal once per loop pass
+        self._trimmer = Trimmer()
         self._reader: JournalReader | None = None
         self.finished = False  # sup.stop is out: only late subscribers are served
         self._stop_signal: int | None = None
@@ -223,6 +225,7 @@ class Supervisor:
 
     def _tick(self) -> float | None:
         now = time.monotonic()
+        self._trimmer.maybe(now)
         next_due = self.fleet.tick(now)
         if self.fleet.all_final():
             if self.config.exit_when_done and not self.stop_reason:
