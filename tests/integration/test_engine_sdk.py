@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 
@@ -137,6 +138,19 @@ def test_phase_block_reports_an_error_and_the_engine_reports_the_exception() -> 
     assert "Traceback" in result.stderr  # Python's own report still goes to stderr
 
 
+@pytest.fixture
+def pull(tmp_path: Path) -> Iterator[tuple[Any, str]]:
+    """A PULL socket an Engine can push to, and its endpoint."""
+    import zmq
+
+    sock = zmq.Context.instance().socket(zmq.PULL)
+    sock.setsockopt(zmq.LINGER, 0)
+    endpoint = f"ipc://{tmp_path}/pull"
+    sock.bind(endpoint)
+    yield sock, endpoint
+    sock.close()
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [
@@ -149,40 +163,25 @@ def test_phase_block_reports_an_error_and_the_engine_reports_the_exception() -> 
         {},
     ],
 )
-def test_the_fast_progress_path_sends_what_the_progress_event_would(kwargs: dict[str, object], tmp_path: Path) -> None:
-    import zmq
-
+def test_the_fast_progress_path_sends_what_the_progress_event_would(kwargs: dict[str, object], pull: tuple[Any, str]) -> None:
     from bus.protocol import decode, encode
 
-    ctx = zmq.Context.instance()
-    pull = ctx.socket(zmq.PULL)
-    pull.setsockopt(zmq.LINGER, 0)
-    endpoint = f"ipc://{tmp_path}/pull"
-    pull.bind(endpoint)
+    sock, endpoint = pull
     with Engine("fast", endpoint=endpoint, handle_sigterm=False) as eng:
         eng.phase_start("scan")
         eng.progress(**kwargs)  # type: ignore[arg-type]
     frames = []
     while len(frames) < 3 or decode(frames[-1]).kind != "progress":
-        assert pull.poll(10_000)
-        frames.append(pull.recv_multipart())
+        assert sock.poll(10_000)
+        frames.append(sock.recv_multipart())
     sent = decode(frames[-1])
     expected = Progress(engine="fast", seq=3, ts=sent.ts, phase=str(kwargs.get("phase", "scan")), done=kwargs.get("done"), total=kwargs.get("total"), pct=kwargs.get("pct"), detail=str(kwargs.get("detail", "")))  # type: ignore[arg-type]
     assert sent == expected
     assert frames[-1] == encode(expected)  # byte for byte the header the slow path makes
-    pull.close()
 
 
 @pytest.mark.parametrize("kwargs", [{"done": -1}, {"done": float("nan")}, {"total": float("inf")}, {"pct": 101}, {"done": True}, {"detail": 5}, {"phase": "p" * 129}])
-def test_bad_progress_is_refused_on_the_fast_path_too(kwargs: dict[str, object], tmp_path: Path) -> None:
-    import zmq
-
-    ctx = zmq.Context.instance()
-    pull = ctx.socket(zmq.PULL)
-    pull.setsockopt(zmq.LINGER, 0)
-    endpoint = f"ipc://{tmp_path}/pull"
-    pull.bind(endpoint)
-    with Engine("fast", endpoint=endpoint, handle_sigterm=False) as eng:
+def test_bad_progress_is_refused_on_the_fast_path_too(kwargs: dict[str, object], pull: tuple[Any, str]) -> None:
+    with Engine("fast", endpoint=pull[1], handle_sigterm=False) as eng:
         with pytest.raises(LocalProtocolError):
             eng.progress(**kwargs)  # type: ignore[arg-type]
-    pull.close()
