@@ -289,7 +289,10 @@ class Bench:
     def memory(self) -> None:
         engines, each = 4, self.n(250_000)
         proc = self.supervisor({"m": self.engine("sdk-progress", str(each), "--go", str(self.go), instances=engines)})
-        stalled = self.sub(self.ipc("pub"), b"")  # subscribes, never reads
+        stalled = self.ctx.socket(zmq.SUB)  # subscribes, never reads: zmq's default 1,000-message queue fills, then the publisher's
+        stalled.setsockopt(zmq.LINGER, 0)
+        stalled.setsockopt(zmq.SUBSCRIBE, b"")
+        stalled.connect(self.ipc("pub"))
         try:
             with Subscriber(kinds=["exit"], timeout=600, connect_timeout=60, history=None) as sub:
                 sub.wait_ready(timeout=60)
