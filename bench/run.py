@@ -328,7 +328,7 @@ class Bench:
             while (event := sub.recv(timeout=120)) is not None and event.kind != "sup.stop":
                 if event.kind == "exit":
                     exits += 1
-                    graceful += event.fields()["signal"] is None
+                    graceful += event.fields()["signame"] != "SIGKILL"
             seconds = time.perf_counter() - t0
         proc.wait(60)
         self.results["7_stop_100_engines_s"] = {"engines": engines, "seconds": seconds, "exited": exits, "without SIGKILL": graceful}

@@ -25,6 +25,6 @@ def test_the_benchmark_runs_and_loses_nothing(runtime_dir: Path, tmp_path: Path)
     memory = results["6_supervisor_rss_after_1M_events_one_stalled_subscriber"]
     assert memory["accepted"] >= memory["events"]
     stop = results["7_stop_100_engines_s"]
-    assert stop["exited"] == stop["without SIGKILL"] == stop["engines"]
+    assert stop["exited"] == stop["without SIGKILL"] == stop["engines"]  # an engine stopped before its SDK set its handler dies of SIGTERM: still graceful
     for figure in figures:
         assert figure in run.stdout  # the table names every figure
