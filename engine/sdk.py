@@ -128,17 +128,19 @@ class Engine:
             self._sock = sockets.push(self._ctx, endpoint, linger_ms=self._linger_ms, hwm=hwm, keys=keys)
             if spool_path:
                 self._spool = _open_spool(spool_path, self.name)
-        self._emit(EngineHello, pid=self._pid, sdk=f"bus-py/{__version__}", host=stdsocket.gethostname())
-        self._beat_stop = threading.Event()
-        interval = heartbeat if heartbeat is not None else _env_float("BUS_HEARTBEAT", 0.0)
-        if interval > 0:
-            threading.Thread(target=self._beat, args=(interval,), name="bus-heartbeat", daemon=True).start()
+        # The stop signal's handler goes in before hello: once the supervisor has
+        # heard from us it may stop us at any moment, and we must then say bye.
         self._old_handlers: dict[int, Any] = {}
         if handle_sigterm and threading.current_thread() is threading.main_thread():
             for signum in _STOP_SIGNALS:
                 if signal.getsignal(signum) is signal.SIG_DFL:
                     self._old_handlers[signum] = signal.signal(signum, _exit_on_sigterm)
+        self._beat_stop = threading.Event()
         atexit.register(self.close)
+        self._emit(EngineHello, pid=self._pid, sdk=f"bus-py/{__version__}", host=stdsocket.gethostname())
+        interval = heartbeat if heartbeat is not None else _env_float("BUS_HEARTBEAT", 0.0)
+        if interval > 0:
+            threading.Thread(target=self._beat, args=(interval,), name="bus-heartbeat", daemon=True).start()
 
     # -- what an engine reports ------------------------------------------------------
 
