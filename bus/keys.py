@@ -173,12 +173,6 @@ class Security:
         client = self.clients.get(user_id.encode("ascii", "replace"))
         return client.name if client else user_id[:8]
 
-    def roles_of(self, user_id: str | None) -> frozenset[str]:
-        if user_id is None:
-            return frozenset(ROLES)
-        client = self.clients.get(user_id.encode("ascii", "replace"))
-        return client.roles if client else frozenset()
-
     def apply(self, sock: zmq.Socket, socket_name: str) -> None:
         """Make the *next* bind of `sock` a CURVE server under the socket's ZAP domain
         (libzmq copies options at bind time: earlier ipc binds stay NULL)."""
@@ -285,7 +279,21 @@ def is_loopback(host: str) -> bool:
 
 
 _monitors = itertools.count(1)
-_HANDSHAKE_EVENTS = zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+# The socket-monitor events of a TCP handshake that failed: no key, a wrong key, a key refused.
+HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+
+
+def monitor_events(monitor: zmq.Socket) -> list[int]:
+    """The event ids waiting on a socket monitor, without blocking (libzmq sends
+    each event as [event id (u16) + value (u32), endpoint])."""
+    events = []
+    while True:
+        try:
+            frames = monitor.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return events
+        if frames and len(frames[0]) >= 2:
+            events.append(int.from_bytes(frames[0][:2], "little"))
 
 
 class HandshakeWatch:
@@ -298,7 +306,7 @@ class HandshakeWatch:
         self.last: int | None = None            # the newest failure's monitor event
         if endpoint.startswith("tcp://"):
             address = f"inproc://bus-handshake-{os.getpid()}-{next(_monitors)}"
-            sock.monitor(address, _HANDSHAKE_EVENTS)
+            sock.monitor(address, HANDSHAKE_FAILED)
             self.monitor = sock.context.socket(zmq.PAIR)
             self.monitor.setsockopt(zmq.LINGER, 0)
             self.monitor.connect(address)
@@ -307,13 +315,9 @@ class HandshakeWatch:
         """Why the handshake failed (the newest failure), or None if none did.
         `definite`: only a failure that retrying cannot cure (a key refused, keys
         missing or not wanted), not one that may be a supervisor going away mid-handshake."""
-        while self.monitor is not None:
-            try:
-                frames = self.monitor.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                break
-            if frames and len(frames[0]) >= 2:
-                self.last = int.from_bytes(frames[0][:2], "little")
+        events = monitor_events(self.monitor) if self.monitor is not None else []
+        if events:
+            self.last = events[-1]
         if self.last is None:
             return None
         where = self.endpoint

@@ -92,10 +92,6 @@ class Inbox:
             self.wake()  # more left: come back after the other sockets had a turn
         return items
 
-    @property
-    def held_bytes(self) -> int:
-        return self._bytes
-
     def wake(self) -> None:
         try:
             self._writer.send(b"\0")

@@ -37,7 +37,7 @@ from bus.protocol.legacy import is_marker, parse_marker
 from bus.protocol.limits import MAX_TEXT
 from bus.errors import BusError
 from bus.journal import Entry, JournalReader, JournalWriter
-from bus.keys import Gatekeeper
+from bus.keys import HANDSHAKE_FAILED, Gatekeeper, monitor_events
 from bus.runtime import HAS_IPC, Session, SessionLock, journal_path, local_session, tcp_endpoints
 
 from . import control
@@ -55,7 +55,6 @@ Sink = Callable[[Event], None]
 INGEST_BATCH = 1000  # messages read from one socket before the others get a turn
 MAX_FRAMES = 8       # frames kept of one engine message; the rest are read and dropped (the message is rejected)
 MAX_SOURCES = 100    # distinct reject sources status tracks; the rest count as "other"
-HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
 LATE_QUIET = 0.3     # after sup.stop, serve late subscribers until this long without requests
 LATE_MAX = 5.0       # ... but no longer than this
 
@@ -215,13 +214,7 @@ class Supervisor:
 
     def _count_handshakes(self, monitor: zmq.Socket) -> None:
         name = self._monitors[monitor]
-        while True:
-            try:
-                frames = monitor.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            if frames and len(frames[0]) >= 2:  # [event id (u16) + value (u32), endpoint]
-                self.handshakes_failed[name] = self.handshakes_failed.get(name, 0) + 1
+        self.handshakes_failed[name] = self.handshakes_failed.get(name, 0) + len(monitor_events(monitor))
 
     def _tick(self) -> float | None:
         now = time.monotonic()

@@ -18,11 +18,9 @@ import zmq
 from helpers import bus, bus_result, scripted, write_config
 
 from bus import Replay, Subscriber
-from bus.keys import ClientKeys, load_public, load_secret
+from bus.keys import HANDSHAKE_FAILED, ClientKeys, load_public, load_secret, monitor_events
 from bus.protocol import Log, decode_published, encode
 from bus.runtime import local_session
-
-HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
 
 
 @pytest.fixture
@@ -60,7 +58,7 @@ class Client:
     def refused(self, timeout_ms: int = 30_000) -> int:
         """Wait until the handshake has failed; return the monitor's event."""
         assert self.monitor.poll(timeout_ms), "the handshake neither failed nor was allowed to"
-        return int.from_bytes(self.monitor.recv_multipart()[0][:2], "little")
+        return monitor_events(self.monitor)[0]
 
     def close(self) -> None:
         self.sock.disable_monitor()
