@@ -24,7 +24,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 from .errors import NotRunning
 from .runtime import Address, journal_path
@@ -39,6 +39,7 @@ CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
 """
 BATCH = 2000          # events per transaction at most
 PRUNE_EVERY = 30.0    # seconds between retention passes
+T = TypeVar("T")
 
 
 @dataclass(slots=True, frozen=True)
@@ -51,6 +52,21 @@ class Entry:
     ts: float
     frames: list[Any]  # [header, *blobs]
     size: int
+
+
+def cut_page(items: Iterable[T], size_of: Callable[[T], int], *, limit: int, max_bytes: int) -> tuple[list[T], bool]:
+    """The first `limit` items, or fewer if their sizes pass `max_bytes` (but at least
+    one); `more` is true when something was left out. Shared by the memory history
+    and the journal, so a page ends the same way from either."""
+    out: list[T] = []
+    size = 0
+    for item in items:
+        length = size_of(item)
+        if out and (len(out) >= limit or size + length > max_bytes):
+            return out, True
+        out.append(item)
+        size += length
+    return out, False
 
 
 @dataclass(slots=True, frozen=True)
@@ -251,14 +267,8 @@ class JournalReader:
             rows = self._conn.execute(f"{query} ORDER BY gseq DESC LIMIT ?", (*params, last)).fetchall()[::-1]
         else:
             rows = self._conn.execute(f"{query} ORDER BY gseq LIMIT ?", (*params, limit + 1)).fetchall()
-        out: list[Entry] = []
-        size = 0
-        for gseq, kind, engine, ts, frames, length in rows:
-            if out and (len(out) >= limit or size + length > max_bytes):
-                return out, True
-            out.append(Entry(gseq, kind, engine, ts, unpack_frames(frames) or [], length))
-            size += length
-        return out, False
+        kept, more = cut_page(rows, lambda row: row[5], limit=limit, max_bytes=max_bytes)
+        return [Entry(gseq, kind, engine, ts, unpack_frames(frames) or [], length) for gseq, kind, engine, ts, frames, length in kept], more
 
     def page(self, run: str, **query: Any) -> tuple[list[Entry], dict[str, Any]]:
         """`select`, with the fields of a `history` reply (first, last, more, next),

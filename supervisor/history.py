@@ -12,7 +12,7 @@ from collections import deque
 from itertools import islice
 from typing import Iterable
 
-from bus.journal import Entry
+from bus.journal import Entry, cut_page
 
 
 class History:
@@ -86,11 +86,4 @@ class History:
             candidates: Iterable[Entry] = picked
         else:
             candidates = (e for e in islice(self._entries, start, stop) if wanted(e))
-        out: list[Entry] = []
-        size = 0
-        for entry in candidates:
-            if out and (len(out) >= limit or size + entry.size > max_bytes):
-                return out, True
-            out.append(entry)
-            size += entry.size
-        return out, False
+        return cut_page(candidates, lambda e: e.size, limit=limit, max_bytes=max_bytes)
