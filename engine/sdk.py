@@ -80,8 +80,9 @@ from bus.protocol import (
     encode,
 )
 from bus.keys import client_keys
+from bus.protocol.codec import plain_progress
 from bus.protocol.legacy import format_marker
-from bus.protocol.limits import MAX_NAME, MAX_TEXT, PROTOCOL_VERSION
+from bus.protocol.limits import PROTOCOL_VERSION
 from bus.spool import DEFAULT_SIZE, SpoolWriter
 
 ZERO_COPY_ABOVE = 64 * 1024  # zmq zero-copy only pays for large frames
@@ -197,7 +198,7 @@ class Engine:
         phase: str | None = None,
     ) -> None:
         phase = self._phase if phase is None else phase
-        if self._sock is not None and _plain_progress(phase, done, total, pct, detail):
+        if self._sock is not None and plain_progress(phase, done, total, pct, detail):
             # The hot call: checked inline and packed straight from a dict (the same
             # header the Progress event would make), about 3x cheaper than building it.
             if pct is None and done is not None and total:
@@ -391,21 +392,6 @@ class Engine:
                 self.heartbeat()
             except LocalProtocolError:
                 return  # closed meanwhile
-
-
-def _plain_progress(phase: Any, done: Any, total: Any, pct: Any, detail: Any) -> bool:
-    """True when these progress arguments are valid as they are (the fast path);
-    anything else takes the full Progress checks, which say what is wrong."""
-    return (
-        type(phase) is str and len(phase) <= MAX_NAME
-        and type(detail) is str and len(detail) <= MAX_TEXT
-        and (done is None or (type(done) in (int, float) and 0 <= done < _INF))
-        and (total is None or (type(total) in (int, float) and 0 <= total < _INF))
-        and (pct is None or (type(pct) in (int, float) and 0 <= pct <= 100))
-    )
-
-
-_INF = float("inf")  # NaN fails `0 <= x` and inf fails `< inf`: both go the slow way (and are refused)
 
 
 def _droppable(chosen: Iterable[str] | None) -> frozenset[str]:

@@ -213,6 +213,20 @@ def _number(v: Any) -> bool:
     return type(v) in (int, float) and -_INF < v < _INF
 
 
+def plain_progress(phase: Any, done: Any, total: Any, pct: Any, detail: Any) -> bool:
+    """True when these progress fields are valid as they are: what the Progress
+    checks would accept without changing anything but pct's type. The SDK's and
+    the decoder's fast paths take it; anything else goes the full way, which says
+    what is wrong. (NaN fails every comparison, and inf fails `< inf`.)"""
+    return (
+        type(phase) is str and len(phase) <= MAX_NAME
+        and type(detail) is str and len(detail) <= MAX_TEXT
+        and (done is None or (_number(done) and done >= 0))
+        and (total is None or (_number(total) and total >= 0))
+        and (pct is None or (_number(pct) and 0 <= pct <= 100))
+    )
+
+
 def fast_progress(header: dict[str, Any], from_engine: bool) -> Event | None:
     """The hottest event, checked inline: the same Progress `_build` would make, or
     None when anything is unusual (then the full checks run and say what is wrong)."""
@@ -229,11 +243,7 @@ def fast_progress(header: dict[str, Any], from_engine: bool) -> Event | None:
         and (seq is None or (type(seq) is int and 0 <= seq < _LIMIT))
         and (gseq is None or (type(gseq) is int and 0 <= gseq < _LIMIT))
         and (ts is None or _number(ts))
-        and type(phase) is str and len(phase) <= MAX_NAME
-        and type(detail) is str and len(detail) <= MAX_TEXT
-        and (done is None or (_number(done) and done >= 0))
-        and (total is None or (_number(total) and total >= 0))
-        and (pct is None or (_number(pct) and 0 <= pct <= 100))
+        and plain_progress(phase, done, total, pct, detail)
     ):
         return None
     if pct is None:
