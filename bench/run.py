@@ -144,7 +144,7 @@ class Bench:
         # The engine's stderr is captured as log events; read its line from the journal.
         from bus import Replay
 
-        for event in Replay(run="last"):
+        for event in Replay(run="last", kinds=["log"]):  # only the logs: not every event of the run
             if event.kind == "log" and event.fields()["message"].startswith("emit_seconds="):
                 return float(event.fields()["message"].split("=", 1)[1])
         return float("nan")

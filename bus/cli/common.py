@@ -14,6 +14,7 @@ import zmq
 
 from bus import exitcodes
 from bus.errors import BusError, NotRunning
+from bus.keys import keys_dir as load_keys_dir
 from bus.protocol import AnyEvent
 from bus.subscriber import Subscriber
 
@@ -54,8 +55,6 @@ def server_security_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def security_settings(settings: dict[str, Any], listen: str | None, keys_dir: str | None, insecure: bool) -> dict[str, Any]:
     """Fold the command line's --listen, --keys and --insecure into config-file settings."""
-    from bus.keys import keys_dir as load_keys_dir
-
     if listen:
         settings["listen"] = listen
     if keys_dir:
