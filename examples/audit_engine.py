@@ -20,6 +20,7 @@ from engine import Engine
 from pngdraw import page_screenshot
 
 PACE = float(os.environ.get("DEMO_PACE", "1"))  # 0 runs flat out; tests use a small pace
+HOLD = os.environ.get("DEMO_HOLD")  # a file: halfway through the scan, wait until it exists (tests freeze a run with it)
 CHECKS = ["missing alt text", "contrast below 4.5:1", "form field without label", "link text 'click here'"]
 
 
@@ -49,6 +50,10 @@ def main() -> None:
         findings = 0
         with eng.phase("scan"):
             for done, path in enumerate(pages, 1):
+                if HOLD and done == len(pages) // 2 + 1:
+                    eng.log("holding until DEMO_HOLD exists")
+                    while not os.path.exists(HOLD):
+                        time.sleep(0.05)
                 time.sleep(0.3 * PACE)
                 issues = issues_on(args.site, path)
                 eng.screenshot(page_screenshot(args.site, path, issues), name=f"{path.strip('/') or 'home'}.png")

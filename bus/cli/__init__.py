@@ -12,6 +12,7 @@ from .run import run
 from .status import down, status
 from .tail import runs, tail
 from .up import up
+from .web import web
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,8 +30,9 @@ def main() -> None:
       bus restart audit                restart an engine (or one instance: audit.2)
       bus down                         stop the local supervisor
       bus keygen viewer                a CurveZMQ key pair for TCP (docs/SECURITY.md)
+      bus web                          a live dashboard in the browser (docs/WEB.md)
     """
 
 
-for command in (up, run, tail, status, runs, start, stop, restart, down, keygen):
+for command in (up, run, tail, status, runs, start, stop, restart, down, keygen, web):
     main.add_command(command)

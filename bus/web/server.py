@@ -1,0 +1,255 @@
+"""`bus web`: the bridge from a supervisor to browsers.
+
+One asyncio loop runs four things:
+- the follower: an AsyncSubscriber (history "all", gap refill) feeding every
+  event of the run into the Board, in gseq order; when a run ends it waits for
+  the next run at the same address;
+- the status poller: the supervisor's `status` once a second (counters,
+  uptime), and whether a supervisor answers at all;
+- the streamer: ten times a second, the board's changes, serialized once and
+  queued for every connected page;
+- aiohttp, serving the page, the feed (server-sent events), the snapshot and
+  the screenshots (docs/WEB.md).
+
+A page that connects, or reconnects, first gets a snapshot of the whole board,
+then updates; a page too slow to take its updates gets a fresh snapshot instead
+of a backlog. So a reload never shows stale or missing state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from importlib import resources
+from typing import Any, AsyncIterator
+
+import zmq
+from aiohttp import web
+
+from bus.control_client import ControlClient
+from bus.errors import BusError
+from bus.runtime import Address
+from bus.subscriber import ALL, AsyncSubscriber
+
+from .board import SHOTS_KEPT, Board
+
+TICK = 0.1  # seconds between updates sent to pages: at most ten a second, whatever the event rate
+STATUS_EVERY = 1.0  # seconds between status requests
+KEEPALIVE = 15.0  # seconds of silence on a feed before a comment line keeps proxies from closing it
+CLIENT_QUEUE = 50  # updates queued for one page before it gets a snapshot instead
+RETRY_MS = 1000  # how soon a browser reconnects a dropped feed
+
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+STATIC = {"app.js": "text/javascript", "style.css": "text/css", "index.html": "text/html"}
+
+
+class Page:
+    """One connected feed: its queue of serialized messages."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(CLIENT_QUEUE)
+        self.resync = False
+
+    def put(self, message: bytes) -> None:
+        if self.resync:
+            return
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self.resync = True  # it fell behind: a fresh snapshot replaces the backlog
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(b"")  # wake its writer
+
+
+def sse(kind: str, payload: dict[str, Any]) -> bytes:
+    data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return f"id: {payload.get('gseq', 0)}\nevent: {kind}\ndata: {data}\n\n".encode()
+
+
+class Bridge:
+    def __init__(self, address: Address) -> None:
+        self.address = address
+        self.board = Board(address.label)
+        self.pages: set[Page] = set()
+        self.status_run: str | None = None  # the run the supervisor answering status runs
+        self._status_seen = asyncio.Event()
+        self._epoch = 0  # bumped when the board is cleared: pages then get a snapshot
+        self._sent_epoch = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._zmq = zmq.Context()
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(coro) for coro in (self._poll_status(), self._follow(), self._stream())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for page in list(self.pages):
+            page.resync = False
+            with contextlib.suppress(asyncio.QueueFull):
+                page.queue.put_nowait(None)
+        self._zmq.destroy(linger=0)
+
+    # -- the three loops ------------------------------------------------------------
+
+    async def _poll_status(self) -> None:
+        client = ControlClient(self._zmq, self.address, timeout=2.0)
+        try:
+            while True:
+                try:
+                    reply, _ = await asyncio.to_thread(client.request, "status")
+                except BusError as exc:
+                    self.status_run = None
+                    if not self.board.ended:
+                        self.board.set_connection(False, f"no answer from {self.address.label}: {exc}" if self.board.run else f"waiting for a supervisor at {self.address.label}")
+                    else:
+                        self.board.set_connection(False, self.board.note)
+                else:
+                    self.status_run = reply.get("run")
+                    self._status_seen.set()
+                    if reply.get("run") == self.board.run:
+                        self.board.set_status(reply)
+                        self.board.set_connection(True, self.board.note)
+                await asyncio.sleep(STATUS_EVERY)
+        finally:
+            client.close()
+
+    async def _follow(self) -> None:
+        while True:
+            await self._next_run()
+            sub = AsyncSubscriber(self.address, history=ALL, timeout=5.0, connect_timeout=10.0)
+            try:
+                async for event in sub:
+                    if sub.run is not None and sub.run != self.board.run:
+                        self.board.begin(sub.run)
+                        self._epoch += 1
+                    self.board.apply(event)
+                if not self.board.ended:
+                    self.board.set_connection(False, f"the supervisor at {self.address.label} went away before its run ended")
+            except (BusError, TimeoutError) as exc:
+                self.board.set_connection(False, f"lost {self.address.label}: {exc}")
+            finally:
+                sub.close()
+            await asyncio.sleep(STATUS_EVERY)
+
+    async def _next_run(self) -> None:
+        """Wait until a supervisor answers with a run worth following: a new run, or
+        the board's own run if it has not seen its end (we lost it and it is back)."""
+        while True:
+            self._status_seen.clear()
+            await self._status_seen.wait()
+            if self.status_run is not None and (self.status_run != self.board.run or not self.board.ended):
+                if self.status_run == self.board.run:
+                    self.board.run = None  # follow it again from the start: replaying "all" onto the old cards would count twice
+                return
+
+    async def _stream(self) -> None:
+        seen = -1
+        while True:
+            await asyncio.sleep(TICK)
+            if self.board.version == seen:
+                continue
+            seen = self.board.version
+            if self._epoch != self._sent_epoch:
+                self._sent_epoch = self._epoch
+                self.board.changes()  # the snapshot below holds it all
+                message = sse("snapshot", self.board.snapshot())
+            else:
+                update = self.board.changes()
+                if update is None:
+                    continue
+                message = sse("update", update)
+            for page in self.pages:
+                page.put(message)
+
+    # -- HTTP -----------------------------------------------------------------------
+
+    async def feed(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no", **PAGE_HEADERS})
+        await response.prepare(request)
+        page = Page()
+        self.pages.add(page)
+        try:
+            await response.write(f"retry: {RETRY_MS}\n\n".encode() + sse("snapshot", self.board.snapshot()))
+            async for message in _messages(page, self):
+                await response.write(message)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.pages.discard(page)
+        return response
+
+    async def snapshot(self, request: web.Request) -> web.Response:
+        return web.json_response(self.board.snapshot(), headers={"Cache-Control": "no-store", **PAGE_HEADERS})
+
+    async def shot(self, request: web.Request) -> web.Response:
+        run, gseq = request.match_info["run"], request.match_info["gseq"]
+        found = self.board.shot(int(gseq)) if run == self.board.run and gseq.isdigit() else None
+        if found is None:
+            return web.json_response({"error": f"screenshot {gseq} of run {run} is not kept here (the newest {SHOTS_KEPT} per engine of the current run are)"}, status=404, headers=PAGE_HEADERS)
+        mime, data = found
+        return web.Response(body=data, content_type=mime, headers={"Cache-Control": "private, max-age=86400, immutable", **PAGE_HEADERS})
+
+    async def static(self, request: web.Request) -> web.Response:
+        name = request.match_info.get("name", "index.html")
+        if name not in STATIC:
+            raise web.HTTPNotFound()
+        body = resources.files("bus.web").joinpath("static", name).read_bytes()
+        return web.Response(body=body, content_type=STATIC[name], charset="utf-8", headers={"Cache-Control": "no-cache", **PAGE_HEADERS})
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.add_routes([
+            web.get("/", self.static),
+            web.get("/static/{name}", self.static),
+            web.get("/feed", self.feed),
+            web.get("/api/snapshot", self.snapshot),
+            web.get("/shots/{run}/{gseq}", self.shot),
+            web.get("/favicon.ico", lambda _: web.Response(status=204)),
+        ])
+        return app
+
+
+async def _messages(page: Page, bridge: Bridge) -> AsyncIterator[bytes]:
+    while True:
+        try:
+            message = await asyncio.wait_for(page.queue.get(), KEEPALIVE)
+        except asyncio.TimeoutError:
+            yield b": keepalive\n\n"
+            continue
+        if message is None:
+            return
+        if page.resync:
+            page.resync = False
+            yield sse("snapshot", bridge.board.snapshot())
+        elif message:
+            yield message
+
+
+async def serve(address: Address, host: str, port: int, *, ready: Any) -> None:
+    """Serve until cancelled; `ready(url)` is called once the port is bound."""
+    bridge = Bridge(address)
+    runner = web.AppRunner(bridge.app(), handle_signals=False, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = runner.addresses[0]
+        shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+        await bridge.start()
+        ready(f"http://{shown}:{bound[1]}/")
+        await asyncio.Event().wait()
+    finally:
+        await bridge.stop()
+        await runner.cleanup()

@@ -1,0 +1,194 @@
+"""`bus web` end to end: a supervisor running the demo's engines, the dashboard,
+and Debian's Chromium driven by Playwright (no browser download: .ci/install-chromium
+installs the chromium package; BUS_CHROMIUM points elsewhere)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import EXAMPLES, bus, bus_result
+
+sys.path.insert(0, str(EXAMPLES))
+import pngdraw  # noqa: E402
+from audit_engine import issues_on, pages_of  # noqa: E402
+from tagger_engine import ALBUMS  # noqa: E402
+
+CHROMIUM = os.environ.get("BUS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+# What the machine's probe found Chromium needs here: no sandbox as root, and no background calls to a closed network.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SITES = {"audit-shop": ("shop.example", 8), "audit-docs": ("docs.example", 6), "audit-blog": ("blog.example", 10)}
+WAIT_MS = 60_000
+
+
+def demo_config(directory: Path, hold: Path) -> Path:
+    lines = ["[supervisor]", "stop_timeout = 5"]
+    for name, (site, pages) in SITES.items():
+        lines += [f'[engines."{name}"]', f'command = ["python", "audit_engine.py", "--site", "{site}", "--pages", "{pages}"]',
+                  f'cwd = {json.dumps(str(EXAMPLES))}', f'env = {{ DEMO_PACE = "0.3", DEMO_HOLD = {json.dumps(str(hold))} }}']
+    lines += ['[engines.tagger]', 'command = ["python", "tagger_engine.py", "--files", "30", "--workers", "3"]', f'cwd = {json.dumps(str(EXAMPLES))}']
+    path = directory / "demo.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def start_web(*args: str) -> tuple[subprocess.Popen[str], str]:
+    """`bus web --port 0`, and the URL it prints once it serves."""
+    proc = bus("web", "--port", "0", *args)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+    try:
+        first = lines.get(timeout=30)
+    except queue.Empty:
+        proc.kill()
+        raise AssertionError(f"bus web printed no URL in 30 s: {proc.stderr.read()}")  # type: ignore[union-attr]
+    assert first.startswith("bus web: serving http://127.0.0.1:"), first
+    return proc, first.split()[3]
+
+
+def stop_web(proc: subprocess.Popen[str]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("bus web did not stop within 15 s of SIGTERM")
+
+
+def expected_images() -> dict[str, set[str]]:
+    """engine -> sha256 of every PNG it renders (the demo's images are deterministic)."""
+    out = {name: {hashlib.sha256(pngdraw.page_screenshot(site, path, issues_on(site, path))).hexdigest() for path in pages_of(site, pages)} for name, (site, pages) in SITES.items()}
+    out["tagger"] = {hashlib.sha256(pngdraw.cover_art(album)).hexdigest() for album in ALBUMS}
+    return out
+
+
+MODEL = "() => ({head: bus.head, cards: [...bus.cards.values()]})"
+DRAWN = """() => [...document.querySelectorAll('section.card')].map(card => ({
+    engine: card.dataset.engine, text: card.innerText, pct: card.dataset.pct, done: card.dataset.done,
+    img: card.querySelector('img').getAttribute('src'), loaded: card.querySelector('img').complete && card.querySelector('img').naturalWidth > 0}))"""
+HELD = """(names) => names.every(n => { const c = bus.cards.get(n);
+    return c && c.logs.some(l => l.message === 'holding until DEMO_HOLD exists') && c.screenshot; })
+  && bus.cards.get('tagger') && bus.cards.get('tagger').result
+  && [...document.querySelectorAll('section.card img')].length === 4
+  && [...document.querySelectorAll('section.card img')].every(img => img.complete && img.naturalWidth > 0)"""
+FINISHED = """(names) => names.every(n => { const card = document.querySelector(`section.card[data-engine="${n}"]`);
+    return card && card.dataset.result === 'yes' && card.dataset.pct === '100'; })
+  && [...document.querySelectorAll('section.card img')].every(img => img.complete && img.naturalWidth > 0)"""
+
+
+@pytest.mark.timeout(240)
+def test_the_dashboard_shows_every_engine_survives_a_reload_and_follows_to_the_end(runtime_dir: Path, tmp_path: Path) -> None:
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM}: run .ci/install-chromium (Debian's chromium package) or set BUS_CHROMIUM")
+    from playwright.sync_api import sync_playwright
+
+    hold = tmp_path / "hold"
+    launcher = bus("up", "-q", str(demo_config(tmp_path, hold)), stdout=open(tmp_path / "up.out", "w"))
+    web, url = start_web()
+    audits = list(SITES)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                errors: list[str] = []
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                page.goto(url)
+
+                # Mid-run: every audit engine is held halfway, the tagger is done; every card has its screenshot.
+                page.wait_for_function(HELD, arg=audits, timeout=WAIT_MS)
+                before, drawn_before = page.evaluate(MODEL), page.evaluate(DRAWN)
+                served = json.loads(urllib.request.urlopen(url + "api/snapshot", timeout=10).read())
+                assert before["cards"] == served["engines"], "the page's cards differ from the bridge's"
+                held = {c["name"]: c["progress"] for c in before["cards"]}
+                for name in audits:
+                    assert held[name]["phase"] == "scan" and 0 < held[name]["done"] < held[name]["total"] == SITES[name][1]
+                    assert 0 < held[name]["pct"] < 100
+                assert held["tagger"]["pct"] == 100
+
+                # A reload mid-run shows the same state as before.
+                page.reload()
+                page.wait_for_function(HELD, arg=audits, timeout=WAIT_MS)
+                after, drawn_after = page.evaluate(MODEL), page.evaluate(DRAWN)
+                assert after == before
+                assert drawn_after == drawn_before
+                assert page.evaluate("bus.snapshots") == 1
+
+                # ... then continues: progress advances to the end, the results arrive.
+                hold.touch()
+                page.wait_for_function(FINISHED, arg=audits, timeout=WAIT_MS)
+                page.wait_for_function("() => bus.head.ended", timeout=WAIT_MS)
+                final = {c["name"]: c for c in page.evaluate(MODEL)["cards"]}
+                expected = expected_images()
+                for name in audits:
+                    card = final[name]
+                    site, pages = SITES[name]
+                    assert card["progress"]["pct"] == 100 and card["phase"] == "report"
+                    assert card["result"] == {"site": site, "pages": pages, "findings": card["findings_total"]}
+                    assert card["shots_total"] == pages and card["exit"]["code"] == 0
+                    assert card["state"] == "exited"
+                for name, card in final.items():
+                    image = page.request.get(url + card["screenshot"]["url"])
+                    assert image.ok and image.headers["content-type"] == "image/png"
+                    assert hashlib.sha256(image.body()).hexdigest() in expected[name], f"{name}: the image served is not one the engine rendered"
+                assert not errors, errors
+                png = page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+                assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+                if os.environ.get("BUS_WEB_SHOT"):  # where to keep the picture, e.g. docs/web-dashboard.png
+                    Path(os.environ["BUS_WEB_SHOT"]).write_bytes(png)
+            finally:
+                browser.close()
+        assert launcher.wait(60) == 0
+    finally:
+        hold.touch()
+        if launcher.poll() is None:
+            bus_result("down", timeout=60)
+            launcher.wait(30)
+        assert stop_web(web) == 0
+
+
+def test_the_feed_starts_with_a_snapshot_and_bad_requests_get_clear_answers(runtime_dir: Path, tmp_path: Path) -> None:
+    """No supervisor yet: the feed still opens, with a snapshot saying what it waits for."""
+    web, url = start_web()
+    try:
+        with urllib.request.urlopen(url + "feed", timeout=10) as feed:
+            assert feed.headers["Content-Type"] == "text/event-stream"
+            assert feed.readline() == b"retry: 1000\n" and feed.readline() == b"\n"
+            assert feed.readline() == b"id: 0\n" and feed.readline() == b"event: snapshot\n"
+            snapshot = json.loads(feed.readline().removeprefix(b"data: "))
+        assert snapshot["engines"] == [] and snapshot["run"] is None and snapshot["connected"] is False
+        assert snapshot["note"].startswith("waiting for a supervisor at session 'default'")
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(url + "shots/nope/12", timeout=10)
+        assert missing.value.code == 404 and "not kept here" in json.loads(missing.value.read())["error"]
+        page = urllib.request.urlopen(url, timeout=10)
+        assert "script-src 'self'" in page.headers["Content-Security-Policy"] and b'src="static/app.js"' in page.read()
+    finally:
+        assert stop_web(web) == 0
+
+
+def test_bus_web_refuses_what_it_cannot_do_in_one_line(runtime_dir: Path) -> None:
+    exposed = bus_result("web", "--host", "0.0.0.0", timeout=30)
+    assert exposed.returncode == 2 and exposed.stderr.count("\n") == 1
+    assert "beyond loopback" in exposed.stderr and "--public" in exposed.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = bus_result("web", "--port", str(port), timeout=30)
+    assert busy.returncode == 3 and busy.stderr.count("\n") == 1, busy.stderr
+    assert f"cannot serve on 127.0.0.1:{port}" in busy.stderr and "--port" in busy.stderr
