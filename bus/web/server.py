@@ -39,6 +39,7 @@ STATUS_EVERY = 1.0  # seconds between status requests
 KEEPALIVE = 15.0  # seconds of silence on a feed before a comment line keeps proxies from closing it
 CLIENT_QUEUE = 50  # updates queued for one page before it gets a snapshot instead
 RETRY_MS = 1000  # how soon a browser reconnects a dropped feed
+STOP_WITHIN = 5.0  # seconds a stop waits for pages' connections to close
 
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; frame-ancestors 'none'",
@@ -184,8 +185,8 @@ class Bridge:
             await response.write(f"retry: {RETRY_MS}\n\n".encode() + sse("snapshot", self.board.snapshot()))
             async for message in _messages(page, self):
                 await response.write(message)
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except ConnectionResetError:
+            pass  # the page went away
         finally:
             self.pages.discard(page)
         return response
@@ -251,5 +252,12 @@ async def serve(address: Address, host: str, port: int, *, ready: Any) -> None:
         ready(f"http://{shown}:{bound[1]}/")
         await asyncio.Event().wait()
     finally:
-        await bridge.stop()
-        await runner.cleanup()
+        try:
+            await asyncio.wait_for(_shut(bridge, runner), STOP_WITHIN)
+        except asyncio.TimeoutError:
+            pass  # a page that stopped reading holds a write: do not wait for it
+
+
+async def _shut(bridge: Bridge, runner: web.AppRunner) -> None:
+    await bridge.stop()
+    await runner.cleanup()

@@ -14,7 +14,7 @@ const bus = {
 window.bus = bus;  // for the curious (and the end-to-end test)
 
 const views = new Map();  // engine name -> {root, parts}
-const dirty = new Set();
+const dirty = new Map();  // engine name -> the fields to redraw (null: all of them)
 let headDirty = true;
 let frame = 0;
 
@@ -40,7 +40,7 @@ function takeSnapshot(snap) {
     for (const view of views.values()) view.root.remove();
     views.clear();
   }
-  for (const name of bus.cards.keys()) dirty.add(name);
+  for (const name of bus.cards.keys()) dirty.set(name, null);
   headDirty = true;
   schedule();
 }
@@ -52,7 +52,9 @@ function takeUpdate(update) {
     const card = bus.cards.get(patch.name);
     if (card) Object.assign(card, patch);
     else bus.cards.set(patch.name, patch);
-    dirty.add(patch.name);
+    const fields = dirty.get(patch.name);
+    if (!card) dirty.set(patch.name, null);
+    else if (fields !== null) dirty.set(patch.name, new Set([...(fields || []), ...Object.keys(patch)]));
   }
   bus.updates += 1;
   headDirty = true;
@@ -87,7 +89,7 @@ function draw() {
   if (headDirty) drawHead();
   headDirty = false;
   const main = document.getElementById("cards");
-  for (const name of dirty) {
+  for (const [name, fields] of dirty) {
     const card = bus.cards.get(name);
     if (!card) continue;
     let view = views.get(name);
@@ -96,7 +98,8 @@ function draw() {
       views.set(name, view);
       main.appendChild(view.root);
     }
-    drawCard(view, card);
+    drawCard(view, card, view.drawn ? fields : null);
+    view.drawn = true;
   }
   dirty.clear();
   document.getElementById("empty").hidden = bus.cards.size > 0;
@@ -156,12 +159,32 @@ function makeView(name) {
   return {root, parts: p};
 }
 
-function drawCard(view, c) {
+function drawCard(view, c, fields) {
   const p = view.parts;
   const root = view.root;
+  const changed = (...names) => fields === null || names.some((n) => fields.has(n));
+  if (changed("state", "restarts", "exit")) drawState(p, root, c);
+  if (changed("phase", "progress", "rate", "eta")) drawProgress(p, root, c);
+  if (changed("error")) {
+    p.error.textContent = c.error ? `${c.error.type ? c.error.type + ": " : ""}${c.error.message}${c.error.fatal ? " (fatal)" : ""}` : "";
+    p.error.hidden = !c.error;
+  }
+  if (changed("screenshot", "shots_total")) drawShot(p, c);
+  if (changed("logs")) drawLogs(p, c);
+  if (changed("findings", "findings_total")) drawFindings(p, c);
+  if (changed("result")) drawResult(p, root, c);
+  if (changed("exit")) {
+    p.exit.textContent = c.exit ? (c.exit.code != null ? `exit ${c.exit.code}` : `killed by ${c.exit.signame || c.exit.signal}`) + ` after ${duration(c.exit.runtime)}` : "";
+  }
+}
+
+function drawState(p, root, c) {
   p.state.textContent = c.state + (c.restarts ? ` (${c.restarts} restarts)` : "");
   p.state.className = "badge state " + ({running: "good", exited: c.exit && c.exit.code === 0 ? "" : "bad", fatal: "bad", unresponsive: "bad", backoff: "warn"}[c.state] || "");
   root.dataset.state = c.state;
+}
+
+function drawProgress(p, root, c) {
   const pr = c.progress;
   p.phase.textContent = c.phase || "";
   const pct = pr && pr.pct != null ? Math.max(0, Math.min(100, pr.pct)) : null;
@@ -175,8 +198,9 @@ function drawCard(view, c) {
   if (c.eta != null) nums.push(`ETA ${duration(c.eta)}`);
   p.numbers.textContent = nums.join(" · ");
   p.detail.textContent = pr ? pr.detail || "" : "";
-  p.error.textContent = c.error ? `${c.error.type ? c.error.type + ": " : ""}${c.error.message}${c.error.fatal ? " (fatal)" : ""}` : "";
-  p.error.hidden = !c.error;
+}
+
+function drawShot(p, c) {
   if (c.screenshot) {
     if (p.img.getAttribute("src") !== c.screenshot.url) p.img.src = c.screenshot.url;
     p.caption.textContent = `${c.screenshot.name} · ${kb(c.screenshot.size)} · ${c.shots_total} in all`;
@@ -184,12 +208,18 @@ function drawCard(view, c) {
   } else {
     p.shot.hidden = true;
   }
+}
+
+function drawLogs(p, c) {
   p.logs.replaceChildren(...c.logs.map((line) => {
     const li = el("li", `level-${line.level} stream-${line.stream}`);
     li.textContent = line.message;
     li.title = new Date(line.ts * 1000).toLocaleTimeString();
     return li;
   }));
+}
+
+function drawFindings(p, c) {
   p.findingsHead.textContent = c.findings_total ? `findings: ${c.findings_total}` : "";
   p.findingsHead.hidden = !c.findings_total;
   p.findings.replaceChildren(...c.findings.slice().reverse().map((f) => {
@@ -197,6 +227,9 @@ function drawCard(view, c) {
     li.textContent = pairs(f.data);
     return li;
   }));
+}
+
+function drawResult(p, root, c) {
   p.result.hidden = c.result == null;
   if (c.result != null) {
     p.result.replaceChildren(...Object.entries(c.result).flatMap(([k, v]) => {
@@ -207,7 +240,6 @@ function drawCard(view, c) {
     }));
   }
   root.dataset.result = c.result == null ? "" : "yes";
-  p.exit.textContent = c.exit ? (c.exit.code != null ? `exit ${c.exit.code}` : `killed by ${c.exit.signame || c.exit.signal}`) + ` after ${duration(c.exit.runtime)}` : "";
 }
 
 function pairs(data) {
