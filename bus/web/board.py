@@ -152,7 +152,8 @@ class Board:
         self.cards: dict[str, Card] = {}
         self.shots: dict[int, tuple[str, bytes]] = {}  # gseq -> (content type, bytes)
         self._shots_of: dict[str, deque[int]] = {}
-        self._head_dirty = True
+        self._head_dirty = True  # run, gseq, ended, connected or note changed
+        self._status_dirty = True
         self.version = 0  # bumped by every change, so the streamer knows when to look
 
     # -- what the bridge feeds in ---------------------------------------------------
@@ -163,11 +164,13 @@ class Board:
             self.run, self.gseq, self.ended = run, 0, False
             self.supervisor, self.cards, self.shots, self._shots_of = {}, {}, {}, {}
         self.note = ""
+        self._head_dirty = self._status_dirty = True
         self._touch()
 
     def apply(self, event: AnyEvent) -> None:
-        if event.gseq is not None:
-            self.gseq = max(self.gseq, event.gseq)
+        if event.gseq is not None and event.gseq > self.gseq:
+            self.gseq = event.gseq
+            self._head_dirty = True
         if isinstance(event, UnknownEvent) or not isinstance(event, Event):
             self._touch()
             return
@@ -177,7 +180,7 @@ class Board:
                 self._card(name)
         elif kind == "sup.stop":
             f = event.fields()
-            self.ended = True
+            self.ended, self._head_dirty = True, True
             self.note = f"run ended: {f['reason']} (exit code {f['code']})"
         elif event.engine and kind != "heartbeat":  # a heartbeat changes nothing a card shows
             card = self._card(event.engine)
@@ -195,7 +198,7 @@ class Board:
         status["at"] = time.time()
         if status != self.supervisor:
             self.supervisor = status
-            self._head_dirty = True
+            self._status_dirty = True
             self._touch()
 
     def set_connection(self, connected: bool, note: str) -> None:
@@ -214,12 +217,12 @@ class Board:
     def changes(self) -> dict[str, Any] | None:
         """What changed since the last call (the cards' changed fields only), or None."""
         cards = [c for c in (card.take() for card in self.cards.values()) if c is not None]
-        if not cards and not self._head_dirty:
+        if not cards and not self._head_dirty and not self._status_dirty:
             return None
         update: dict[str, Any] = {**self._head(), "engines": cards}
-        if self._head_dirty:
+        if self._status_dirty:
             update["supervisor"] = self.supervisor
-        self._head_dirty = False
+        self._head_dirty = self._status_dirty = False
         return update
 
     def shot(self, gseq: int) -> tuple[str, bytes] | None:
