@@ -15,7 +15,7 @@ import msgpack
 
 from .errors import LocalProtocolError, RemoteProtocolError
 from .events import COMMON_FIELDS, KINDS, AnyEvent, Event, Progress, UnknownEvent
-from .limits import ENGINE_NAME, MAX_BLOB, MAX_HEADER, MAX_NAME, MAX_TEXT, PROTOCOL_VERSION
+from .limits import ENGINE_NAME, INT_END, INT_MIN, MAX_BLOB, MAX_HEADER, MAX_NAME, MAX_TEXT, PROTOCOL_VERSION
 
 Buffer = bytes | bytearray | memoryview
 
@@ -210,7 +210,8 @@ _LIMIT = 2**63
 
 
 def _number(v: Any) -> bool:
-    return type(v) in (int, float) and -_INF < v < _INF
+    kind = type(v)
+    return (kind is float and -_INF < v < _INF) or (kind is int and INT_MIN <= v < INT_END)  # an int msgpack can carry
 
 
 def plain_progress(phase: Any, done: Any, total: Any, pct: Any, detail: Any) -> bool:

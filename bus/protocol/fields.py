@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Callable, Literal, Union
 
 from .errors import LocalProtocolError
-from .limits import ENGINE_NAME, MAX_DEPTH, MAX_ITEMS, MAX_NAME, MAX_TEXT, MIME
+from .limits import ENGINE_NAME, INT_END, INT_MIN, MAX_DEPTH, MAX_ITEMS, MAX_NAME, MAX_TEXT, MIME
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,8 @@ def _plain(hint: Any, where: str) -> Checker:
         def check_float(v: Any) -> Any:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise _fail(where, "a finite number", v)
+            if isinstance(v, int) and not INT_MIN <= v < INT_END:
+                raise _fail(where, "an integer that fits 64 bits", v)
             return float(v)
 
         return check_float
@@ -156,6 +158,8 @@ def _annotated(hint: Any, where: str) -> Checker:
         def check_number(v: Any) -> Any:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise _fail(where, "a finite number", v)
+            if isinstance(v, int) and not INT_MIN <= v < INT_END:
+                raise _fail(where, "an integer that fits 64 bits", v)
             return v
 
         return check_number
@@ -217,7 +221,7 @@ def _check_tree(value: Any, where: str, depth: int) -> None:
         if not math.isfinite(value):
             raise _fail(where, "a finite number", value)
     elif isinstance(value, int) and not isinstance(value, bool):
-        if not -(2**63) <= value < 2**64:
+        if not INT_MIN <= value < INT_END:
             raise _fail(where, "an integer that fits 64 bits", value)
     elif value is not None and not isinstance(value, (bool, str, bytes)):
         raise _fail(where, "nil, boolean, number, string, bytes, list or map", value)

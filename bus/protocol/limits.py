@@ -17,3 +17,6 @@ MAX_ITEMS = 10_000        # elements in one map/list inside finding/result data
 # topic uses it as separator.
 ENGINE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}")
 MIME = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+\-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+\-]*")
+
+# The integers msgpack carries: int64 and uint64.
+INT_MIN, INT_END = -(2**63), 2**64

@@ -136,6 +136,7 @@ def test_stdout_markers_parse_or_raise_the_protocol_error(line: str) -> None:
         '##PROGRESS:{"type": [null]}',         # an unhashable type
         "##PROGRESS:" + "[" * 60_000,          # nested deeper than Python recurses
         '##PROGRESS:{"pct": 1' + "0" * 400 + "}",  # a number no float holds
+        '##PROGRESS:{"done": 18446744073709551616}',  # an integer msgpack cannot carry (found by hypothesis)
         '##PROGRESS:{"pct": 1' + "0" * 5000 + "}",  # more digits than Python converts
         '##PROGRESS:{"type": "finding", "data": ' + '{"a":' * 50 + "1" + "}" * 50 + "}",
     ],
