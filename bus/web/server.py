@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 from importlib import resources
 from typing import Any, AsyncIterator
 
@@ -110,7 +111,7 @@ class Bridge:
             while True:
                 try:
                     reply, _ = await asyncio.to_thread(client.request, "status")
-                except BusError as exc:
+                except Exception as exc:  # noqa: BLE001 - BusError (no answer), or anything else: the page says it either way
                     self.status_run = None
                     if not self.board.ended:
                         self.board.set_connection(False, f"no answer from {self.address.label}: {exc}" if self.board.run else f"waiting for a supervisor at {self.address.label}")
@@ -140,6 +141,9 @@ class Bridge:
                     self.board.set_connection(False, f"the supervisor at {self.address.label} went away before its run ended")
             except (BusError, TimeoutError) as exc:
                 self.board.set_connection(False, f"lost {self.address.label}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - a long-running server: say it, then follow again
+                print(f"bus web: following {self.address.label} failed: {type(exc).__name__}: {exc}; following again", file=sys.stderr, flush=True)
+                self.board.set_connection(False, f"following {self.address.label} failed ({type(exc).__name__}); following again")
             finally:
                 sub.close()
             await asyncio.sleep(STATUS_EVERY)
