@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from helpers import EXAMPLES, bus, bus_result
+from helpers import EXAMPLES, bus, bus_result, scripted
 
 sys.path.insert(0, str(EXAMPLES))
 import pngdraw  # noqa: E402
@@ -158,6 +158,59 @@ def test_the_dashboard_shows_every_engine_survives_a_reload_and_follows_to_the_e
         if launcher.poll() is None:
             bus_result("down", timeout=60)
             launcher.wait(30)
+        assert stop_web(web) == 0
+
+
+class Feed:
+    """A reader of the feed, applying it as the page does (snapshot replaces, update patches)."""
+
+    def __init__(self, url: str) -> None:
+        self.stream = urllib.request.urlopen(url + "feed", timeout=30)  # each read times out: a stalled feed fails the test
+        self.view: dict[str, Any] = {}
+        self.snapshots = 0
+
+    def until(self, predicate: Any, what: str, limit: int = 100_000) -> dict[str, Any]:
+        for _ in range(limit):
+            if self.view and predicate(self.view):
+                return self.view
+            self._next()
+        raise AssertionError(f"the feed never showed {what}: {self.view}")
+
+    def _next(self) -> None:
+        kind = data = None
+        while (line := self.stream.readline()) not in (b"\n", b""):
+            if line.startswith(b"event: "):
+                kind = line[7:].strip().decode()
+            elif line.startswith(b"data: "):
+                data = json.loads(line[6:])
+        assert line, "the feed closed"
+        if kind == "snapshot":
+            self.view, self.snapshots = data, self.snapshots + 1
+            self.view["engines"] = {card["name"]: card for card in data["engines"]}
+        elif kind == "update":
+            self.view.update({k: v for k, v in data.items() if k != "engines"})
+            for patch in data["engines"]:
+                self.view["engines"].setdefault(patch["name"], {}).update(patch)
+
+
+def test_the_bridge_waits_for_a_supervisor_and_follows_one_run_after_another(runtime_dir: Path) -> None:
+    web, url = start_web()
+    try:
+        feed = Feed(url)
+        feed.until(lambda v: v["run"] is None and not v["connected"], "a bridge waiting for a supervisor")
+        first = bus_result("run", "-q", "--name", "first", "--", *scripted("--events", "30", "--seed", "1"), timeout=60)
+        assert first.returncode == 0, first.stderr
+        one = feed.until(lambda v: v["ended"] and v["run"] is not None, "the first run's end")
+        card = one["engines"]["first"]
+        assert card["result"] is not None and card["exit"]["code"] == 0 and card["state"] == "exited"
+        assert set(one["engines"]) == {"first"} and one["note"].startswith("run ended: ")
+        run_one = one["run"]
+        second = bus_result("run", "-q", "--name", "second", "--", *scripted("--events", "10", "--seed", "2"), timeout=60)
+        assert second.returncode == 0, second.stderr
+        two = feed.until(lambda v: v["run"] != run_one and v["ended"], "the second run, to its end")
+        assert set(two["engines"]) == {"second"}, "the first run's cards must not linger"
+        assert two["engines"]["second"]["result"] is not None and feed.snapshots >= 2
+    finally:
         assert stop_web(web) == 0
 
 
