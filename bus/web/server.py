@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import sys
+import time
 from importlib import resources
 from typing import Any, AsyncIterator
 
@@ -31,6 +32,7 @@ from aiohttp import web
 from bus.control_client import ControlClient
 from bus.errors import BusError
 from bus.runtime import Address
+from bus.replay import Replay, list_runs
 from bus.subscriber import ALL, AsyncSubscriber
 
 from .board import SHOTS_KEPT, Board
@@ -80,7 +82,9 @@ class Bridge:
         self.board = Board(address.label)
         self.pages: set[Page] = set()
         self.status_run: str | None = None  # the run the supervisor answering status runs
-        self._status_seen = asyncio.Event()
+        self._polled = asyncio.Event()  # set after every status request, answered or not
+        self._started = time.time()
+        self._shown: set[str] = set()  # runs the board has shown, so the journal's are not shown twice
         self._epoch = 0  # bumped when the board is cleared: pages then get a snapshot
         self._sent_epoch = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -119,45 +123,76 @@ class Bridge:
                         self.board.set_connection(False, self.board.note)
                 else:
                     self.status_run = reply.get("run")
-                    self._status_seen.set()
                     if reply.get("run") == self.board.run:
                         self.board.set_status(reply)
                         self.board.set_connection(True, self.board.note)
+                self._polled.set()
                 await asyncio.sleep(STATUS_EVERY)
         finally:
             client.close()
 
     async def _follow(self) -> None:
         while True:
-            await self._next_run()
-            sub = AsyncSubscriber(self.address, history=ALL, timeout=5.0, connect_timeout=10.0)
+            missed = await self._next_run()
             try:
-                async for event in sub:
-                    if sub.run is not None and sub.run != self.board.run:
-                        self.board.begin(sub.run)
-                        self._epoch += 1
-                    self.board.apply(event)
-                if not self.board.ended:
-                    self.board.set_connection(False, f"the supervisor at {self.address.label} went away before its run ended")
+                if missed is not None:
+                    await self._from_journal(missed)
+                else:
+                    await self._live()
             except (BusError, TimeoutError) as exc:
                 self.board.set_connection(False, f"lost {self.address.label}: {exc}")
             except Exception as exc:  # noqa: BLE001 - a long-running server: say it, then follow again
                 print(f"bus web: following {self.address.label} failed: {type(exc).__name__}: {exc}; following again", file=sys.stderr, flush=True)
                 self.board.set_connection(False, f"following {self.address.label} failed ({type(exc).__name__}); following again")
-            finally:
-                sub.close()
-            await asyncio.sleep(STATUS_EVERY)
 
-    async def _next_run(self) -> None:
-        """Wait until a supervisor answers with a run worth following: a new run, or
-        the board's own run if it has not seen its end (we lost it and it is back)."""
+    async def _live(self) -> None:
+        # It answered status a moment ago: if it does not answer now, its run is over (then the journal has it).
+        sub = AsyncSubscriber(self.address, history=ALL, timeout=5.0, connect_timeout=2.0)
+        try:
+            async for event in sub:
+                if sub.run is not None and sub.run != self.board.run:
+                    self._begin(sub.run)
+                self.board.apply(event)
+            if not self.board.ended:
+                self.board.set_connection(False, f"the supervisor at {self.address.label} went away before its run ended")
+        finally:
+            sub.close()
+
+    async def _from_journal(self, run: str) -> None:
+        """A run that started and ended between two status requests: from the session's journal."""
+        events = await asyncio.to_thread(lambda: list(Replay(self.address, run=run)))
+        self._begin(run)
+        for event in events:
+            self.board.apply(event)
+
+    def _begin(self, run: str) -> None:
+        self.board.begin(run)
+        self._shown.add(run)
+        self._epoch += 1
+
+    async def _next_run(self) -> str | None:
+        """Wait until there is a run worth showing: a supervisor answering with a new
+        run, or the board's own run if it has not seen its end (we lost it and it is
+        back): None, follow it live. Locally, a run that came and went between two
+        status requests, found in the session's journal: its id."""
         while True:
-            self._status_seen.clear()
-            await self._status_seen.wait()
+            self._polled.clear()
+            await self._polled.wait()
             if self.status_run is not None and (self.status_run != self.board.run or not self.board.ended):
                 if self.status_run == self.board.run:
                     self.board.run = None  # follow it again from the start: replaying "all" onto the old cards would count twice
-                return
+                return None
+            if self.status_run is None and self.address.session is not None and (missed := await self._missed_run()):
+                return missed
+
+    async def _missed_run(self) -> str | None:
+        try:
+            _, runs = await asyncio.to_thread(list_runs, self.address, timeout=1.0)
+        except BusError:
+            return None  # no journal (yet)
+        # Only a run that has ended: one without an end is starting (its supervisor answers soon) or was killed.
+        missed = [r for r in runs if r["started"] >= self._started and r["stopped"] is not None and r["run"] not in self._shown]
+        return max(missed, key=lambda r: r["started"])["run"] if missed else None
 
     async def _stream(self) -> None:
         seen = -1
