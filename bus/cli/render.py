@@ -10,7 +10,6 @@ retitle their terminal) are shown as visible `\\xNN` escapes instead.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import sys
@@ -22,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-from bus.protocol import AnyEvent, Event, UnknownEvent
+from bus.protocol import AnyEvent, Event, UnknownEvent, jsonable
 
 PALETTE = ["cyan", "magenta", "green", "yellow", "blue", "bright_red", "bright_cyan", "bright_magenta"]
 PLAIN_PROGRESS_EVERY = 1.0  # plain output: at most one progress line per engine per second
@@ -100,23 +99,13 @@ def to_json(event: AnyEvent) -> dict[str, Any]:
     if isinstance(event, UnknownEvent):
         out.update({k: v for k, v in event.header.items() if k not in out and k != "v"})
         out["blobs"] = [{"size": len(b), "sha256": hashlib.sha256(b).hexdigest()} for b in event.blobs]
-        return _jsonable(out)
+        return jsonable(out)
     for name, value in event.fields().items():
         if name in event.BLOB_FIELDS:
             out["sha256"] = hashlib.sha256(value).hexdigest()
         else:
             out[name] = value
-    return _jsonable(out)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return {"base64": base64.b64encode(bytes(value)).decode("ascii")}
-    return value
+    return jsonable(out)
 
 
 class JsonRenderer:

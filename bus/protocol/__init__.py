@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .codec import decode, decode_published, encode, encode_published, split_batch, topic, topic_of
+from .codec import decode, decode_published, encode, encode_published, jsonable, split_batch, topic, topic_of
 from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from .events import (
     DROPPABLE_KINDS,

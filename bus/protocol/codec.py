@@ -8,6 +8,7 @@ publishes puts a topic frame first: `[topic, header, *blobs]`, with the topic
 
 from __future__ import annotations
 
+import base64
 import time
 from typing import Any, Iterable, Sequence
 
@@ -263,3 +264,16 @@ def fast_progress(header: dict[str, Any], from_engine: bool) -> Event | None:
 
 # Per kind: the header keys an engine's header may hold to be published as it came.
 _PLAIN_KEYS = {name: frozenset(("v", "kind", "engine", "seq", "ts", *cls.HEADER_FIELDS)) for name, cls in KINDS.items()}
+
+
+def jsonable(value: Any) -> Any:
+    """Event values as JSON can hold them: bytes become {"base64": ...}, tuples lists.
+    (Typed events hold no other non-JSON values: the field checks refuse non-finite
+    floats and non-string map keys.)"""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"base64": base64.b64encode(bytes(value)).decode("ascii")}
+    return value

@@ -12,12 +12,11 @@ URL; the cards carry only their URL and metadata.
 
 from __future__ import annotations
 
-import base64
 import time
 from collections import deque
 from typing import Any
 
-from bus.protocol import AnyEvent, Event, UnknownEvent
+from bus.protocol import AnyEvent, Event, UnknownEvent, jsonable
 
 LOG_LINES = 12  # the newest log lines a card shows
 FINDINGS = 20  # the newest findings a card lists (it counts all of them)
@@ -25,19 +24,6 @@ SHOTS_KEPT = 3  # screenshots kept per engine, so a page still loading the previ
 RATE_WINDOW = 10.0  # seconds of progress samples behind a card's rate and ETA
 TEXT_MAX = 2_000  # characters of one log line, error or detail kept for a card
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/avif"}  # never SVG: it can carry script
-
-
-def jsonable(value: Any) -> Any:
-    """Engine data as JSON: bytes become {"base64": ...}, tuples lists, non-finite floats strings."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return {"base64": base64.b64encode(bytes(value)).decode("ascii")}
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return str(value)
-    return value
 
 
 def _cut(text: str) -> str:
