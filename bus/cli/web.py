@@ -19,10 +19,6 @@ from .common import command_body, key_options
 DEFAULT_PORT = 8700
 
 
-class CannotServe(BusError):
-    pass
-
-
 @click.command()
 @click.argument("address", required=False)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to serve on.")
@@ -70,7 +66,7 @@ def web(address: str | None, host: str, port: int, public: bool) -> int:
             pass
         except OSError as exc:
             if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
-                raise CannotServe(f"cannot serve on {host}:{port}: {exc.strerror}; pick another with --port (0 picks a free one)") from None
+                raise BusError(f"cannot serve on {host}:{port}: {exc.strerror}; pick another with --port (0 picks a free one)") from None
             raise
 
     asyncio.run(main())

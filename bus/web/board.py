@@ -16,7 +16,7 @@ import time
 from collections import deque
 from typing import Any
 
-from bus.protocol import AnyEvent, Event, UnknownEvent, jsonable
+from bus.protocol import AnyEvent, Event, jsonable
 
 LOG_LINES = 12  # the newest log lines a card shows
 FINDINGS = 20  # the newest findings a card lists (it counts all of them)
@@ -33,15 +33,16 @@ def _cut(text: str) -> str:
 class Card:
     """One engine (instance) as the page shows it."""
 
-    FIELDS = ("name", "state", "reason", "pid", "restarts", "phase", "progress", "rate", "eta", "logs", "findings", "findings_total", "screenshot", "shots_total", "result", "error", "exit", "events", "updated")
+    NEW: dict[str, Any] = {  # a card before any event; values are replaced, never changed in place
+        "name": "", "state": "pending", "reason": "", "pid": None, "restarts": 0,
+        "phase": "", "progress": None, "rate": None, "eta": None,
+        "logs": [], "findings": [], "findings_total": 0, "screenshot": None, "shots_total": 0,
+        "result": None, "error": None, "exit": None, "events": 0, "updated": None,
+    }
+    FIELDS = tuple(NEW)
 
     def __init__(self, name: str) -> None:
-        self.data: dict[str, Any] = {
-            "name": name, "state": "pending", "reason": "", "pid": None, "restarts": 0,
-            "phase": "", "progress": None, "rate": None, "eta": None,
-            "logs": [], "findings": [], "findings_total": 0, "screenshot": None, "shots_total": 0,
-            "result": None, "error": None, "exit": None, "events": 0, "updated": None,
-        }
+        self.data: dict[str, Any] = {**Card.NEW, "name": name}
         self.dirty: set[str] = set(Card.FIELDS)
         self._logs: deque[dict[str, Any]] = deque(maxlen=LOG_LINES)
         self._findings: deque[dict[str, Any]] = deque(maxlen=FINDINGS)
@@ -140,7 +141,6 @@ class Board:
         self._shots_of: dict[str, deque[int]] = {}
         self._head_dirty = True  # run, gseq, ended, connected or note changed
         self._status_dirty = True
-        self.version = 0  # bumped by every change, so the streamer knows when to look
 
     # -- what the bridge feeds in ---------------------------------------------------
 
@@ -151,14 +151,12 @@ class Board:
             self.supervisor, self.cards, self.shots, self._shots_of = {}, {}, {}, {}
         self.note = ""
         self._head_dirty = self._status_dirty = True
-        self._touch()
 
     def apply(self, event: AnyEvent) -> None:
         if event.gseq is not None and event.gseq > self.gseq:
             self.gseq = event.gseq
             self._head_dirty = True
-        if isinstance(event, UnknownEvent) or not isinstance(event, Event):
-            self._touch()
+        if not isinstance(event, Event):  # an UnknownEvent (a newer kind): nothing to show
             return
         kind = event.KIND
         if kind == "sup.start":
@@ -173,7 +171,6 @@ class Board:
             if kind == "screenshot":
                 self._keep_shot(card, event)
             card.apply(event)
-        self._touch()
 
     def set_status(self, reply: dict[str, Any]) -> None:
         keep = ("run", "pid", "version", "uptime", "stopping", "counters", "history")
@@ -185,13 +182,11 @@ class Board:
         if status != self.supervisor:
             self.supervisor = status
             self._status_dirty = True
-            self._touch()
 
     def set_connection(self, connected: bool, note: str) -> None:
         if (connected, note) != (self.connected, self.note):
             self.connected, self.note = connected, note
             self._head_dirty = True
-            self._touch()
 
     # -- what the feed hands out ----------------------------------------------------
 
@@ -235,6 +230,3 @@ class Board:
         while len(kept) > SHOTS_KEPT:
             self.shots.pop(kept.popleft(), None)
         card.shot(event, f"shots/{self.run}/{gseq}")
-
-    def _touch(self) -> None:
-        self.version += 1

@@ -85,8 +85,7 @@ class Bridge:
         self._polled = asyncio.Event()  # set after every status request, answered or not
         self._started = time.time()
         self._shown: set[str] = set()  # runs the board has shown, so the journal's are not shown twice
-        self._epoch = 0  # bumped when the board is cleared: pages then get a snapshot
-        self._sent_epoch = 0
+        self._cleared = False  # the board was cleared: pages get a snapshot, not an update
         self._tasks: list[asyncio.Task[None]] = []
         self._zmq = zmq.Context()
 
@@ -168,7 +167,7 @@ class Bridge:
     def _begin(self, run: str) -> None:
         self.board.begin(run)
         self._shown.add(run)
-        self._epoch += 1
+        self._cleared = True
 
     async def _next_run(self) -> str | None:
         """Wait until there is a run worth showing: a supervisor answering with a new
@@ -195,14 +194,10 @@ class Bridge:
         return max(missed, key=lambda r: r["started"])["run"] if missed else None
 
     async def _stream(self) -> None:
-        seen = -1
         while True:
             await asyncio.sleep(TICK)
-            if self.board.version == seen:
-                continue
-            seen = self.board.version
-            if self._epoch != self._sent_epoch:
-                self._sent_epoch = self._epoch
+            if self._cleared:
+                self._cleared = False
                 self.board.changes()  # the snapshot below holds it all
                 message = sse("snapshot", self.board.snapshot())
             else:
