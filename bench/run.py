@@ -305,8 +305,7 @@ class Bench:
                     exits += event is not None and event.kind == "exit"
                 seconds = time.perf_counter() - t0
                 status = sub.control.request("status")[0]
-            fields = dict(line.split(":", 1) for line in Path(f"/proc/{status['pid']}/status").read_text().splitlines() if ":" in line)
-            rss, peak = (int(fields[k].split()[0]) * 1024 for k in ("VmRSS", "VmHWM"))
+            rss, peak = memory(status["pid"])
         finally:
             stalled.close(linger=0)
             self.down(proc)
@@ -389,7 +388,13 @@ def _put_events(queue: Any, n: int, go: Any, put_us: Any) -> None:
 
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))]
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))] if ordered else float("nan")
+
+
+def memory(pid: int) -> tuple[int, int]:
+    """(RSS now, peak RSS) of a process, in bytes (Linux /proc)."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024
 
 
 def _toml(value: Any) -> str:

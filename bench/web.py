@@ -28,6 +28,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench.run import memory, pct
+
 ROOT = Path(__file__).resolve().parent.parent
 ENGINE = """
 import os, sys, time
@@ -66,18 +68,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))] if ordered else float("nan")
 
 
 def main() -> int:
@@ -121,7 +111,7 @@ def main() -> int:
             updates = page.evaluate("bus.updates") - updates0
             cpu = (cpu_seconds(web.pid) - cpu0) / elapsed * 100
             feed_rate = (feed_bytes[0] - bytes0) / elapsed / 1024
-            rss = rss_mib(web.pid)
+            rss = memory(web.pid)[0] / 2**20
             gaps = [b - a for a, b in zip(frames, frames[1:])]
             page.screenshot(path=str(work / "web-bench.png"))
             browser.close()
