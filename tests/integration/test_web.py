@@ -214,7 +214,7 @@ def test_the_bridge_waits_for_a_supervisor_and_follows_one_run_after_another(run
         assert stop_web(web) == 0
 
 
-def test_the_feed_starts_with_a_snapshot_and_bad_requests_get_clear_answers(runtime_dir: Path, tmp_path: Path) -> None:
+def test_the_feed_starts_with_a_snapshot_and_bad_requests_get_clear_answers(runtime_dir: Path) -> None:
     """No supervisor yet: the feed still opens, with a snapshot saying what it waits for."""
     web, url = start_web()
     try:
