@@ -29,6 +29,7 @@ from .events import (
     SupervisorStarted,
     SupervisorStopped,
     UnknownEvent,
+    Upstream,
     Welcome,
 )
 from .limits import PROTOCOL_VERSION

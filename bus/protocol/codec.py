@@ -26,6 +26,9 @@ def topic(kind: str, engine: str) -> bytes:
 
 
 def topic_of(event: AnyEvent) -> bytes:
+    """`<kind>/<engine>/`, and the origin's label after it for what a hub relays."""
+    if event.origin:
+        return f"{event.kind}/{event.engine}/{event.origin}".encode()
     return topic(event.kind, event.engine)
 
 
@@ -130,7 +133,7 @@ def _decode(frames: Sequence[Buffer], header: dict[str, Any], from_engine: bool)
             raise _reject(f"protocol version {version} is newer than {PROTOCOL_VERSION}", "newer-version")
         if cls is None:
             raise _reject(f"unknown event kind {kind_name!r}", "unknown-kind")
-        if cls.ORIGIN != "engine":
+        if cls.ORIGIN == "supervisor":  # "launcher" kinds (exit) are checked by the supervisor: remote engines only
             raise _reject(f"kind {kind_name!r} is sent only by the supervisor", "reserved-kind")
     if cls is None or version > PROTOCOL_VERSION:
         return _unknown(kind_name, version, header, blobs)
@@ -152,7 +155,8 @@ def _build(cls: type[Event], header: dict[str, Any], blobs: tuple[Buffer, ...], 
         if name in header and header[name] is not None:
             kwargs[name] = header[name]
     if from_engine:
-        kwargs.pop("gseq", None)  # only the supervisor numbers events
+        for name in ("gseq", "origin", "origin_gseq"):
+            kwargs.pop(name, None)  # only the supervisor numbers events, only a hub labels them
     for name, blob in zip(cls.BLOB_FIELDS, blobs):
         if len(blob) > MAX_BLOB:
             raise _reject(f"{cls.KIND}.{name} is {len(blob)} bytes, more than {MAX_BLOB}", "too-large")
@@ -178,6 +182,7 @@ def _unknown(kind_name: str, version: int, header: dict[str, Any], blobs: tuple[
         seq=get("seq", int, None),
         ts=float(get("ts", (int, float), 0.0)),
         gseq=get("gseq", int, None),
+        origin=get("origin", str, None),
         header=header,
         blobs=tuple(b if isinstance(b, (bytes, memoryview)) else memoryview(b) for b in blobs),
     )
@@ -237,6 +242,8 @@ def fast_progress(header: dict[str, Any], from_engine: bool) -> Event | None:
         get("engine"), get("seq"), get("ts"), get("phase"), get("done"), get("total"), get("pct"), get("detail"),
     )
     gseq = None if from_engine else get("gseq")
+    if not from_engine and ("origin" in header or "origin_gseq" in header):
+        return None  # relayed by a hub: the full checks take the labels
     engine = "" if engine is None else engine
     phase = "" if phase is None else phase
     detail = "" if detail is None else detail
@@ -255,7 +262,7 @@ def fast_progress(header: dict[str, Any], from_engine: bool) -> Event | None:
         pct = float(pct)
     event = _NEW(Progress)
     for name, value in (
-        ("engine", engine), ("seq", seq), ("ts", time.time() if ts is None else float(ts)), ("gseq", gseq),
+        ("engine", engine), ("seq", seq), ("ts", time.time() if ts is None else float(ts)), ("gseq", gseq), ("origin", None), ("origin_gseq", None),
         ("phase", phase), ("done", done), ("total", total), ("pct", pct), ("detail", detail),
     ):
         _SET(event, name, value)

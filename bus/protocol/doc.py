@@ -58,9 +58,16 @@ def generate() -> str:
     out = [BEGIN, "", "### Fields every event has", ""]
     out += _rows(Event, COMMON_FIELDS)
     for name, cls in KINDS.items():
-        if cls.ORIGIN != "engine":
+        if cls.ORIGIN == "launcher":
+            who = ("The supervisor sends it; for a remote engine, `bus attach` (which launched it) sends it to the "
+                   "supervisor with `seq` nil, and the supervisor publishes its own after the engine's last events.")
+        elif name == "upstream":
+            who = "Only a hub sends it."
+        elif cls.ORIGIN != "engine":
             who = "Only the supervisor sends it."
-        elif name in ("hello", "bye"):
+        elif name == "hello":
+            who = "Engines send it; `bus attach` sends one for the engine it launched (then `seq` is nil)."
+        elif name == "bye":
             who = "Engines send it."
         else:
             who = "Engines send it; the supervisor also makes it from a legacy marker (then `seq` is nil)."

@@ -57,6 +57,8 @@ class Event:
     seq: int | None = doc("the engine's own sequence number (1, 2, ...); nil if the supervisor made the event", None)
     ts: float = doc("when the event was produced, Unix time in seconds", factory=time.time)
     gseq: int | None = doc("global sequence number stamped by the supervisor (1, 2, ...); absent from engine to supervisor", None)
+    origin: EngineName | None = doc("set by a hub (`bus hub`): the label of the supervisor it relayed the event from; absent otherwise", None)
+    origin_gseq: int | None = doc("set by a hub: the event's `gseq` at its origin (in that supervisor's current run, see `upstream`)", None)
 
     def __post_init__(self) -> None:
         for name, check in type(self).CHECKS:
@@ -87,7 +89,7 @@ class Event:
         return numbered
 
 
-COMMON_FIELDS = ("engine", "seq", "ts", "gseq")
+COMMON_FIELDS = ("engine", "seq", "ts", "gseq", "origin", "origin_gseq")
 KINDS: dict[str, type[Event]] = {}
 
 
@@ -121,6 +123,13 @@ class EngineHello(Event):
     pid: int = doc("process id of the engine")
     sdk: Label = doc('name/version of the SDK, e.g. "bus-py/0.1.0"', "")
     host: Label = doc("host name the engine runs on", "")
+    heartbeat: float | None = doc(
+        "seconds between this process's heartbeats, if it sends them; for a remote engine (one the supervisor did "
+        "not start) the supervisor reports it `lost` after three times as long without a message from it", None)
+
+    def _validate(self) -> None:
+        if self.heartbeat is not None and not 0 < self.heartbeat <= 86400:
+            raise _bad(self.KIND, f"heartbeat must be between 0 and 86400 seconds, got {self.heartbeat}")
 
 
 @kind("heartbeat", droppable=True)
@@ -250,7 +259,7 @@ class EngineBye(Event):
 class EngineState(Event):
     """The supervisor moved an engine to a new lifecycle state."""
 
-    state: Label = doc("new state: pending, starting, running, unresponsive, stopping, backoff, exited, fatal")
+    state: Label = doc("new state: pending, starting, running, unresponsive, stopping, backoff, exited, fatal, lost (a remote engine not heard from within its heartbeat timeout)")
     prev: Label = doc("previous state; empty for the first", "")
     pid: int | None = doc("process id, if there is a process", None)
     reason: Text = doc("why, in words", "")
@@ -258,7 +267,7 @@ class EngineState(Event):
     delay: float | None = doc("backoff: seconds until the restart", None)
 
 
-@kind("exit", origin="supervisor")
+@kind("exit", origin="launcher")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EngineExited(Event):
     """An engine process ended; published after its last events and output lines."""
@@ -307,6 +316,28 @@ class Welcome(Event):
     last: int = doc("gseq of the newest event published so far; 0 if none")
 
 
+@kind("upstream", origin="supervisor")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Upstream(Event):
+    """A hub (`bus hub`) tells what happens to a supervisor it follows (`origin`).
+
+    `started` and `stopped` stand for that supervisor's own `sup.start` and
+    `sup.stop` (with their `origin_gseq`): a hub never relays those, so
+    `sup.stop` still means the end of the run you follow. `following` and
+    `lost` are the hub's own view: it hears the supervisor, or it does not
+    (then it keeps trying, and fills the gap from the supervisor's history
+    when it answers again)."""
+
+    state: Label = doc("started, stopped, following or lost")
+    address: Label = doc("where the hub reaches that supervisor (its control address)", "")
+    run: Label = doc("started, stopped: the supervisor's run id", "")
+    pid: int | None = doc("started: the supervisor's process id", None)
+    version: Label = doc("started: its bus version", "")
+    engines: list[EngineName] = doc("started: the engines it will run", factory=list)
+    code: int | None = doc("stopped: the supervisor's exit code", None)
+    reason: Text = doc("why, in words", "")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UnknownEvent:
     """An event of a kind (or protocol version) this code does not know.
@@ -321,6 +352,7 @@ class UnknownEvent:
     seq: int | None = None
     ts: float = 0.0
     gseq: int | None = None
+    origin: str | None = None
     header: dict[str, Any] = field(default_factory=dict)
     blobs: tuple[bytes | memoryview, ...] = ()
 

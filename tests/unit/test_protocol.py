@@ -31,6 +31,7 @@ from bus.protocol import (
     SupervisorStarted,
     SupervisorStopped,
     UnknownEvent,
+    Upstream,
     Welcome,
     decode,
     decode_published,
@@ -61,6 +62,7 @@ SAMPLES: dict[str, Event] = {
     "sup.start": SupervisorStarted(run="abc123", pid=1, version="0.1.0", engines=["audit.1", "legacy"], ts=1.0, gseq=1),
     "sup.stop": SupervisorStopped(code=0, reason="all engines exited", ts=3.0, gseq=9),
     "welcome": Welcome(run="abc123", last=8, ts=3.0),
+    "upstream": Upstream(state="started", address="tcp://10.0.0.5:7010", run="r1", pid=7, engines=["audit"], origin="east", origin_gseq=1, ts=3.5, gseq=10),
 }
 
 
@@ -83,7 +85,7 @@ def test_round_trip(kind: str) -> None:
 def test_published_round_trip_puts_topic_first(kind: str) -> None:
     event = SAMPLES[kind].stamped(17)
     frames = encode_published(event)
-    assert frames[0] == f"{kind}/{event.engine}/".encode()
+    assert frames[0] == f"{kind}/{event.engine}/{event.origin or ''}".encode()  # a hub puts the origin last
     back = decode_published(frames)
     assert back == event and back.gseq == 17
 
@@ -174,7 +176,7 @@ def header(**fields: Any) -> bytes:
         ([msgpack.packb({"v": 1, "kind": 3})], "bad-kind"),
         ([msgpack.packb({"v": 1, "kind": "telepathy", "engine": "e"})], "unknown-kind"),
         ([msgpack.packb({"v": 2, "kind": "log", "engine": "e"})], "newer-version"),
-        ([msgpack.packb({"v": 1, "kind": "exit", "engine": "e", "pid": 1, "code": 0})], "reserved-kind"),
+        ([msgpack.packb({"v": 1, "kind": "state", "engine": "e", "state": "running"})], "reserved-kind"),
         ([header(message=12)], "bad-field"),
         ([header(level="shouting")], "bad-field"),
         ([msgpack.packb({"v": 1, "kind": "phase.start", "engine": "e"})], "missing-field"),
