@@ -26,7 +26,7 @@ class RequestFailed(BusError):
         if code == "forbidden":
             self.exit_code = exitcodes.DENIED
         else:
-            self.exit_code = exitcodes.USAGE if code in ("unknown-engine", "bad-request") else exitcodes.ENGINE_FAILED
+            self.exit_code = exitcodes.USAGE if code in ("unknown-engine", "bad-request", "remote") else exitcodes.ENGINE_FAILED
 
 
 class ControlClient:

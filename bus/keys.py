@@ -9,7 +9,7 @@ A supervisor with keys (`[security]` in its config, or `--keys DIR`) speaks
 CURVE on every TCP endpoint, and pyzmq's ZAP authenticator admits a client by
 its public key, per socket, by role:
 
-    engines      may connect to PULL (push events)
+    engines      may connect to PULL (push events), and ask control `hello` (where to push)
     subscribers  may connect to PUB and ask control read-only questions
     admins       what subscribers may, plus control verbs (start, stop, restart, down)
 
@@ -40,9 +40,10 @@ from .errors import BusError
 
 ROLES = ("engines", "subscribers", "admins")
 # ZAP domain of each bound socket -> the roles it admits.
-DOMAINS = {"bus-pull": {"engines"}, "bus-pub": {"subscribers", "admins"}, "bus-control": {"subscribers", "admins"}}
+DOMAINS = {"bus-pull": {"engines"}, "bus-pub": {"subscribers", "admins"}, "bus-control": {"subscribers", "admins", "engines"}}
 SOCKET_DOMAIN = {"pull": "bus-pull", "pub": "bus-pub", "control": "bus-control"}
 READ_ONLY_OPS = frozenset({"hello", "status", "snapshot", "history", "runs"})
+ENGINE_OPS = frozenset({"hello"})  # an engine key finds the pull endpoint, nothing more (bus attach)
 Z85_KEY = re.compile(r"[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}")
 MAX_DENIED_SHOWN = 10  # the newest refused keys status keeps
 
@@ -167,7 +168,11 @@ class Security:
         client = self.clients.get(user_id.encode("ascii", "replace"))
         if client is None:
             return False
-        return "admins" in client.roles or (op in READ_ONLY_OPS and "subscribers" in client.roles)
+        return "admins" in client.roles or (op in READ_ONLY_OPS and "subscribers" in client.roles) or (op in ENGINE_OPS and "engines" in client.roles)
+
+    def role_of(self, user_id: str) -> set[str]:
+        client = self.clients.get(user_id.encode("ascii", "replace"))
+        return set(client.roles) if client else set()
 
     def name_of(self, user_id: str) -> str:
         client = self.clients.get(user_id.encode("ascii", "replace"))

@@ -160,6 +160,21 @@ class Child:
     error: dict[str, Any] | None = None        # the newest one: message, type, fatal, ts
     findings: int = 0
     spawn_error: str = ""
+    # A remote engine: one the supervisor did not start (its hello attached it).
+    remote: bool = False
+    host: str = ""                # where it runs, from its hello
+    via: str = ""                 # who sent its hello: "key NAME", "tcp ADDRESS" or "local"
+    launcher: bool = False        # `bus attach` runs it, and reports its exit
+
+    def new_process(self, pid: int | None) -> None:
+        """A process of this engine began (spawned, or a remote one attached): fresh per-process counters."""
+        self.pid = pid
+        self.started = time.time()
+        self.spawns += 1
+        self.hello = self.bye = self.stopped_by_us = False
+        self.run_events = self.max_seq = 0
+        self.dropped, self.dropped_now = self.dropped + self.dropped_now, 0
+        self.exit, self.exit_deadline, self.spawn_error = None, None, ""
 
     def spawn(self, env: Mapping[str, str], inbox: Inbox, max_line: int) -> None:
         """Start the process and its helper threads. Raises OSError if it cannot start."""
@@ -178,13 +193,8 @@ class Child:
             close_fds=True,
             **options,
         )
-        self.proc, self.pid = proc, proc.pid
-        self.started = time.time()
-        self.spawns += 1
-        self.hello = self.bye = self.stopped_by_us = False
-        self.run_events = self.max_seq = 0
-        self.dropped, self.dropped_now = self.dropped + self.dropped_now, 0
-        self.exit, self.exit_deadline, self.spawn_error = None, None, ""
+        self.proc = proc
+        self.new_process(proc.pid)
         self.open_streams = set(STREAMS)
         for name, pipe in zip(STREAMS, (proc.stdout, proc.stderr)):
             assert pipe is not None

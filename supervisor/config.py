@@ -9,6 +9,7 @@
     journal_max_days = 7          # ... and age
     listen = "tcp://0.0.0.0:7010" # also listen on TCP: control on PORT, pub on PORT+1, pull on PORT+2
     insecure = false              # allow a non-loopback listen without keys (warned on every start)
+    remote_timeout = 30           # a remote engine (bus attach) whose hello names no heartbeat: lost after this much silence
 
     [security]                    # CurveZMQ on every TCP endpoint (docs/SECURITY.md)
     server_key = "keys/server.key_secret"
@@ -96,6 +97,7 @@ class SupervisorConfig:
     exit_code_from: str | None = None   # engine whose exit code is the run's (bus run)
     stop_timeout: float = 10.0          # stop signal -> SIGKILL, seconds (engines may override)
     drain_grace: float = 0.5            # after an exit, wait this long for its last events
+    remote_timeout: float = 30.0        # a remote engine whose hello names no heartbeat is lost after this much silence
     history_events: int = 100_000       # in-memory history bound, events
     history_bytes: int = 256 * 1024 * 1024  # ... and bytes
     max_line: int = 64 * 1024           # longer stdout/stderr lines are cut
@@ -260,6 +262,7 @@ SUPERVISOR_CHECKS: dict[str, Check] = {
     "journal_max_days": _number(0, above=True),
     "listen": _listen,
     "insecure": _boolean,
+    "remote_timeout": _number(0, above=True),
 }
 SECURITY_KEYS = {"server_key", "engines", "subscribers", "admins"}
 

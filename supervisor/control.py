@@ -59,6 +59,8 @@ def answer(sup: Supervisor, body: list[bytes], who: str | None = None) -> list[A
     security = sup.config.security
     if security is not None and not security.may(who, request.op):
         name = security.name_of(who or "")
+        if security.role_of(who or "") == {"engines"}:
+            return [encode_error(request.id, "forbidden", f"key {name!r} is an engine key: it may push events and ask hello, nothing else ({request.op} needs a subscriber or admin key)")]
         return [encode_error(request.id, "forbidden", f"key {name!r} may only read (it is not an admin key): {request.op} needs an admin key")]
     if request.op == "history":
         return history(sup, request)
@@ -72,6 +74,9 @@ def answer(sup: Supervisor, body: list[bytes], who: str | None = None) -> list[A
             outcome = getattr(sup.fleet, request.op)(request.args["name"])
         except LookupError as exc:
             return [encode_error(request.id, "unknown-engine", str(exc.args[0]))]
+        if all(said.startswith("remote:") for said in outcome.values()):
+            said = "; ".join(f"{name}: {text.removeprefix('remote: ')}" for name, text in outcome.items())
+            return [encode_error(request.id, "remote", f"cannot {request.op} a remote engine: {said}")]
         return [encode_reply(request.id, engines=outcome)]
     if request.op == "status":
         return [encode_reply(request.id, **status(sup))]
@@ -157,6 +162,9 @@ def engine_status(child: Child) -> dict[str, Any]:
         "phase": child.phase,
         "progress": child.progress,
         "last_event": child.last_event_ts or None,
+        "remote": child.remote,
+        "host": child.host or None,
+        "via": child.via or None,
     }
 
 

@@ -239,7 +239,7 @@ class Supervisor:
 
     def exit_code(self) -> int:
         decider = self.children[self.config.exit_code_from] if self.config.exit_code_from else None
-        return run_exit_code(self.children.values(), stop_signal=self._stop_signal, stop_reason=self.stop_reason, decider=decider)
+        return run_exit_code([c for c in self.children.values() if not c.remote], stop_signal=self._stop_signal, stop_reason=self.stop_reason, decider=decider)
 
     def _serve_late_subscribers(self) -> None:
         """After sup.stop, still welcome subscribers and answer their history
@@ -282,8 +282,17 @@ class Supervisor:
                     raise RemoteProtocolError(f"message has {MAX_FRAMES + extra} frames, more than {MAX_FRAMES}", reason="bad-frames")
                 event, raw = decode_engine([frames[0].bytes, *(f.buffer for f in frames[1:])])
                 child = self.children.get(event.engine)
-                if child is None:
-                    raise RemoteProtocolError(f"unknown engine {event.engine!r}", reason="unknown-engine")
+                if event.KIND == "hello" and (child is None or child.remote or event.seq is None):
+                    child = self.fleet.attach(event, source_of(frames[0], self.gatekeeper))  # type: ignore[arg-type]
+                elif child is None:
+                    raise RemoteProtocolError(f"unknown engine {event.engine!r} (a remote engine says hello first)", reason="unknown-engine")
+                elif event.KIND == "exit":
+                    if not child.remote:
+                        raise RemoteProtocolError("kind 'exit' is sent only by the supervisor, or by bus attach for a remote engine", reason="reserved-kind")
+                    self.counters["accepted"] += 1
+                    self.fleet.seen(child, event)
+                    self.fleet.remote_exit(child, event)  # type: ignore[arg-type]  # published after its last events
+                    continue
             except RemoteProtocolError as exc:
                 self._reject(exc.reason, frames[0])
                 continue
@@ -306,7 +315,8 @@ class Supervisor:
             return  # recovered from its spool already; the late original is a duplicate
         self.counters["accepted"] += 1
         child.events += 1
-        child.run_events += 1
+        if event.seq is not None or not child.remote:  # not what a remote engine's launcher sends for it
+            child.run_events += 1
         self._publish(event, blobs, raw)
         self.fleet.seen(child, event)
 

@@ -15,14 +15,15 @@ from __future__ import annotations
 import random
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable
 
-from bus.protocol import EngineExited, EngineState, Event, Log, RemoteProtocolError, decode
+from bus.protocol import EngineExited, EngineHello, EngineState, Event, Log, RemoteProtocolError, decode
 from bus.spool import read_spool
 
 from .children import POSIX, Child, Inbox, engine_env, exit_info, signal_group
-from .config import SupervisorConfig
+from .config import EngineSpec, SupervisorConfig
 from .lifecycle import ALIVE, FINAL, State, Trigger, next_state
 from .outcome import spawn_error
 from .restart import Decision, RestartTracker
@@ -30,6 +31,7 @@ from .watchdog import Watchdog
 
 STARTED_AFTER = 1.0  # an engine up this long (or that said hello) is running
 KILL_WAIT = 5.0      # after SIGKILL, stop waiting for an exit after this long
+MAX_REMOTE = 1000    # remote engines one supervisor keeps track of
 
 Publish = Callable[[Event], None]
 Accept = Callable[[Child, Event], None]
@@ -75,7 +77,9 @@ class Fleet:
     def start(self, name: str) -> dict[str, str]:
         outcome = {}
         for child in self.select(name):
-            if child.state in ALIVE:
+            if child.remote:
+                outcome[child.name] = _cannot_signal(child)
+            elif child.state in ALIVE:
                 outcome[child.name] = f"already {child.state}"
                 continue
             child.tracker.reset()
@@ -86,6 +90,9 @@ class Fleet:
     def stop(self, name: str) -> dict[str, str]:
         outcome = {}
         for child in self.select(name):
+            if child.remote:
+                outcome[child.name] = _cannot_signal(child)
+                continue
             before = child.state
             self._stop(child, "stop", "stopped by request")
             outcome[child.name] = str(child.state) if child.state != before or before in ALIVE else f"already {before}"
@@ -94,6 +101,9 @@ class Fleet:
     def restart(self, name: str) -> dict[str, str]:
         outcome = {}
         for child in self.select(name):
+            if child.remote:
+                outcome[child.name] = _cannot_signal(child)
+                continue
             child.tracker.reset()
             if child.state in ALIVE:
                 self._stop(child, "restart", "restart requested")
@@ -105,17 +115,56 @@ class Fleet:
     def shutdown(self, reason: str) -> None:
         self.shutting_down = True
         for child in self.children.values():
-            self._stop(child, "shutdown", reason)
+            if not child.remote:
+                self._stop(child, "shutdown", reason)
+            elif child.state is State.RUNNING:
+                self._note(child, "warning", f"this remote engine keeps running on {child.host or 'its host'} (pid {child.pid}): the supervisor cannot stop it")
 
     def kill_now(self) -> None:
         """A second Ctrl-C: no more grace."""
         now = time.monotonic()
         for child in self.children.values():
-            if child.state in ALIVE:
+            if child.state in ALIVE and not child.remote:
                 child.kill_at = now
 
     def all_final(self) -> bool:
-        return all(c.state in FINAL for c in self.children.values())
+        """Nothing more will happen by itself (remote engines do not hold up a shutdown)."""
+        return all(c.state in FINAL or (c.remote and self.shutting_down) for c in self.children.values())
+
+    # -- remote engines --------------------------------------------------------------
+
+    def attach(self, hello: EngineHello, via: str) -> Child:
+        """A hello for a name this supervisor does not run, or from a remote engine:
+        it joins as a remote engine (or a new process of one takes its place).
+        Raises RemoteProtocolError when it cannot."""
+        child = self.children.get(hello.engine)
+        if child is not None and not child.remote:
+            raise RemoteProtocolError(f"engine {hello.engine!r} is one this supervisor starts: attach under another name", reason="name-taken")
+        if child is None:
+            if sum(c.remote for c in self.children.values()) >= MAX_REMOTE:
+                raise RemoteProtocolError(f"already {MAX_REMOTE} remote engines: {hello.engine!r} not attached", reason="too-many-engines")
+            spec = EngineSpec(name=hello.engine, command=())
+            child = Child(spec=spec, name=hello.engine, instance=1, tracker=RestartTracker(spec.restart), remote=True)
+            self.children[child.name] = child
+        launcher = hello.seq is None  # `bus attach` speaks for the process it started
+        timeout = 3 * hello.heartbeat if hello.heartbeat else self.config.remote_timeout
+        if child.state is State.RUNNING and (child.pid, child.host) == (hello.pid, hello.host):
+            child.launcher |= launcher  # the engine's own SDK and its launcher: one process
+            child.spec = replace(child.spec, heartbeat_timeout=max(child.spec.heartbeat_timeout, timeout))
+            return child
+        taken = f"; it replaces pid {child.pid} on {child.host or '?'}" if child.state is State.RUNNING else ""
+        child.new_process(hello.pid)
+        child.host, child.via, child.launcher = hello.host, via, launcher
+        child.spec = replace(child.spec, heartbeat_timeout=timeout)
+        child.last_seen = time.monotonic()
+        self._move(child, Trigger.ATTACH, f"remote: attached from {hello.host or 'an unnamed host'}, pid {hello.pid} ({via}){taken}")
+        return child
+
+    def remote_exit(self, child: Child, report: EngineExited) -> None:
+        """`bus attach` reports how the process it launched ended."""
+        if report.pid != child.pid or child.exit is not None:
+            return  # an earlier process of this name, or already known
+        self.exited(child, report.code if report.signal is None else -report.signal, report.ts)
 
     # -- what the loop tells us ------------------------------------------------------
 
@@ -144,13 +193,14 @@ class Fleet:
     def seen(self, child: Child, event: Event) -> None:
         """An event from this engine's SDK (or a marker) was published: its lifecycle."""
         kind = event.KIND
-        if event.seq is not None:  # from its SDK
+        if event.seq is not None or child.remote:  # from its SDK (or its launcher)
             child.last_seen = time.monotonic()
-            child.max_seq = max(child.max_seq, event.seq)
-            if child.state is State.UNRESPONSIVE:
+            if event.seq is not None:
+                child.max_seq = max(child.max_seq, event.seq)
+            if child.state in (State.UNRESPONSIVE, State.LOST):
                 self._move(child, Trigger.ALIVE, "heard from it again")
         if kind == "hello":
-            child.hello = True
+            child.hello |= event.seq is not None  # its SDK's hello (a launcher's does not promise a bye)
             if child.state is State.STARTING:
                 self._move(child, Trigger.STARTED, "said hello")
         elif kind == "heartbeat":
@@ -158,6 +208,8 @@ class Fleet:
         elif kind == "bye":
             child.bye = True
             self._check_bye(child, event)
+            if child.remote and not child.launcher and child.state is State.RUNNING:
+                self._move(child, Trigger.EXIT, "remote: said bye (its exit code is known only where it ran)")
 
     def exited(self, child: Child, returncode: int, at: float) -> None:
         child.exit = exit_info(returncode, at)
@@ -188,7 +240,11 @@ class Fleet:
         if child.state is State.STARTING and child.started_at is not None and now >= child.started_at:
             self._move(child, Trigger.STARTED, f"up for {STARTED_AFTER:g}s")
         if self._heartbeat_watched(child) and now >= child.last_seen + child.spec.heartbeat_timeout:
-            self._move(child, Trigger.SILENT, f"no event for {now - child.last_seen:.1f}s (heartbeat_timeout = {child.spec.heartbeat_timeout:g})")
+            silent = now - child.last_seen
+            if child.remote:
+                self._move(child, Trigger.VANISH, f"remote: nothing heard for {silent:.1f}s (heartbeat timeout {child.spec.heartbeat_timeout:g}s): it, its host or the network is gone")
+                return
+            self._move(child, Trigger.SILENT, f"no event for {silent:.1f}s (heartbeat_timeout = {child.spec.heartbeat_timeout:g})")
             if child.spec.on_unresponsive == "restart":
                 self._stop(child, "unresponsive", "restarting an unresponsive engine")
         if child.state is State.STOPPING and child.kill_at is not None and now >= child.kill_at:
@@ -199,7 +255,8 @@ class Fleet:
 
     @staticmethod
     def _heartbeat_watched(child: Child) -> bool:
-        return child.state is State.RUNNING and child.hello and child.spec.heartbeat_timeout > 0 and child.exit is None
+        heard = child.hello or child.remote  # a remote engine is watched from its (or its launcher's) hello on
+        return child.state is State.RUNNING and heard and child.spec.heartbeat_timeout > 0 and child.exit is None
 
     def stuck(self, now: float) -> bool:
         """Everything still alive was SIGKILLed long ago (uninterruptible sleep)."""
@@ -274,9 +331,11 @@ class Fleet:
         )
         self._release_group(child, now)
         intent, child.stop_intent = child.stop_intent, ""
-        child.stopped_by_us = intent in ("stop", "shutdown") or self.shutting_down
+        child.stopped_by_us = not child.remote and (intent in ("stop", "shutdown") or self.shutting_down)
         how = f"exit code {info.code}" if info.signal is None else f"killed by {info.signame}"
-        if child.stopped_by_us:
+        if child.remote:
+            decision = Decision(Trigger.EXIT, reason="a remote engine: ended on its host")
+        elif child.stopped_by_us:
             decision = Decision(Trigger.EXIT, reason="stopped")
         elif intent == "restart":
             decision = Decision(Trigger.RETRY, delay=0.0, reason="restarting by request")
@@ -295,7 +354,7 @@ class Fleet:
 
     def _release_group(self, child: Child, now: float) -> None:
         """The engine is gone; processes it left in its group get its stop signal now and SIGKILL later."""
-        if child.pid is None or not POSIX:
+        if child.pid is None or not POSIX or child.remote:
             return
         if signal_group(child.pid, getattr(signal, child.spec.stop_signal)):
             timeout = child.spec.stop_timeout if child.spec.stop_timeout is not None else self.config.stop_timeout
@@ -378,6 +437,10 @@ class Fleet:
 
     def _note(self, child: Child, level: str, message: str) -> None:
         self.publish(Log(engine=child.name, message=f"bus: {message}", level=level, stream="bus"))
+
+
+def _cannot_signal(child: Child) -> str:
+    return f"remote: the supervisor cannot signal it (pid {child.pid} on {child.host or 'another host'}); stop it where it runs"
 
 
 def _ranges(numbers: Iterable[int]) -> str:

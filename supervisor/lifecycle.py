@@ -12,6 +12,11 @@ only records its verdict (RETRY, GIVE_UP or EXIT).
                           |<------stop-------+--------> stopping
      exit (no restart) -> exited     retry -> backoff --spawn--> starting
      budget spent      -> fatal      (a manual start leaves exited/fatal too)
+
+A remote engine (one the supervisor did not start: `bus attach`, or the SDK
+pointed at its address) is never spawned or signalled: its hello attaches it
+(-> running), silence past its heartbeat timeout makes it `lost`, a message
+from it brings it back, its bye or its launcher's exit report ends it.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ class State(str, Enum):
     BACKOFF = "backoff"            # exited; a restart is scheduled
     EXITED = "exited"              # exited; no restart coming
     FATAL = "fatal"                # restarted too often, or cannot be started: given up
+    LOST = "lost"                  # remote: nothing heard within its heartbeat timeout
 
     def __str__(self) -> str:
         return self.value
@@ -42,6 +48,8 @@ class Trigger(str, Enum):
     RETRY = "retry"        # exited (or could not start); restart scheduled
     EXIT = "exit"          # exited; no restart
     GIVE_UP = "give_up"    # exited (or could not start); budget spent, or no restart possible
+    ATTACH = "attach"      # remote: a process of it said hello
+    VANISH = "vanish"      # remote: heartbeat timeout passed
 
     def __str__(self) -> str:
         return self.value
@@ -52,18 +60,19 @@ _ENDINGS = {T.RETRY: S.BACKOFF, T.EXIT: S.EXITED, T.GIVE_UP: S.FATAL}
 _ALIVE_ENDINGS = {T.STOP: S.STOPPING, **_ENDINGS}
 
 TRANSITIONS: dict[State, dict[Trigger, State]] = {
-    S.PENDING: {T.SPAWN: S.STARTING, T.STOP: S.EXITED, T.RETRY: S.BACKOFF, T.GIVE_UP: S.FATAL},
+    S.PENDING: {T.SPAWN: S.STARTING, T.STOP: S.EXITED, T.RETRY: S.BACKOFF, T.GIVE_UP: S.FATAL, T.ATTACH: S.RUNNING},
     S.STARTING: {T.STARTED: S.RUNNING, **_ALIVE_ENDINGS},
-    S.RUNNING: {T.SILENT: S.UNRESPONSIVE, **_ALIVE_ENDINGS},
+    S.RUNNING: {T.SILENT: S.UNRESPONSIVE, T.ATTACH: S.RUNNING, T.VANISH: S.LOST, **_ALIVE_ENDINGS},
     S.UNRESPONSIVE: {T.ALIVE: S.RUNNING, **_ALIVE_ENDINGS},
     S.STOPPING: {T.STOP: S.STOPPING, **_ENDINGS},
     S.BACKOFF: {T.SPAWN: S.STARTING, T.STOP: S.EXITED, T.RETRY: S.BACKOFF, T.GIVE_UP: S.FATAL},
-    S.EXITED: {T.SPAWN: S.STARTING, T.STOP: S.EXITED, T.RETRY: S.BACKOFF, T.GIVE_UP: S.FATAL},
+    S.EXITED: {T.SPAWN: S.STARTING, T.STOP: S.EXITED, T.RETRY: S.BACKOFF, T.GIVE_UP: S.FATAL, T.ATTACH: S.RUNNING},
     S.FATAL: {T.SPAWN: S.STARTING, T.STOP: S.FATAL, T.RETRY: S.BACKOFF, T.GIVE_UP: S.FATAL},
+    S.LOST: {T.ALIVE: S.RUNNING, T.ATTACH: S.RUNNING, T.EXIT: S.EXITED, T.STOP: S.LOST},
 }
 
 ALIVE = frozenset({S.STARTING, S.RUNNING, S.UNRESPONSIVE, S.STOPPING})  # a process exists
-FINAL = frozenset({S.EXITED, S.FATAL})                                   # nothing will happen by itself
+FINAL = frozenset({S.EXITED, S.FATAL, S.LOST})                          # nothing will happen by itself
 
 
 class IllegalTransition(RuntimeError):
