@@ -301,6 +301,23 @@ def monitor_events(monitor: zmq.Socket) -> list[int]:
             events.append(int.from_bytes(frames[0][:2], "little"))
 
 
+def describe_failure(event: int, where: str, keys: ClientKeys | None, *, definite: bool = False) -> str | None:
+    """Why a handshake with `where` failed (a monitor event), in one line for the user.
+    `definite`: None unless retrying cannot cure it (a key refused, keys missing or
+    not wanted), rather than a supervisor going away mid-handshake."""
+    if keys is None:  # libzmq reports a mechanism mismatch as either PROTOCOL or NO_DETAIL
+        return (f"the supervisor at {where} requires CURVE keys: give --server-key SERVER.key and --key YOURS.key_secret "
+                "(or set BUS_SERVER_KEY and BUS_KEY)")
+    if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        return (f"the supervisor at {where} refused key {keys.name!r}: "
+                "ask its operator to add your public key (NAME.key) to the role you need (docs/SECURITY.md)")
+    if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+        return f"the supervisor at {where} does not use keys: drop --server-key/--key (BUS_SERVER_KEY/BUS_KEY)"
+    if definite:
+        return None
+    return f"the handshake with {where} failed: is the server key you gave that supervisor's public key?"
+
+
 class HandshakeWatch:
     """Watches a client socket's TCP handshakes, so a request nobody answered can
     say why: the supervisor wants keys, refused ours, or has another public key."""
@@ -325,18 +342,7 @@ class HandshakeWatch:
             self.last = events[-1]
         if self.last is None:
             return None
-        where = self.endpoint
-        if self.keys is None:  # libzmq reports a mechanism mismatch as either PROTOCOL or NO_DETAIL
-            return (f"the supervisor at {where} requires CURVE keys: give --server-key SERVER.key and --key YOURS.key_secret "
-                    "(or set BUS_SERVER_KEY and BUS_KEY)")
-        if self.last == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-            return (f"the supervisor at {where} refused key {self.keys.name!r}: "
-                    "ask its operator to add your public key (NAME.key) to the role you need (docs/SECURITY.md)")
-        if self.last == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
-            return f"the supervisor at {where} does not use keys: drop --server-key/--key (BUS_SERVER_KEY/BUS_KEY)"
-        if definite:
-            return None
-        return f"the handshake with {where} failed: is the server key you gave that supervisor's public key?"
+        return describe_failure(self.last, self.endpoint, self.keys, definite=definite)
 
     def close(self) -> None:
         if self.monitor is not None:

@@ -35,7 +35,10 @@ also copied into that memory-mapped ring before it is handed to zmq, so a
 SIGKILL cannot lose what was sent: the supervisor recovers it (bus/spool.py).
 
 Environment: BUS_ENDPOINT, BUS_ENGINE, BUS_SPOOL, BUS_HEARTBEAT (set by the
-supervisor); BUS_FALLBACK (markers|off), BUS_LINGER (s, default 3),
+supervisor; a remote engine, which no supervisor started, beats every 5 s
+unless BUS_HEARTBEAT says otherwise, and its hello says how often, so the
+supervisor can tell when it is gone); BUS_SERVER_KEY and BUS_KEY (CURVE keys
+for a tcp:// endpoint); BUS_FALLBACK (markers|off), BUS_LINGER (s, default 3),
 BUS_SEND_TIMEOUT (s, default 10), BUS_SNDHWM (messages, default 1000),
 BUS_DROPPABLE (kinds, comma-separated), BUS_SPOOL_SIZE (bytes, default
 4 MiB; 0 turns the spool off).
@@ -87,6 +90,7 @@ from bus.spool import DEFAULT_SIZE, SpoolWriter
 
 ZERO_COPY_ABOVE = 64 * 1024  # zmq zero-copy only pays for large frames
 TELL_DROPS_EVERY = 0.5  # seconds after a drop: a heartbeat saying how many (retried until there is room)
+REMOTE_HEARTBEAT = 5.0  # seconds between heartbeats when no supervisor started us (BUS_HEARTBEAT unset)
 
 
 class Engine:
@@ -138,8 +142,10 @@ class Engine:
                     self._old_handlers[signum] = signal.signal(signum, _exit_on_sigterm)
         self._beat_stop = threading.Event()
         atexit.register(self.close)
-        self._emit(EngineHello, pid=self._pid, sdk=f"bus-py/{__version__}", host=stdsocket.gethostname())
-        interval = heartbeat if heartbeat is not None else _env_float("BUS_HEARTBEAT", 0.0)
+        # A supervisor that starts us says how often to beat (0: never). Without it
+        # we are a remote engine, and the supervisor tells we are gone by our silence.
+        interval = heartbeat if heartbeat is not None else _env_float("BUS_HEARTBEAT", REMOTE_HEARTBEAT if endpoint else 0.0)
+        self._emit(EngineHello, pid=self._pid, sdk=f"bus-py/{__version__}", host=stdsocket.gethostname(), heartbeat=interval if interval > 0 and endpoint else None)
         if interval > 0:
             threading.Thread(target=self._beat, args=(interval,), name="bus-heartbeat", daemon=True).start()
 

@@ -307,8 +307,7 @@ def engine_env(child: Child, *, endpoint: str, session_dir: str) -> dict[str, st
     )
     if child.spool is not None:
         env["BUS_SPOOL"] = str(child.spool)
-    if child.spec.heartbeat_timeout > 0:
-        env["BUS_HEARTBEAT"] = f"{child.spec.heartbeat_timeout / 3:g}"
+    env["BUS_HEARTBEAT"] = f"{child.spec.heartbeat_timeout / 3:g}"  # 0: none (unset would mean a remote engine's default)
     if child.spec.droppable is not None:
         env["BUS_DROPPABLE"] = ",".join(child.spec.droppable) or "none"
     return env

@@ -33,8 +33,7 @@ from bus import sockets
 from bus._version import __version__
 from bus.protocol import Event, Log, RemoteProtocolError, SupervisorStarted, SupervisorStopped, Welcome
 from bus.protocol.codec import decode_engine, encode, header_map, stamp_header, topic_of
-from bus.protocol.legacy import is_marker, parse_marker
-from bus.protocol.limits import MAX_TEXT
+from bus.protocol.legacy import line_event
 from bus.errors import BusError
 from bus.journal import Entry, JournalReader, JournalWriter
 from bus.keys import HANDSHAKE_FAILED, Gatekeeper, monitor_events
@@ -333,19 +332,14 @@ class Supervisor:
     def _on_line(self, child: Child, stream: str, text: str, cut: int, ts: float) -> None:
         child.lines += 1
         self.counters["lines"] += 1
-        if stream == "stdout" and is_marker(text) and not cut:
-            try:
-                event = parse_marker(text, engine=child.name, ts=ts)
-            except RemoteProtocolError:
-                child.bad_markers += 1  # not understood: still shown, as the line it was
-            else:
-                child.markers += 1
-                self._publish(event)
-                self.fleet.seen(child, event)
-                return
-        if cut:
-            text = f"{text[: MAX_TEXT - 64]} [... {cut} more bytes cut]"
-        self._publish(Log(engine=child.name, ts=ts, message=text, stream=stream))
+        event, said = line_event(child.name, stream, text, cut, ts)
+        if said == "marker":
+            child.markers += 1
+            self._publish(event)
+            self.fleet.seen(child, event)
+            return
+        child.bad_markers += said == "bad-marker"
+        self._publish(event)
 
     # -- publishing --------------------------------------------------------------
 

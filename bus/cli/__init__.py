@@ -6,6 +6,7 @@ import click
 
 from bus._version import __version__
 
+from .attach import attach
 from .engines import restart, start, stop
 from .keygen import keygen
 from .run import run
@@ -29,10 +30,11 @@ def main() -> None:
       bus status                       engines, states, counters
       bus restart audit                restart an engine (or one instance: audit.2)
       bus down                         stop the local supervisor
+      bus attach tcp://head:7010 -- python worker.py   join a supervisor elsewhere as a remote engine
       bus keygen viewer                a CurveZMQ key pair for TCP (docs/SECURITY.md)
       bus web                          a live dashboard in the browser (docs/WEB.md)
     """
 
 
-for command in (up, run, tail, status, runs, start, stop, restart, down, keygen, web):
+for command in (up, run, attach, tail, status, runs, start, stop, restart, down, keygen, web):
     main.add_command(command)

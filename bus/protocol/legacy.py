@@ -21,6 +21,7 @@ import math
 from typing import Any, Callable
 
 from .errors import LocalProtocolError, RemoteProtocolError
+from .limits import MAX_TEXT
 from .events import (
     EngineError,
     Event,
@@ -77,6 +78,21 @@ def parse_marker(line: str, *, engine: str, ts: float) -> Event:
         raise RemoteProtocolError(f"marker: {exc}", reason="bad-marker") from None
     except (KeyError, TypeError, ValueError, OverflowError, RecursionError, binascii.Error) as exc:
         raise RemoteProtocolError(f"marker {kind!r} is missing or has a bad field: {str(exc)[:200]}", reason="bad-marker") from None
+
+
+def line_event(engine: str, stream: str, text: str, cut: int, ts: float) -> tuple[Event, str]:
+    """What one output line of an engine becomes, and what it was: "marker" (a
+    legacy marker on stdout, as its event), "bad-marker" or "line" (a `log`
+    event; a line cut at the length limit says how much was cut)."""
+    said = "line"
+    if stream == "stdout" and is_marker(text) and not cut:
+        try:
+            return parse_marker(text, engine=engine, ts=ts), "marker"
+        except RemoteProtocolError:
+            said = "bad-marker"  # not understood: still shown, as the line it was
+    if cut:
+        text = f"{text[: MAX_TEXT - 64]} [... {cut} more bytes cut]"
+    return Log(engine=engine, ts=ts, message=text, stream=stream), said  # type: ignore[arg-type]
 
 
 def _text(obj: dict[str, Any], *keys: str) -> str:

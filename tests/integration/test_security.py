@@ -9,11 +9,9 @@ for its handshake to fail before it checks that nothing got through.
 from __future__ import annotations
 
 import json
-import shutil
 import stat
 from pathlib import Path
 
-import pytest
 import zmq
 from helpers import bus, bus_result, scripted, write_config
 
@@ -21,20 +19,6 @@ from bus import Replay, Subscriber
 from bus.keys import HANDSHAKE_FAILED, ClientKeys, load_public, load_secret, monitor_events
 from bus.protocol import Log, decode_published, encode
 from bus.runtime import local_session
-
-
-@pytest.fixture
-def keys(tmp_path: Path) -> dict[str, Path]:
-    """The supervisor's key directory and each client's own key pair."""
-    server_dir, client_dir = tmp_path / "keys", tmp_path / "clients"
-    made = bus_result("keygen", "server", "--dir", str(server_dir))
-    assert made.returncode == 0, made.stderr
-    for name, role in (("eng", "engines"), ("viewer", "subscribers"), ("ops", "admins"), ("stranger", None)):
-        assert bus_result("keygen", name, "--dir", str(client_dir)).returncode == 0
-        if role:
-            (server_dir / role).mkdir(exist_ok=True)
-            shutil.copy(client_dir / f"{name}.key", server_dir / role)
-    return {"dir": server_dir, "server": server_dir / "server.key", **{n: client_dir / f"{n}.key_secret" for n in ("eng", "viewer", "ops", "stranger")}}
 
 
 def client_keys(keys: dict[str, Path], who: str, server: Path | None = None) -> ClientKeys:
