@@ -220,6 +220,27 @@ class Child:
             signal_group(self.pid, sig)
 
 
+def observe(view: Any, event: Any, gseq: int) -> None:
+    """Keep what status and snapshots show of an engine (a Child, or a hub's view of
+    an upstream's engine: anything with these attributes) from one published event."""
+    view.last_event_ts = event.ts
+    kind, f = event.KIND, event
+    if kind in ("phase.start", "phase.done", "phase.error"):
+        view.phase = f.phase
+    elif kind == "progress":
+        view.progress = {k: getattr(f, k) for k in ("phase", "done", "total", "pct", "detail")}
+    elif kind == "log":
+        view.logs.append([f.ts, f.level, f.stream, f.message])
+    elif kind == "screenshot":
+        view.screenshot = {"gseq": gseq, "name": f.name, "mime": f.mime, "size": f.size, "ts": f.ts}
+    elif kind == "result":
+        view.result = f.summary
+    elif kind == "error":
+        view.error = {"message": f.message, "type": f.type, "fatal": f.fatal, "ts": f.ts}
+    elif kind == "finding":
+        view.findings += 1
+
+
 def signal_group(group: int, sig: int) -> bool:
     """Signal a process group (it outlives its leader: grandchildren are reached
     too). False if the group is gone. `sig` 0 only asks whether it exists. POSIX."""

@@ -71,7 +71,7 @@ def answer(sup: Supervisor, body: list[bytes], who: str | None = None) -> list[A
         if sup.stop_reason:
             return [encode_error(request.id, "stopping", f"the supervisor is stopping ({sup.stop_reason})")]
         try:
-            outcome = getattr(sup.fleet, request.op)(request.args["name"])
+            outcome = sup.command(request.op, request.args["name"])
         except LookupError as exc:
             return [encode_error(request.id, "unknown-engine", str(exc.args[0]))]
         if all(said.startswith("remote:") for said in outcome.values()):
@@ -108,7 +108,8 @@ def status(sup: Supervisor) -> dict[str, Any]:
         "reject_sources": {source: dict(counts) for source, counts in sup.reject_sources.items()},
         "security": security_status(sup),
         "history": {"first": sup.history.first, "events": len(sup.history), "bytes": sup.history.bytes},
-        "engines": [engine_status(child) for child in sup.children.values()],
+        "engines": sup.engines_status(),
+        **sup.extra_status(),
     }
 
 
@@ -129,10 +130,12 @@ def security_status(sup: Supervisor) -> dict[str, Any]:
 def snapshot(sup: Supervisor) -> dict[str, Any]:
     """Status, plus what a late joiner wants to see first of each engine. It holds
     everything published up to gseq `last`: follow live from last + 1."""
-    base = status(sup)
-    extras = {c.name: {"logs": list(c.logs), "screenshot": c.screenshot, "result": c.result, "error": c.error, "findings": c.findings} for c in sup.children.values()}
-    base["engines"] = [{**engine, **extras[engine["name"]]} for engine in base["engines"]]
-    return {**base, "taken": time.time()}
+    return {**status(sup), "engines": sup.engines_status(snapshot=True), "taken": time.time()}
+
+
+def seen_of(view: Any) -> dict[str, Any]:
+    """What a snapshot adds to an engine's status: its newest logs, screenshot, result, error, findings."""
+    return {"logs": list(view.logs), "screenshot": view.screenshot, "result": view.result, "error": view.error, "findings": view.findings}
 
 
 def engine_status(child: Child) -> dict[str, Any]:

@@ -236,6 +236,18 @@ class Supervisor:
         self.stop_reason, self._stop_signal = reason, signum
         self.fleet.shutdown(reason)
 
+    # -- what control requests see (a hub adds its upstreams' engines) --------------------
+
+    def engines_status(self, *, snapshot: bool = False) -> list[dict[str, Any]]:
+        return [{**control.engine_status(c), **(control.seen_of(c) if snapshot else {})} for c in self.children.values()]
+
+    def extra_status(self) -> dict[str, Any]:
+        return {}
+
+    def command(self, op: str, name: str) -> dict[str, str]:
+        """start, stop or restart an engine (or instance) by name; LookupError if there is none."""
+        return getattr(self.fleet, op)(name)  # type: ignore[no-any-return]
+
     def exit_code(self) -> int:
         decider = self.children[self.config.exit_code_from] if self.config.exit_code_from else None
         return run_exit_code([c for c in self.children.values() if not c.remote], stop_signal=self._stop_signal, stop_reason=self.stop_reason, decider=decider)

@@ -22,7 +22,7 @@ from typing import Callable, Iterable
 from bus.protocol import EngineExited, EngineHello, EngineState, Event, Log, RemoteProtocolError, decode
 from bus.spool import read_spool
 
-from .children import POSIX, Child, Inbox, engine_env, exit_info, signal_group
+from .children import POSIX, Child, Inbox, engine_env, exit_info, observe, signal_group
 from .config import EngineSpec, SupervisorConfig
 from .lifecycle import ALIVE, FINAL, State, Trigger, next_state
 from .outcome import spawn_error
@@ -171,24 +171,8 @@ class Fleet:
     def observe(self, event: Event, gseq: int) -> None:
         """Every published event: keep what status and snapshots show of its engine."""
         child = self.children.get(event.engine)
-        if child is None:
-            return
-        child.last_event_ts = event.ts
-        kind, f = event.KIND, event
-        if kind in ("phase.start", "phase.done", "phase.error"):
-            child.phase = f.phase  # type: ignore[attr-defined]
-        elif kind == "progress":
-            child.progress = {k: getattr(f, k) for k in ("phase", "done", "total", "pct", "detail")}
-        elif kind == "log":
-            child.logs.append([f.ts, f.level, f.stream, f.message])  # type: ignore[attr-defined]
-        elif kind == "screenshot":
-            child.screenshot = {"gseq": gseq, "name": f.name, "mime": f.mime, "size": f.size, "ts": f.ts}  # type: ignore[attr-defined]
-        elif kind == "result":
-            child.result = f.summary  # type: ignore[attr-defined]
-        elif kind == "error":
-            child.error = {"message": f.message, "type": f.type, "fatal": f.fatal, "ts": f.ts}  # type: ignore[attr-defined]
-        elif kind == "finding":
-            child.findings += 1
+        if child is not None and not event.origin:  # (a hub's relayed events are its upstreams' engines)
+            observe(child, event, gseq)
 
     def seen(self, child: Child, event: Event) -> None:
         """An event from this engine's SDK (or a marker) was published: its lifecycle."""

@@ -34,6 +34,18 @@ def printable(text: str) -> str:
     return text.translate(_CONTROLS)
 
 
+def who(event: AnyEvent) -> str:
+    """Whose event: the engine, prefixed by its origin when a hub relayed it (`east/audit`)."""
+    if event.origin:
+        return f"{event.origin}/{event.engine}" if event.engine else event.origin
+    return event.engine
+
+
+def named(engine: dict[str, Any]) -> str:
+    """The same for an engine map from status or snapshot."""
+    return f"{engine['origin']}/{engine['name']}" if engine.get("origin") else engine["name"]
+
+
 def describe(event: AnyEvent) -> str | None:
     """One line of text for an event, or None if it is not shown as a line."""
     if isinstance(event, UnknownEvent):
@@ -65,6 +77,8 @@ _STATES: dict[str, Callable[[dict[str, Any]], str | None]] = {
     "stopping": lambda f: f"stopping: {f['reason']}",
     "backoff": lambda f: f["reason"] if not f["delay"] else f"{f['reason'].split(':')[0]}; restart {f['restarts']} in {f['delay']:.2f}s",
     "fatal": lambda f: f"FATAL: {f['reason']}",
+    "lost": lambda f: f"LOST: {f['reason']}",
+    "running": lambda f: f"attached ({f['reason'].removeprefix('remote: attached from ')})" if f["reason"].startswith("remote: attached") else None,
 }
 
 _DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
@@ -78,6 +92,12 @@ _DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
     "exit": _exit,
     "sup.start": lambda f: f"supervisor started (run {f['run']}, engines: {', '.join(f['engines'])})",
     "sup.stop": lambda f: f"supervisor stopped: {f['reason']} (exit code {f['code']})",
+    "upstream": lambda f: {
+        "started": f"supervisor at {f['address']} started (run {f['run']}, engines: {', '.join(f['engines'])})",
+        "stopped": f"supervisor at {f['address']} stopped: {f['reason']} (exit code {f['code']})",
+        "following": f"following the supervisor at {f['address']}" + (f" ({f['reason']})" if f["reason"] else ""),
+        "lost": f"LOST the supervisor at {f['address']}: {f['reason']}",
+    }.get(f["state"], f"{f['state']}: {f['reason']}"),
 }
 
 
@@ -96,6 +116,8 @@ def progress_text(event: Event) -> str:
 def to_json(event: AnyEvent) -> dict[str, Any]:
     """The `bus tail --json` form: screenshot bytes become their size and sha256."""
     out: dict[str, Any] = {"gseq": event.gseq, "kind": event.kind, "engine": event.engine, "seq": event.seq, "ts": event.ts}
+    if event.origin:  # relayed by a hub
+        out.update(origin=event.origin, origin_gseq=getattr(event, "origin_gseq", None))
     if isinstance(event, UnknownEvent):
         out.update({k: v for k, v in event.header.items() if k not in out and k != "v"})
         out["blobs"] = [{"size": len(b), "sha256": hashlib.sha256(b).hexdigest()} for b in event.blobs]
@@ -164,7 +186,7 @@ class LineRenderer:
             parts.append(f"phase {engine['phase']}" + (f" {progress['pct']:.0f}%" if progress.get("pct") is not None else ""))
         if engine.get("screenshot"):
             parts.append(f"last screenshot {engine['screenshot']['name']}")
-        label, colour = self.names.label(engine["name"])
+        label, colour = self.names.label(named(engine))
         stamp = time.strftime("%H:%M:%S")
         self.console.print(Text.assemble((f"{stamp} {label} | ", colour), (printable("now: " + ", ".join(parts)), "dim")))
 
@@ -172,11 +194,11 @@ class LineRenderer:
         now = time.monotonic()
         text = progress_text(event)
         phase = event.fields()["phase"]
-        last = self._last_progress.get(event.engine)
+        last = self._last_progress.get(who(event))
         finished = event.fields()["pct"] == 100.0
         if last and last[1] == phase and now - last[0] < PLAIN_PROGRESS_EVERY and not finished:
             return None
-        self._last_progress[event.engine] = (now, phase)
+        self._last_progress[who(event)] = (now, phase)
         return text
 
     def close(self) -> None:
@@ -184,7 +206,7 @@ class LineRenderer:
 
 
 def line(names: _Names, event: AnyEvent, text: str) -> Text:
-    label, colour = names.label(event.engine)
+    label, colour = names.label(who(event))
     stamp = time.strftime("%H:%M:%S", time.localtime(event.ts or time.time()))
     bad = isinstance(event, Event) and (event.KIND in ("error", "phase.error") or (event.KIND == "state" and event.fields()["state"] in ("fatal", "unresponsive")))
     style = "red" if bad else None
@@ -217,7 +239,7 @@ class LiveRenderer:
 
     def seed(self, engine: dict[str, Any]) -> None:
         """Start an engine's bar from a snapshot, before any event came."""
-        task = self._task(engine["name"])
+        task = self._task(named(engine))
         progress = engine.get("progress") or {}
         label, style = BAR_STATES.get(engine["state"], (engine.get("phase") or engine["state"], ""))
         self.bars.update(task, description=Text(printable(label), style), detail=printable((progress.get("detail") or "")[:40]))
@@ -240,12 +262,12 @@ class LiveRenderer:
         return self.tasks[engine]
 
     def _update_bar(self, event: Event) -> None:
-        task = self._task(event.engine)
+        task = self._task(who(event))
         f = event.fields()
         if event.KIND == "progress":
             count = f"{f['done']}/{f['total']}" if f["done"] is not None and f["total"] is not None else ""
             total = 100.0 if f["pct"] is not None else None
-            rate = self._rate(event.engine, f["phase"], event.ts, f["done"])
+            rate = self._rate(who(event), f["phase"], event.ts, f["done"])
             self.bars.update(task, description=printable(f["phase"]), total=total, completed=f["pct"] or 0, count=count, rate=rate, detail=printable(f["detail"][:40]))
         elif event.KIND == "phase.start":
             self.bars.update(task, description=printable(f["phase"]), total=None, completed=0, count="", detail="")
@@ -305,7 +327,7 @@ class ShotSaver:
         if not (isinstance(event, Event) and event.KIND == "screenshot"):
             return None
         f = event.fields()
-        base = Path(f"{event.gseq or 0:06d}-{_safe(event.engine)}-{_safe(f['name'])}")
+        base = Path(f"{event.gseq or 0:06d}-{_safe(who(event))}-{_safe(f['name'])}")
         for attempt in range(10_000):
             name = base.name if attempt == 0 else f"{base.stem}-{attempt}{base.suffix}"
             try:

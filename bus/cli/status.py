@@ -59,9 +59,10 @@ def print_status(reply: dict[str, Any]) -> None:
         justify = "right" if column in ("inst", "pid", "restarts", "events", "drops") else "left"
         table.add_column(column, justify=justify, no_wrap=column == "engine", overflow="fold")
     for engine in reply["engines"]:
+        where = f"{engine['origin']}/" if engine.get("origin") else ""  # relayed by a hub
         table.add_row(
-            engine["engine"],
-            str(engine["instance"]) if engine["instances"] > 1 else "",
+            where + engine["engine"] + (" (remote)" if engine.get("remote") else ""),
+            str(engine["instance"]) if (engine["instances"] or 1) > 1 else "",
             str(engine["pid"] or "") if engine["state"] in LIVE else "",
             Text(engine["state"], STATE_STYLE.get(engine["state"], "")),
             _duration(engine["uptime"]) if engine["state"] in LIVE else "",
@@ -72,6 +73,10 @@ def print_status(reply: dict[str, Any]) -> None:
             Text(printable(_last(engine))),
         )
     console.print(table)
+    for up in reply.get("upstreams") or []:  # a hub: the supervisors it follows
+        said = f"run {up['run']}, {up['relayed']} events relayed" if up["run"] else "no run seen yet"
+        why = f": {up['reason']}" if up["reason"] else ""
+        console.print(Text(printable(f"upstream {up['origin']} at {up['address']}: {up['state']}{why} ({said})"), "bold red" if up["state"] == "lost" else ""))
     counters = reply["counters"]
     rejects = ", ".join(f"{reason} {n}" for reason, n in sorted(reply["rejects"].items())) or "none"
     console.print(
@@ -95,7 +100,7 @@ def print_status(reply: dict[str, Any]) -> None:
 
 
 LIVE = {"starting", "running", "unresponsive", "stopping"}
-STATE_STYLE = {"running": "green", "unresponsive": "bold red", "fatal": "bold red", "backoff": "yellow", "stopping": "yellow"}
+STATE_STYLE = {"running": "green", "unresponsive": "bold red", "fatal": "bold red", "lost": "bold red", "backoff": "yellow", "stopping": "yellow"}
 
 
 def _phase(engine: dict[str, Any]) -> str:
@@ -109,7 +114,7 @@ def _last(engine: dict[str, Any]) -> str:
         return engine["error"]
     exit_ = engine["exit"]
     how = "" if exit_ is None else (f"code {exit_['code']}" if exit_["signal"] is None else exit_["signame"])
-    if engine["state"] in ("fatal", "backoff", "unresponsive"):
+    if engine["state"] in ("fatal", "backoff", "unresponsive", "lost"):
         return engine["reason"]  # it says how the last process ended too
     return how
 
