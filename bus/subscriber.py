@@ -72,6 +72,7 @@ class _Base:
         self.connect_timeout = connect_timeout
         self.hwm = hwm
         self._heard = time.monotonic()  # when the SUB socket last gave us something (or we last probed)
+        self.unreachable = False  # the last attempt to reach the supervisor got no answer (a hub shows its upstreams so)
 
     # What the catch-up knows, for callers.
     @property
@@ -182,12 +183,13 @@ class Subscriber(_Base):
             if self.catchup.ended:
                 return None
             if not sub.poll(self._wait_ms(deadline)):
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"no event from {self.address.label} within {waited:g}s")
                 if self._quiet_for() >= QUIET:
                     self._probe()
-                elif deadline is not None and time.monotonic() >= deadline:
-                    raise TimeoutError(f"no event from {self.address.label} within {waited:g}s")
                 continue
             self._heard = time.monotonic()
+            self.unreachable = False
             for _ in range(1000):
                 try:
                     self.catchup.feed(sub.recv_multipart(zmq.NOBLOCK))
@@ -233,14 +235,18 @@ class Subscriber(_Base):
         try:
             hello, _ = self.control.request("hello", timeout=min(self.timeout, QUIET))
         except NotRunning:
+            self.unreachable = True
             self._from_journal()
+            self._heard = time.monotonic()  # the next probe a quiet spell after this one gave up
             return
+        self.unreachable = False
         self.catchup.probe(hello)
 
     def _connect(self, timeout: float | None) -> zmq.Socket:
         try:
             endpoint = self.control.pub_endpoint(timeout=timeout)
         except NotRunning as exc:
+            self.unreachable = True
             raise TimeoutError(str(exc)) from None
         self._sub = sockets.sub(self.ctx, endpoint, hwm=self.hwm, keys=self.address.keys)
         return self._sub
@@ -302,12 +308,13 @@ class AsyncSubscriber(_Base):
             if self.catchup.ended:
                 return None
             if not await sub.poll(self._wait_ms(deadline)):
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"no event from {self.address.label} within {waited:g}s")
                 if self._quiet_for() >= QUIET:
                     await self._probe()
-                elif deadline is not None and time.monotonic() >= deadline:
-                    raise TimeoutError(f"no event from {self.address.label} within {waited:g}s")
                 continue
             self._heard = time.monotonic()
+            self.unreachable = False
             self.catchup.feed(await sub.recv_multipart())
         return ready.popleft()
 
@@ -335,8 +342,11 @@ class AsyncSubscriber(_Base):
         try:
             hello, _ = await self.request("hello", timeout=min(self.timeout, QUIET))
         except NotRunning:
+            self.unreachable = True
             await asyncio.to_thread(self._from_journal)
+            self._heard = time.monotonic()  # the next probe a quiet spell after this one gave up
             return
+        self.unreachable = False
         self.catchup.probe(hello)
 
     async def request(self, op: str, *, timeout: float | None = -1.0, **args: Any) -> tuple[dict[str, Any], list[Any]]:

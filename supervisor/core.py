@@ -112,10 +112,12 @@ class Supervisor:
                 if self.config.exposed:
                     self._publish(Log(message=f"bus: INSECURE: listening on {self.config.listen} without keys: anyone who reaches it can read every event and stop engines (see docs/SECURITY.md)", level="warning", stream="bus"))
                 self.fleet.start_all()
+                self._begin()
                 self._loop(wake)
             finally:
                 if wake:
                     wake.close()
+                self._end()
                 self.fleet.kill_everything()
             code = self.exit_code()
             self._publish(SupervisorStopped(code=code, reason=self.stop_reason))
@@ -198,6 +200,12 @@ class Supervisor:
                 if monitor in ready:
                     self._count_handshakes(monitor)
             self._hand_to_journal()
+
+    def _begin(self) -> None:
+        """Everything is bound and started; the loop comes next (a hub starts following here)."""
+
+    def _end(self) -> None:
+        """The loop is over (a hub stops following here)."""
 
     def flush_journal(self) -> None:
         """Everything published so far is on disk when this returns."""
@@ -333,13 +341,17 @@ class Supervisor:
 
     def _drain_inbox(self) -> None:
         for item in self._inbox.drain():
-            tag, child = item[0], item[1]
-            if tag == "line":
-                self._on_line(child, *item[2:])
-            elif tag == "eof":
-                child.open_streams.discard(item[2])
-            elif tag == "exit":
-                self.fleet.exited(child, item[2], item[3])
+            self._inbox_item(item)
+
+    def _inbox_item(self, item: tuple[Any, ...]) -> None:
+        """One thing a helper thread saw: an engine's output line, end of a stream, or exit."""
+        tag, child = item[0], item[1]
+        if tag == "line":
+            self._on_line(child, *item[2:])
+        elif tag == "eof":
+            child.open_streams.discard(item[2])
+        elif tag == "exit":
+            self.fleet.exited(child, item[2], item[3])
 
     def _on_line(self, child: Child, stream: str, text: str, cut: int, ts: float) -> None:
         child.lines += 1

@@ -8,6 +8,7 @@ from bus._version import __version__
 
 from .attach import attach
 from .engines import restart, start, stop
+from .hub import hub
 from .keygen import keygen
 from .run import run
 from .status import down, status
@@ -31,10 +32,11 @@ def main() -> None:
       bus restart audit                restart an engine (or one instance: audit.2)
       bus down                         stop the local supervisor
       bus attach tcp://head:7010 -- python worker.py   join a supervisor elsewhere as a remote engine
+      bus hub east=tcp://a:7010 west=tcp://b:7010   one view of several supervisors
       bus keygen viewer                a CurveZMQ key pair for TCP (docs/SECURITY.md)
       bus web                          a live dashboard in the browser (docs/WEB.md)
     """
 
 
-for command in (up, run, attach, tail, status, runs, start, stop, restart, down, keygen, web):
+for command in (up, run, attach, hub, tail, status, runs, start, stop, restart, down, keygen, web):
     main.add_command(command)

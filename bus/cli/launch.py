@@ -1,4 +1,4 @@
-"""`bus up` and `bus run`: an embedded supervisor plus a display of what it relays.
+"""`bus up`, `bus run` and `bus hub`: an embedded supervisor plus a display of what it relays.
 
 The display is a sink inside the supervisor's loop: it sees every event, in
 order, and never needs history. The price: if its output blocks (a paused
@@ -8,24 +8,27 @@ never slows the bus down.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import click
 import zmq
 
 from bus.protocol import AnyEvent
 from supervisor import Supervisor, SupervisorConfig
+from supervisor.hub import Hub
 
 
-def launch(config: SupervisorConfig, renderer: Any, *, announce: bool) -> int:
-    """Run the engines until they are done (or we are stopped); return the exit code."""
+def launch(config: SupervisorConfig, renderer: Any, *, announce: bool, make: Callable[[zmq.Context], Supervisor] | None = None) -> int:
+    """Run the engines until they are done (or we are stopped); return the exit code.
+    `make`: another kind of supervisor (bus hub)."""
     ctx = zmq.Context()
-    supervisor = Supervisor(config, ctx=ctx)
+    supervisor = make(ctx) if make is not None else Supervisor(config, ctx=ctx)
 
     def show(event: AnyEvent) -> None:
         if announce and event.kind == "sup.start":
+            what = f"a hub of {len(supervisor.upstreams)} supervisor(s)" if isinstance(supervisor, Hub) else f"{len(config.engines)} engine(s)"
             click.echo(
-                f"bus: {len(config.engines)} engine(s) in {supervisor.session.label}; "
+                f"bus: {what} in {supervisor.session.label}; "
                 "watch from elsewhere with `bus tail`, stop with Ctrl-C or `bus down`",
                 err=True,
             )

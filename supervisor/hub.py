@@ -1,0 +1,269 @@
+"""The hub: one PUB endpoint for the streams of several supervisors.
+
+How it works: a hub is a supervisor (core.py: its own session, sockets,
+history, journal, welcome and control) whose events come from other
+supervisors instead of engines. One thread per upstream follows it with a
+`bus.Subscriber` (welcome, all of its run's history, gap refill, the rest of a
+run whose supervisor died fetched from its journal when it is back) and hands
+each event, in that supervisor's order, to the loop through the inbox. The loop
+publishes it renumbered in the hub's own `gseq`, labelled with `origin` (the
+upstream's label) and `origin_gseq` (its number there), so the hub's
+subscribers get the same guarantees from the hub as from a supervisor.
+
+An upstream's `sup.start` and `sup.stop` are published as `upstream` events
+(`started`, `stopped`), never as themselves: a `sup.stop` still ends only the
+hub's own run. When an upstream does not answer (1 s without a message and its
+`hello` unanswered) the hub publishes `upstream lost` and keeps trying; when it
+answers again, `upstream following`, and the Subscriber fills what was missed
+from its history. Nothing is relayed twice: each upstream event reaches the loop
+once (the Subscriber's catch-up), and after a run's `sup.stop` the follower waits
+for a new run id before it subscribes again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import zmq
+
+from bus.control_client import ControlClient
+from bus.errors import BusError, NotRunning
+from bus.protocol import AnyEvent, Event, UnknownEvent, Upstream
+from bus.protocol.limits import ENGINE_NAME
+from bus.runtime import Address, resolve
+from bus.subscriber import Subscriber
+
+from .children import LAST_LOGS, observe
+from .config import SupervisorConfig
+from .control import seen_of
+from .core import Sink, Supervisor
+
+RETRY = 1.0  # seconds between attempts to reach an upstream that does not answer
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSpec:
+    origin: str    # its label at the hub: in `origin`, in topics, in status
+    address: Address
+
+
+def parse_upstream(text: str) -> UpstreamSpec:
+    """`NAME=ADDRESS`, or ADDRESS (the label is then made from it: tcp://10.0.0.5:7010 -> 10.0.0.5-7010)."""
+    name, sep, address = text.partition("=")
+    if not sep:
+        name, address = "", text
+        name = address.removeprefix("tcp://").replace(":", "-").replace("[", "").replace("]", "").strip("/").replace("/", "-")
+    if not ENGINE_NAME.fullmatch(name):
+        raise BusError(f"upstream {text!r}: the label {name!r} must be letters, digits, '_', '.', '-' (give NAME=ADDRESS)")
+    return UpstreamSpec(name, resolve(address))
+
+
+@dataclass
+class _Seen:
+    """What the hub knows of one engine of one upstream, from the events it relayed."""
+
+    origin: str
+    name: str
+    state: str = ""
+    reason: str = ""
+    pid: int | None = None
+    restarts: int = 0
+    exit: dict[str, Any] | None = None
+    host: str | None = None
+    remote: bool = False
+    events: int = 0
+    phase: str = ""
+    progress: dict[str, Any] | None = None
+    last_event_ts: float = 0.0
+    logs: deque[list[Any]] = field(default_factory=lambda: deque(maxlen=LAST_LOGS))
+    screenshot: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    findings: int = 0
+
+    def take(self, event: Event, gseq: int) -> None:
+        f = event.fields()
+        if event.KIND == "state":
+            self.state, self.reason, self.pid, self.restarts = f["state"], f["reason"], f["pid"], f["restarts"]
+            self.remote = self.remote or f["reason"].startswith("remote:")
+        elif event.KIND == "exit":
+            self.exit = {"code": f["code"], "signal": f["signal"], "signame": f["signame"]}
+        elif event.KIND == "hello":
+            self.host = f["host"] or self.host
+        if event.seq is not None:
+            self.events += 1
+        observe(self, event, gseq)
+
+    def status(self, snapshot: bool) -> dict[str, Any]:
+        out = {
+            "name": self.name, "engine": self.name.split(".", 1)[0], "origin": self.origin, "instance": None, "instances": None,
+            "state": self.state, "reason": self.reason, "pid": self.pid, "started": None, "uptime": None,
+            "restarts": self.restarts, "spawns": None, "exit": self.exit, "error": None, "events": self.events,
+            "lost": 0, "dropped": 0, "recovered": 0, "lines": 0, "markers": 0, "bad_markers": 0,
+            "phase": self.phase, "progress": self.progress, "last_event": self.last_event_ts or None,
+            "remote": self.remote, "host": self.host, "via": None,
+        }
+        return {**out, **seen_of(self)} if snapshot else out
+
+
+class Hub(Supervisor):
+    def __init__(self, config: SupervisorConfig, upstreams: Sequence[UpstreamSpec], *, ctx: zmq.Context, sinks: Sequence[Sink] = ()) -> None:
+        super().__init__(dataclasses.replace(config, exit_when_done=False), ctx=ctx, sinks=sinks)
+        labels = [u.origin for u in upstreams]
+        if not upstreams or len(set(labels)) != len(labels):
+            raise BusError("a hub needs at least one upstream, each with its own label (NAME=ADDRESS)")
+        self.upstreams = {u.origin: _Follower(u, self) for u in upstreams}
+        self.seen: dict[tuple[str, str], _Seen] = {}
+
+    # -- following ----------------------------------------------------------------------
+
+    def _begin(self) -> None:
+        for follower in self.upstreams.values():
+            follower.start()
+
+    def _end(self) -> None:
+        for follower in self.upstreams.values():
+            follower.stopping.set()
+        for follower in self.upstreams.values():
+            follower.join(10)
+
+    def _inbox_item(self, item: tuple[Any, ...]) -> None:
+        if item[0] == "relay":
+            self._relay(self.upstreams[item[1]], item[2])
+        elif item[0] == "upstream":
+            self._tell(self.upstreams[item[1]], item[2], item[3])
+        else:
+            super()._inbox_item(item)
+
+    def _relay(self, up: _Follower, event: AnyEvent) -> None:
+        up.relayed += 1
+        if event.kind == "sup.start":
+            f = event.fields()  # type: ignore[union-attr]
+            up.run_id = f["run"]
+            self._publish(Upstream(state="started", address=up.spec.address.label, run=f["run"], pid=f["pid"], version=f["version"], engines=f["engines"],
+                                   origin=up.spec.origin, origin_gseq=event.gseq, ts=event.ts))
+            return
+        if event.kind == "sup.stop":
+            f = event.fields()  # type: ignore[union-attr]
+            self._publish(Upstream(state="stopped", address=up.spec.address.label, run=up.run_id, code=f["code"], reason=f["reason"],
+                                   origin=up.spec.origin, origin_gseq=event.gseq, ts=event.ts))
+            return
+        if isinstance(event, UnknownEvent):  # a kind newer than us: forwarded as it came, labelled
+            header = {**event.header, "origin": up.spec.origin, "origin_gseq": event.gseq}
+            header.pop("gseq", None)
+            self._publish(dataclasses.replace(event, header=header, origin=up.spec.origin, gseq=None))  # type: ignore[arg-type]
+            return
+        relayed = dataclasses.replace(event, origin=up.spec.origin, origin_gseq=event.gseq, gseq=None)
+        self._publish(relayed)
+        if relayed.engine:
+            key = (up.spec.origin, relayed.engine)
+            seen = self.seen.get(key)
+            if seen is None:
+                seen = self.seen[key] = _Seen(*key)
+            seen.take(relayed, self.gseq)
+
+    def _tell(self, up: _Follower, state: str, reason: str) -> None:
+        if state == up.state:
+            return
+        up.state, up.reason = state, reason
+        self._publish(Upstream(state=state, address=up.spec.address.label, run=up.run_id, reason=reason, origin=up.spec.origin))
+
+    # -- what control requests see --------------------------------------------------------
+
+    def engines_status(self, *, snapshot: bool = False) -> list[dict[str, Any]]:
+        return super().engines_status(snapshot=snapshot) + [seen.status(snapshot) for seen in self.seen.values()]
+
+    def extra_status(self) -> dict[str, Any]:
+        return {"upstreams": [
+            {"origin": up.spec.origin, "address": up.spec.address.label, "state": up.state, "reason": up.reason, "run": up.run_id, "relayed": up.relayed}
+            for up in self.upstreams.values()
+        ]}
+
+    def command(self, op: str, name: str) -> dict[str, str]:
+        """Engines the hub relays are not its to start or stop: it says whom to ask."""
+        if name in self.children:
+            return super().command(op, name)
+        said = {}
+        for origin, engine in self.seen:
+            if name in (engine, engine.split(".", 1)[0], f"{origin}/{engine}"):
+                address = self.upstreams[origin].spec.address.label
+                said[f"{origin}/{engine}"] = f"remote: the hub only relays it; ask its supervisor: bus {op} {engine} {address}"
+        return said or super().command(op, name)
+
+
+class _Follower(threading.Thread):
+    """Follows one upstream supervisor; owns its Subscriber (sockets live in this thread)."""
+
+    def __init__(self, spec: UpstreamSpec, hub: Hub) -> None:
+        super().__init__(name=f"hub-{spec.origin}", daemon=True)
+        self.spec, self.hub = spec, hub
+        self.stopping = threading.Event()
+        # Read and written by the hub's loop only (the thread talks to it through the inbox):
+        self.state, self.reason, self.run_id, self.relayed = "connecting", "", "", 0
+
+    def _say(self, state: str, reason: str = "") -> None:
+        self.hub._inbox.put(("upstream", self.spec.origin, state, reason))
+
+    def run(self) -> None:
+        ended: str | None = None  # the run whose sup.stop we relayed: wait for another before subscribing again
+        said = ""
+        while not self.stopping.is_set():
+            if ended is not None and not self._new_run(ended):
+                continue
+            try:
+                with Subscriber(self.spec.address, ctx=self.hub.ctx, timeout=5.0, connect_timeout=None) as sub:
+                    said = self._follow(sub, said)
+                    ended = sub.run if sub.ended else None
+            except BusError as exc:  # refused (keys), or garbled: say why, keep trying
+                said = self._lost(str(exc), said)
+                self.stopping.wait(5 * RETRY)
+
+    def _follow(self, sub: Subscriber, said: str) -> str:
+        while not self.stopping.is_set():
+            try:
+                event = sub.recv(timeout=0.5)
+            except TimeoutError as exc:
+                if sub.unreachable and said == "following":  # (before the first answer it is still "connecting")
+                    said = self._lost(str(exc) if sub.run is None else "no answer to hello within 1s", said)
+                continue
+            except NotRunning as exc:  # it went away while we fetched its history: tried again
+                said = self._lost(str(exc), said) if said == "following" else said
+                self.stopping.wait(RETRY)
+                continue
+            if event is None:
+                return said  # its run ended
+            if said != "following":
+                self._say("following", "" if said in ("", "connecting") else "it answers again; what it published meanwhile comes from its history")
+                said = "following"
+            self.hub._inbox.put(("relay", self.spec.origin, event), _size(event))
+        return said
+
+    def _lost(self, reason: str, said: str) -> str:
+        if said != "lost":
+            self._say("lost", reason)
+        return "lost"
+
+    def _new_run(self, ended: str) -> bool:
+        """After a run's end: True once the upstream runs another (or is gone, so the next one is new)."""
+        client = ControlClient(self.hub.ctx, self.spec.address, timeout=RETRY)
+        try:
+            hello, _ = client.request("hello")
+            if hello["run"] != ended:
+                return True
+        except (NotRunning, BusError):
+            return True  # it is gone: whatever answers next is a new run
+        finally:
+            client.close()
+        self.stopping.wait(RETRY)
+        return False
+
+
+def _size(event: AnyEvent) -> int:
+    if isinstance(event, UnknownEvent):
+        return sum(len(b) for b in event.blobs)
+    return sum(len(getattr(event, name)) for name in event.BLOB_FIELDS)
+
