@@ -136,8 +136,9 @@ class ConfigError(BusError):
     pass
 
 
-def load_config(path: str | Path) -> tuple[tuple[EngineSpec, ...], dict[str, Any]]:
-    """Engine specs and supervisor settings (SupervisorConfig keywords) from a TOML file."""
+def load_config(path: str | Path, *, remote_only: bool = False) -> tuple[tuple[EngineSpec, ...], dict[str, Any]]:
+    """Engine specs and supervisor settings (SupervisorConfig keywords) from a TOML file.
+    `remote_only`: a file without engines is fine (a supervisor kept for remote engines)."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -155,9 +156,10 @@ def load_config(path: str | Path) -> tuple[tuple[EngineSpec, ...], dict[str, Any
     settings = _supervisor_settings(path, data.get("supervisor", {}))
     if "security" in data:
         settings["security"] = _security(path, data["security"])
-    engines = data.get("engines")
-    if not isinstance(engines, dict) or not engines:
-        raise ConfigError(f"{path}: no engines: add a table like [engines.worker] with command = [\"python\", \"worker.py\"]")
+    engines = data.get("engines", {} if remote_only else None)
+    if not isinstance(engines, dict) or not (engines or remote_only):
+        raise ConfigError(f"{path}: no engines: add a table like [engines.worker] with command = [\"python\", \"worker.py\"] "
+                          "(or start it with --keep, to wait for remote engines: docs/DEPLOY.md)")
     base = path.parent.resolve()
     specs = tuple(_engine(path, base, name, table) for name, table in engines.items())
     names = [n for spec in specs for n in spec.instance_names()]

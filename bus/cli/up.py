@@ -16,7 +16,7 @@ from .launch import launch
 @click.option("--listen", metavar="tcp://HOST:PORT", help="Also listen on TCP: control on PORT, pub on PORT+1, pull on PORT+2.")
 @server_security_options
 @click.option("--stop-timeout", type=float, metavar="SECONDS", help="Grace between SIGTERM and SIGKILL when stopping (default 10).")
-@click.option("--keep", is_flag=True, help="Keep running when every engine has exited (for `bus start`); stop with Ctrl-C or `bus down`.")
+@click.option("--keep", is_flag=True, help="Keep running when every engine has exited (for `bus start`, and remote engines: then CONFIG.toml may list none); stop with Ctrl-C or `bus down`.")
 @journal_option
 @output_options
 @quiet_option
@@ -37,7 +37,7 @@ def up(config: str, session: str | None, listen: str | None, keys_dir: str | Non
       bus up --listen tcp://0.0.0.0:7010 --keys keys/ examples/demo.toml
       bus up --keep services.toml      (then: bus status, bus restart NAME, bus down)
     """
-    engines, settings = load_config(config)
+    engines, settings = load_config(config, remote_only=keep)
     security_settings(settings, listen, keys_dir, insecure)
     if stop_timeout is not None:
         settings["stop_timeout"] = stop_timeout
