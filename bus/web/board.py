@@ -167,7 +167,7 @@ class Board:
             self.ended, self._head_dirty = True, True
             self.note = f"run ended: {f['reason']} (exit code {f['code']})"
         elif event.engine and kind != "heartbeat":  # a heartbeat changes nothing a card shows
-            card = self._card(event.engine)
+            card = self._card(f"{event.origin}/{event.engine}" if event.origin else event.engine)  # (a hub's: one card per origin)
             if kind == "screenshot":
                 self._keep_shot(card, event)
             card.apply(event)
