@@ -25,6 +25,7 @@ import signal
 import socket as stdsocket
 import subprocess
 import sys
+import threading
 import time
 from typing import Any, Callable
 
@@ -163,7 +164,5 @@ _FORWARDED = [signal.SIGTERM, signal.SIGINT] + ([signal.SIGHUP] if hasattr(signa
 
 
 def _thread(target: Any, *args: Any) -> None:
-    import threading
-
     threading.Thread(target=target, args=args, daemon=True).start()
 

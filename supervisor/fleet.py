@@ -79,7 +79,8 @@ class Fleet:
         for child in self.select(name):
             if child.remote:
                 outcome[child.name] = _cannot_signal(child)
-            elif child.state in ALIVE:
+                continue
+            if child.state in ALIVE:
                 outcome[child.name] = f"already {child.state}"
                 continue
             child.tracker.reset()
@@ -141,8 +142,12 @@ class Fleet:
         if child is not None and not child.remote:
             raise RemoteProtocolError(f"engine {hello.engine!r} is one this supervisor starts: attach under another name", reason="name-taken")
         if child is None:
-            if sum(c.remote for c in self.children.values()) >= MAX_REMOTE:
-                raise RemoteProtocolError(f"already {MAX_REMOTE} remote engines: {hello.engine!r} not attached", reason="too-many-engines")
+            remote = [c for c in self.children.values() if c.remote]
+            if len(remote) >= MAX_REMOTE:  # forget the one that ended longest ago, if any has
+                gone = min((c for c in remote if c.state in FINAL), key=lambda c: c.last_seen, default=None)
+                if gone is None:
+                    raise RemoteProtocolError(f"already {MAX_REMOTE} remote engines running: {hello.engine!r} not attached", reason="too-many-engines")
+                del self.children[gone.name]
             spec = EngineSpec(name=hello.engine, command=())
             child = Child(spec=spec, name=hello.engine, instance=1, tracker=RestartTracker(spec.restart), remote=True)
             self.children[child.name] = child

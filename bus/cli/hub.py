@@ -61,6 +61,6 @@ def hub(upstreams: tuple[str, ...], session: str, listen: str | None, keys_dir: 
     if named:
         raise UsageError(f"--server-key {next(iter(named))}=...: no upstream is labelled {next(iter(named))!r}")
     settings = security_settings({}, listen, keys_dir, insecure)
-    cfg = SupervisorConfig(engines=(), session=session, journal=not no_journal, exit_when_done=False, watchdog=False, **settings)
+    cfg = SupervisorConfig(engines=(), session=session, journal=not no_journal, watchdog=False, **settings)
     return launch(cfg, make_renderer(as_json, plain, shots, quiet), announce=not (as_json or quiet), make=lambda ctx: Hub(cfg, specs, ctx=ctx))
 

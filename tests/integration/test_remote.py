@@ -75,8 +75,10 @@ def test_an_attached_engine_streams_in_is_listed_as_remote_and_cannot_be_signall
     listed = status()["far"]
     assert (listed["remote"], listed["via"], listed["host"], listed["state"], listed["exit"]["code"]) == (True, "key eng", socket.gethostname(), "exited", 0)
     assert listed["events"] == len(far) - len([e for e in far if e.kind in ("state", "exit")])  # what it (and attach for it) sent
-    refused = bus_result("stop", "far")
-    assert refused.returncode == 2 and "cannot stop a remote engine: far: the supervisor cannot signal it" in refused.stderr
+    for verb in ("stop", "restart", "start"):
+        refused = bus_result(verb, "far")
+        assert refused.returncode == 2 and f"cannot {verb} a remote engine: far: the supervisor cannot signal it" in refused.stderr, refused.stderr
+    assert status()["far"]["state"] == "exited"  # and nothing was done to it
 
 
 def test_without_an_engine_key_an_engine_is_refused(supervisor, keys: dict[str, Path]) -> None:  # type: ignore[no-untyped-def]
