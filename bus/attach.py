@@ -30,18 +30,17 @@ import time
 from typing import Any, Callable
 
 import zmq
-import zmq.utils.monitor
 
-from . import sockets
+from . import exitcodes, sockets
 from ._version import __version__
 from .control_client import ControlClient, pick_endpoint
 from .errors import BusError, Denied
+from .keys import HANDSHAKE_FAILED, describe_failure, monitor_events
 from .protocol import EngineExited, EngineHello, Event, Heartbeat, encode
 from .protocol.legacy import line_event
 from .runtime import Address
 
 POSIX = os.name == "posix"
-MAX_LINE = 64 * 1024
 LINGER = 3.0  # seconds to deliver the last events when the command has ended
 
 
@@ -67,21 +66,19 @@ def attach(address: Address, command: tuple[str, ...], *, name: str, heartbeat: 
 
 def _wait_handshake(push: zmq.Socket, endpoint: str, address: Address, timeout: float) -> None:
     """Return once the supervisor's PULL admitted us; BusError (one line) if it refused or never answered."""
-    from .keys import HANDSHAKE_FAILED, describe_failure
-
     monitor = push.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | HANDSHAKE_FAILED)
     try:
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             if not monitor.poll(int(left * 1000) + 1):
                 break
-            event = zmq.utils.monitor.recv_monitor_message(monitor)["event"]
-            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                return
-            if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH and address.keys is not None:
-                raise Denied(f"the supervisor at {endpoint} refused key {address.keys.name!r} for pushing events: "
-                             "its public key (NAME.key) must be in the supervisor's engines role (docs/SECURITY.md)")
-            raise Denied(describe_failure(event, endpoint, address.keys) or f"the handshake with {endpoint} failed")
+            for event in monitor_events(monitor):
+                if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                    return
+                if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH and address.keys is not None:
+                    raise Denied(f"the supervisor at {endpoint} refused key {address.keys.name!r} for pushing events: "
+                                 "its public key (NAME.key) must be in the supervisor's engines role (docs/SECURITY.md)")
+                raise Denied(describe_failure(event, endpoint, address.keys) or f"the handshake with {endpoint} failed")
         raise BusError(f"no handshake with the supervisor's pull endpoint {endpoint} within {timeout:g}s: is that port open from here? (docs/DEPLOY.md)")
     finally:
         push.disable_monitor()
@@ -95,6 +92,7 @@ class _Run:
 
     def run(self) -> int:
         from supervisor.children import Inbox, exit_info, read_lines, signal_group, wait_exit
+        from supervisor.config import MAX_LINE
 
         env = dict(os.environ)
         for ours in ("BUS_SPOOL", "BUS_INSTANCE", "BUS_SESSION_DIR"):
@@ -104,7 +102,7 @@ class _Run:
         try:
             proc = subprocess.Popen(list(self.command), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, **options)
         except OSError as exc:
-            code = 127 if isinstance(exc, FileNotFoundError) else 126
+            code = exitcodes.COMMAND_NOT_FOUND if isinstance(exc, FileNotFoundError) else 126  # (126: not executable, as a shell says)
             error = BusError(f"cannot start {self.command[0]}: {exc.strerror or exc}")
             error.exit_code = code
             raise error from None
@@ -121,7 +119,7 @@ class _Run:
             self._send(EngineHello(engine=self.name, pid=proc.pid, sdk=f"bus-attach/{__version__}", host=stdsocket.gethostname(), heartbeat=self.heartbeat))
             inbox = Inbox()
             for stream, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
-                _thread(read_lines, None, stream, pipe, inbox, MAX_LINE)
+                _thread(read_lines, None, stream, pipe, inbox, MAX_LINE)  # cut where the supervisor cuts its own engines' lines
             _thread(wait_exit, None, proc, inbox)
             open_streams, returncode, ended = 2, None, 0.0
             next_beat = time.monotonic() + self.heartbeat

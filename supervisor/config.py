@@ -51,6 +51,7 @@ from bus.protocol.limits import ENGINE_NAME
 from bus.runtime import tcp_endpoints
 
 MAX_INSTANCES = 1000
+MAX_LINE = 64 * 1024  # stdout/stderr lines longer than this are cut (bus attach cuts at the same length)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +101,7 @@ class SupervisorConfig:
     remote_timeout: float = 30.0        # a remote engine whose hello names no heartbeat is lost after this much silence
     history_events: int = 100_000       # in-memory history bound, events
     history_bytes: int = 256 * 1024 * 1024  # ... and bytes
-    max_line: int = 64 * 1024           # longer stdout/stderr lines are cut
+    max_line: int = MAX_LINE            # longer stdout/stderr lines are cut
     watchdog: bool = True               # engines die with a SIGKILLed supervisor (POSIX)
     journal: bool = True                # keep every event on disk (bus/journal.py)
     journal_max_bytes: int = 1024**3    # retention: the oldest events go beyond this size...

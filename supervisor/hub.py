@@ -167,8 +167,7 @@ class Hub(Supervisor):
             seen.take(relayed, self.gseq)
 
     def _tell(self, up: _Follower, state: str, reason: str) -> None:
-        if state == up.state:
-            return
+        """An upstream's follower says it follows, or lost it (it says each change once)."""
         up.state, up.reason = state, reason
         self._publish(Upstream(state=state, address=up.spec.address.label, run=up.run_id, reason=reason, origin=up.spec.origin))
 
@@ -202,50 +201,50 @@ class _Follower(threading.Thread):
         super().__init__(name=f"hub-{spec.origin}", daemon=True)
         self.spec, self.hub = spec, hub
         self.stopping = threading.Event()
+        self.told = "connecting"  # the state this thread last told the loop (this thread's own)
         # Read and written by the hub's loop only (the thread talks to it through the inbox):
         self.state, self.reason, self.run_id, self.relayed = "connecting", "", "", 0
 
     def _say(self, state: str, reason: str = "") -> None:
+        self.told = state
         self.hub._inbox.put(("upstream", self.spec.origin, state, reason))
 
     def run(self) -> None:
         ended: str | None = None  # the run whose sup.stop we relayed: wait for another before subscribing again
-        said = ""
         while not self.stopping.is_set():
             if ended is not None and not self._new_run(ended):
                 continue
             try:
                 with Subscriber(self.spec.address, ctx=self.hub.ctx, timeout=5.0, connect_timeout=None) as sub:
-                    said = self._follow(sub, said)
+                    self._follow(sub)
                     ended = sub.run if sub.ended else None
             except BusError as exc:  # refused (keys), or garbled: say why, keep trying
-                said = self._lost(str(exc), said)
+                self._lost(str(exc))
                 self.stopping.wait(5 * RETRY)
 
-    def _follow(self, sub: Subscriber, said: str) -> str:
+    def _follow(self, sub: Subscriber) -> None:
+        """Relay until its run ends (or the hub stops)."""
         while not self.stopping.is_set():
             try:
                 event = sub.recv(timeout=0.5)
             except TimeoutError as exc:
-                if sub.unreachable and said == "following":  # (before the first answer it is still "connecting")
-                    said = self._lost(str(exc) if sub.run is None else "no answer to hello within 1s", said)
+                if sub.unreachable and self.told == "following":  # (before the first answer it is still "connecting")
+                    self._lost(str(exc) if sub.run is None else "no answer to hello within 1s")
                 continue
             except NotRunning as exc:  # it went away while we fetched its history: tried again
-                said = self._lost(str(exc), said) if said == "following" else said
+                if self.told == "following":
+                    self._lost(str(exc))
                 self.stopping.wait(RETRY)
                 continue
             if event is None:
-                return said  # its run ended
-            if said != "following":
-                self._say("following", "" if said in ("", "connecting") else "it answers again; what it published meanwhile comes from its history")
-                said = "following"
+                return  # its run ended
+            if self.told != "following":
+                self._say("following", "" if self.told == "connecting" else "it answers again; what it published meanwhile comes from its history")
             self.hub._inbox.put(("relay", self.spec.origin, event), _size(event))
-        return said
 
-    def _lost(self, reason: str, said: str) -> str:
-        if said != "lost":
+    def _lost(self, reason: str) -> None:
+        if self.told != "lost":
             self._say("lost", reason)
-        return "lost"
 
     def _new_run(self, ended: str) -> bool:
         """After a run's end: True once the upstream runs another (or is gone, so the next one is new)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import click
 
@@ -49,13 +48,11 @@ def hub(upstreams: tuple[str, ...], session: str, listen: str | None, keys_dir: 
     named = dict(s.split("=", 1) for s in server_keys if "=" in s)
     if len(shared) > 1:
         raise UsageError("--server-key FILE (for every upstream) given twice: name them, --server-key NAME=FILE")
-    key = key or os.environ.get("BUS_KEY") or None
     specs = []
     for text in upstreams:
         spec = parse_upstream(text)
-        if spec.address.control.startswith("tcp://"):
-            server = named.pop(spec.origin, None) or (shared[0] if shared else None) or os.environ.get("BUS_SERVER_KEY") or None
-            keys = client_keys(server, key) if server or key else None
+        if spec.address.control.startswith("tcp://"):  # its own server key, else the shared one (client_keys falls back to BUS_SERVER_KEY, BUS_KEY)
+            keys = client_keys(named.pop(spec.origin, None) or (shared[0] if shared else None), key)
             spec = dataclasses.replace(spec, address=dataclasses.replace(spec.address, keys=keys))
         specs.append(spec)
     if named:
