@@ -51,9 +51,11 @@ def attach(address: Address, command: tuple[str, ...], *, name: str, heartbeat: 
     try:
         control = ControlClient(ctx, address, timeout=timeout)
         try:
-            reply, _ = control.request("hello")
+            reply, _ = control.request("hello", engine=name)
         finally:
             control.close()
+        if reply.get("engine") == "supervised":
+            raise BusError(f"the supervisor at {address.label} runs an engine named {name!r} itself: attach under another name (-n NAME)")
         endpoint = pick_endpoint(reply["endpoints"]["pull"], address.control)
         push = sockets.push(ctx, endpoint, linger_ms=int(LINGER * 1000), keys=address.keys if endpoint.startswith("tcp://") else None)
         _wait_handshake(push, endpoint, address, timeout)

@@ -26,6 +26,7 @@ from bus.protocol.control import (
     encode_reply,
 )
 
+from .lifecycle import FINAL
 from .sources import user_id
 
 if TYPE_CHECKING:
@@ -45,7 +46,12 @@ def serve(sup: Supervisor) -> None:
         frames = [f.bytes for f in received]
         # [identity, "", body] from REQ/DEALER with an envelope; [identity, body] without.
         envelope, body = (frames[:2], frames[2:]) if len(frames) > 1 and frames[1] == b"" else (frames[:1], frames[1:])
-        sup.router.send_multipart(envelope + answer(sup, body, who))
+        try:
+            reply = answer(sup, body, who)
+        except Exception as exc:  # a bug of ours that this request reached: answered and said, never fatal
+            sup._internal_error("a control request", exc)
+            reply = [encode_error(None, "internal-error", f"the supervisor failed on this request ({type(exc).__name__}: {exc}); it keeps running")]
+        sup.router.send_multipart(envelope + reply)
 
 
 def answer(sup: Supervisor, body: list[bytes], who: str | None = None) -> list[Any]:
@@ -84,7 +90,19 @@ def answer(sup: Supervisor, body: list[bytes], who: str | None = None) -> list[A
         return [encode_reply(request.id, **runs(sup))]
     if request.op == "snapshot":
         return [encode_reply(request.id, **snapshot(sup))]
-    return [encode_reply(request.id, **hello(sup))]
+    name = request.args.get("engine")
+    return [encode_reply(request.id, **hello(sup), **({"engine": name_state(sup, name)} if name is not None else {}))]
+
+
+def name_state(sup: Supervisor, name: str) -> str:
+    """What an engine name is here, for a launcher about to attach under it: free,
+    supervised (this supervisor starts it: attaching is refused), remote or ended (a remote one)."""
+    child = sup.children.get(name)
+    if child is None:
+        return "free"
+    if not child.remote:
+        return "supervised"
+    return "ended" if child.state in FINAL else "remote"
 
 
 def hello(sup: Supervisor) -> dict[str, Any]:
@@ -104,6 +122,7 @@ def status(sup: Supervisor) -> dict[str, Any]:
         "uptime": time.time() - sup.started,
         "stopping": sup.stop_reason or None,
         "counters": dict(sup.counters),
+        "internal_errors": sup.internal_errors,
         "rejects": dict(sup.rejects),
         "reject_sources": {source: dict(counts) for source, counts in sup.reject_sources.items()},
         "security": security_status(sup),

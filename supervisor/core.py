@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
+import traceback
 import uuid
 from typing import Any, Callable, Sequence
 
@@ -73,6 +75,7 @@ class Supervisor:
         self.started = time.time()
         self.endpoints: dict[str, list[str]] = {}
         self.counters = {"received": 0, "accepted": 0, "rejected": 0, "published": 0, "lines": 0}
+        self.internal_errors = 0  # bugs of ours that a message or request reached (each said on stderr)
         self.rejects: dict[str, int] = {}
         self.reject_sources: dict[str, dict[str, int]] = {}  # who sent what was rejected, by reason
         self.handshakes_failed: dict[str, int] = {}          # per socket: TCP clients refused at the handshake
@@ -297,27 +300,43 @@ class Supervisor:
                     extra += 1  # read and dropped: a message cannot grow our memory by its frame count
             self.counters["received"] += 1
             try:
-                if extra:
-                    raise RemoteProtocolError(f"message has {MAX_FRAMES + extra} frames, more than {MAX_FRAMES}", reason="bad-frames")
-                event, raw = decode_engine([frames[0].bytes, *(f.buffer for f in frames[1:])])
-                child = self.children.get(event.engine)
-                if event.KIND == "hello" and (child is None or child.remote or event.seq is None):
-                    child = self.fleet.attach(event, source_of(frames[0], self.gatekeeper))  # type: ignore[arg-type]
-                elif child is None:
-                    raise RemoteProtocolError(f"unknown engine {event.engine!r} (a remote engine says hello first)", reason="unknown-engine")
-                elif event.KIND == "exit":
-                    if not child.remote:
-                        raise RemoteProtocolError("kind 'exit' is sent only by the supervisor, or by bus attach for a remote engine", reason="reserved-kind")
-                    self.counters["accepted"] += 1
-                    self.fleet.seen(child, event)
-                    self.fleet.remote_exit(child, event)  # type: ignore[arg-type]  # published after its last events
-                    continue
+                self._take(frames, extra)
             except RemoteProtocolError as exc:
-                self._reject(exc.reason, frames[0])
-                continue
-            self._accept(child, event, frames[1:], raw)
+                self._count_reject(exc.reason, frames[0])
+            except Exception as exc:  # a bug of ours that this message reached: counted and said, never fatal
+                self._count_reject("internal-error", frames[0])
+                self._internal_error("an engine message", exc)
 
-    def _reject(self, reason: str, frame: zmq.Frame) -> None:
+    def _take(self, frames: list[zmq.Frame], extra: int) -> None:
+        """One engine message: decode, check who may say it, publish. RemoteProtocolError: rejected."""
+        if extra:
+            raise RemoteProtocolError(f"message has {MAX_FRAMES + extra} frames, more than {MAX_FRAMES}", reason="bad-frames")
+        event, raw = decode_engine([frames[0].bytes, *(f.buffer for f in frames[1:])])
+        child = self.children.get(event.engine)
+        if event.KIND == "hello" and (child is None or child.remote or event.seq is None):
+            child = self.fleet.attach(event, source_of(frames[0], self.gatekeeper))  # type: ignore[arg-type]
+        elif child is None:
+            raise RemoteProtocolError(f"unknown engine {event.engine!r} (a remote engine says hello first)", reason="unknown-engine")
+        elif event.KIND == "exit":
+            if not child.remote:
+                raise RemoteProtocolError("kind 'exit' is sent only by the supervisor, or by bus attach for a remote engine", reason="reserved-kind")
+            self.counters["accepted"] += 1
+            self.fleet.seen(child, event)
+            self.fleet.remote_exit(child, event)  # type: ignore[arg-type]  # published after its last events
+            return
+        self._accept(child, event, frames[1:], raw)
+
+    def _internal_error(self, what: str, exc: Exception) -> None:
+        """Say a bug loudly (stderr with its traceback, and a `bus` log), then carry on."""
+        self.internal_errors += 1
+        trace = "".join(traceback.format_exception(exc)).rstrip()
+        print(f"bus supervisor: internal error while handling {what} (please report it):\n{trace}", file=sys.stderr, flush=True)
+        try:
+            self._publish(Log(message=f"bus: internal error while handling {what}: {type(exc).__name__}: {exc} (see the supervisor's stderr)", level="error", stream="bus"))
+        except Exception:  # noqa: BLE001 - the note itself failed (a broken sink): stderr has it
+            pass
+
+    def _count_reject(self, reason: str, frame: zmq.Frame) -> None:
         """Count a rejected message by reason and by who sent it: the CURVE key's
         name, the TCP peer's address, or "local" (ipc)."""
         self.counters["rejected"] += 1

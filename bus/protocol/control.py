@@ -13,7 +13,7 @@ from typing import Any
 import msgpack
 
 from .codec import unpack_header
-from .errors import RemoteProtocolError
+from .errors import CONTROL_ERRORS, ENGINE_REJECTS, RemoteProtocolError
 from .limits import MAX_ITEMS, PROTOCOL_VERSION
 
 MAX_HISTORY_BATCH = 1000  # events in one history reply
@@ -23,7 +23,7 @@ REQUIRED = object()
 
 # op -> {argument: (accepted types, default or REQUIRED)}
 OPS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
-    "hello": {},
+    "hello": {"engine": ((str, type(None)), None)},
     "status": {},
     "runs": {},
     "snapshot": {},
@@ -86,6 +86,9 @@ def encode_reply(req_id: Any, **fields: Any) -> bytes:
 
 
 def encode_error(req_id: Any, code: str, message: str) -> bytes:
+    """An error reply; `code` is one of CONTROL_ERRORS, or the decoding reason of a request that could not be read."""
+    if code not in CONTROL_ERRORS and code not in ENGINE_REJECTS:
+        raise ValueError(f"undeclared control error code {code!r}")
     return msgpack.packb(
         {"v": PROTOCOL_VERSION, "id": req_id, "ok": False, "code": code, "error": message}, use_bin_type=True
     )

@@ -12,8 +12,15 @@ from __future__ import annotations
 ENGINE_REJECTS = (
     "no-frames", "too-large", "bad-msgpack", "bad-utf8", "not-a-map", "bad-version", "newer-version",
     "bad-kind", "unknown-kind", "reserved-kind", "missing-field", "bad-field", "bad-frames", "unknown-engine",
+    "name-taken", "too-many-engines",
+    "internal-error",  # a bug of ours that a message reached: counted and said (a `bus` log), never fatal
 )
-OTHER_REASONS = ("bad-marker", "bad-request", "unknown-op", "bad-reply", "unknown-run")
+# The `code` of a control error reply (docs/PROTOCOL.md, "Control"): its own codes, or the
+# decoding reason of a request that could not be read.
+CONTROL_ERRORS = (
+    "bad-request", "unknown-op", "forbidden", "stopping", "unknown-engine", "remote", "unknown-run", "internal-error",
+)
+OTHER_REASONS = ("bad-marker", "bad-reply", *CONTROL_ERRORS)
 
 
 class ProtocolError(Exception):
