@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
-from .errors import NotRunning
+from .errors import BusError, NotRunning
 from .runtime import Address, journal_path
 from .spool import pack_frames, unpack_frames
 
@@ -219,12 +219,29 @@ def _used_bytes(conn: sqlite3.Connection) -> int:
     return pages * conn.execute("PRAGMA page_size").fetchone()[0]
 
 
+class JournalError(BusError):
+    """A journal that cannot be read (damaged, or not a journal)."""
+
+
+class _Guarded(sqlite3.Connection):
+    """A read-only connection whose errors are one line for the user (JournalError)."""
+
+    path: Path
+
+    def execute(self, sql: str, parameters: Any = ()) -> sqlite3.Cursor:  # type: ignore[override]
+        try:
+            return super().execute(sql, parameters)
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(f"the journal {self.path} cannot be read ({exc}): it is damaged or not a journal; move it away (the next supervisor starts a new one)") from None
+
+
 class JournalReader:
     """Read-only; safe beside a writer in another thread or process (WAL)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+        self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False, factory=_Guarded)
+        self._conn.path = path
 
     def runs(self) -> list[RunInfo]:
         rows = self._conn.execute(

@@ -31,11 +31,19 @@ import zmq
 
 from .errors import BusError, NotRunning, UsageError
 from .keys import ClientKeys, client_keys
+from .protocol.limits import ENGINE_NAME
 
 HAS_IPC = zmq.has("ipc")
 SESSION_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,31}")
 MAX_IPC_PATH = 100  # sun_path is 108 bytes on Linux (104 on macOS); keep a margin
 INFO_FILE = "supervisor.json"
+
+
+def engine_name(name: str, what: str) -> str:
+    """An engine name given on the command line, checked (UsageError in one line if it is not one)."""
+    if not ENGINE_NAME.fullmatch(name):
+        raise UsageError(f"{what} {name!r} is not a valid engine name: up to 128 letters, digits, '_', '.', '-', not starting with '.' or '-'")
+    return name
 
 
 def runtime_base() -> Path:
@@ -187,6 +195,7 @@ def resolve(address: str | None) -> Address:
     control socket (PUB found through it), with CURVE keys from the environment
     if set; a directory -> that run directory."""
     if address and address.startswith("tcp://"):
+        tcp_address(address, "address")
         return Address(control=address, pub=None, label=address, keys=client_keys())
     if address and "://" in address:
         raise UsageError(
@@ -205,12 +214,25 @@ def resolve(address: str | None) -> Address:
     return Address(control=info["control"][0], pub=info["pub"][0], label=session.label, session=session)
 
 
+TCP_ADDRESS = re.compile(r"tcp://(\[[0-9A-Fa-f:.]+\]|\*|[A-Za-z0-9](?:[A-Za-z0-9.\-]{0,251}[A-Za-z0-9])?):(\d{1,5})")
+
+
+def tcp_address(text: str, what: str, *, bind: bool = False) -> tuple[str, int]:
+    """(host, port) of `tcp://HOST:PORT`, checked before anything binds or connects:
+    a host name, an IPv4 address or a bracketed IPv6 one (`*` only to bind), and a
+    port from 1 to 65535 (0, any free port, only to bind). UsageError in one line if not."""
+    match = TCP_ADDRESS.fullmatch(text)
+    port = int(match.group(2)) if match else -1
+    if match is None or not (0 if bind else 1) <= port <= 65535 or (match.group(1) == "*" and not bind):
+        example = "tcp://0.0.0.0:7010" if bind else "tcp://10.0.0.5:7010"
+        ports = "0 (any free port) to 65535" if bind else "1 to 65535"
+        raise UsageError(f"{what} {text!r} is not an address like {example} (a host, then a port from {ports})")
+    return match.group(1), port
+
+
 def tcp_endpoints(listen: str) -> dict[str, str]:
     """`tcp://HOST:PORT` -> control on PORT, pub on PORT+1, pull on PORT+2 (port 0: any free ports)."""
-    match = re.fullmatch(r"tcp://(\[[^\]]+\]|[^:/]+):(\d+)", listen)
-    if not match:
-        raise UsageError(f"--listen {listen!r} is not an address like tcp://127.0.0.1:7010")
-    host, port = match.group(1), int(match.group(2))
+    host, port = tcp_address(listen, "--listen", bind=True)
     if port > 65533:
         raise UsageError(f"--listen {listen!r}: the port must be at most 65533 (pub and pull use the next two)")
     if port == 0:

@@ -7,6 +7,7 @@ process, made at the entry point, never shared across fork.
 
 from __future__ import annotations
 
+import errno
 from typing import TYPE_CHECKING, Iterable
 
 import zmq
@@ -37,6 +38,8 @@ def bind(sock: zmq.Socket, endpoint: str) -> str:
     except zmq.ZMQError as exc:
         if exc.errno == zmq.EADDRINUSE:
             raise BusError(f"{endpoint} is already in use: stop what holds it or choose another address") from None
+        if exc.errno in (zmq.EADDRNOTAVAIL, errno.ENODEV):
+            raise BusError(f"cannot bind {endpoint}: that address is not on this host (listen on one of its own addresses, or 0.0.0.0)") from None
         raise BusError(f"cannot bind {endpoint}: {exc.strerror}") from None
     return sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
@@ -48,13 +51,18 @@ def _socket(ctx: zmq.Context, kind: int, linger_ms: int) -> zmq.Socket:
 
 
 def _bind_all(sock: zmq.Socket, name: str, local: Iterable[str], remote: Iterable[str], security: Security | None) -> list[str]:
-    """Bind the local endpoints, then (as a CURVE server, if there are keys) the remote ones."""
-    sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME[name])
-    bound = [bind(sock, e) for e in local]
-    remote = list(remote)
-    if remote and security is not None:
-        security.apply(sock, name)
-    return bound + [bind(sock, e) for e in remote]
+    """Bind the local endpoints, then (as a CURVE server, if there are keys) the remote ones.
+    A bind that fails closes the socket (an open one would make Context.term() wait for ever)."""
+    try:
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME[name])
+        bound = [bind(sock, e) for e in local]
+        remote = list(remote)
+        if remote and security is not None:
+            security.apply(sock, name)
+        return bound + [bind(sock, e) for e in remote]
+    except BaseException:
+        sock.close(linger=0)
+        raise
 
 
 def xpub(ctx: zmq.Context, local: Iterable[str], remote: Iterable[str] = (), *, security: Security | None = None, linger_ms: int = 1000) -> tuple[zmq.Socket, list[str]]:

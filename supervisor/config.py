@@ -179,11 +179,13 @@ class _Bad(Exception):
     pass
 
 
-def _number(low: float, high: float = float("inf"), *, above: bool = False) -> Check:
+def _number(low: float, high: float, *, above: bool = False) -> Check:
+    """A finite number in [low, high] (or (low, high] with `above`): every number a config holds has a range."""
+
     def check(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > low if above else value >= low) or value > high:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > low if above else value >= low) or not value <= high:
             bound = f"> {low:g}" if above else f">= {low:g}"
-            raise _Bad(f"must be a number {bound}" + (f" and <= {high:g}" if high != float("inf") else "") + f", got {value!r}")
+            raise _Bad(f"must be a number {bound} and <= {high:g}, got {value!r}")
         return float(value)
 
     return check
@@ -238,18 +240,19 @@ def _boolean(value: Any) -> bool:
     return value
 
 
+DAY = 86400.0
 ENGINE_CHECKS: dict[str, Check] = {
     "instances": _integer(1, MAX_INSTANCES),
     "restart": _choice("never", "on-failure", "always"),
-    "backoff": _number(0, above=True),
-    "backoff_max": _number(0, above=True),
+    "backoff": _number(0, 3600, above=True),
+    "backoff_max": _number(0, DAY, above=True),
     "backoff_jitter": _number(0, 0.99),
-    "stable_after": _number(0),
+    "stable_after": _number(0, 7 * DAY),
     "max_restarts": _integer(0, 1_000_000),
-    "restart_window": _number(0, above=True),
+    "restart_window": _number(0, 7 * DAY, above=True),
     "stop_signal": _signal_name,
-    "stop_timeout": _number(0),
-    "heartbeat_timeout": _number(0),
+    "stop_timeout": _number(0, DAY),
+    "heartbeat_timeout": _number(0, DAY),
     "on_unresponsive": _choice("report", "restart"),
     "on_exit": _choice("ignore", "restart", "stop-all"),
     "shell": _boolean,
@@ -257,15 +260,15 @@ ENGINE_CHECKS: dict[str, Check] = {
 }
 ENGINE_KEYS = {"command", "env", "cwd", *ENGINE_CHECKS}
 SUPERVISOR_CHECKS: dict[str, Check] = {
-    "stop_timeout": _number(0),
+    "stop_timeout": _number(0, DAY),
     "history_events": _integer(1, 100_000_000),
-    "history_mb": _number(1),
+    "history_mb": _number(1, 1024 * 1024),
     "journal": _boolean,
-    "journal_max_mb": _number(1),
-    "journal_max_days": _number(0, above=True),
+    "journal_max_mb": _number(1, 100 * 1024 * 1024),
+    "journal_max_days": _number(0, 36500, above=True),
     "listen": _listen,
     "insecure": _boolean,
-    "remote_timeout": _number(0, above=True),
+    "remote_timeout": _number(0, DAY, above=True),
 }
 SECURITY_KEYS = {"server_key", "engines", "subscribers", "admins"}
 
@@ -318,12 +321,18 @@ def _engine(path: Path, base: Path, name: str, table: Any) -> EngineSpec:
                 values[key] = ENGINE_CHECKS[key](value)
             except _Bad as exc:
                 raise ConfigError(f"{where}: {key} {exc}") from None
+    longest = f"{name}.{values['instances']}" if values.get("instances", 1) > 1 else name
+    if not ENGINE_NAME.fullmatch(longest):
+        raise ConfigError(f"{where}: the instance name {longest!r} would be longer than 128 characters: shorten the engine's name")
     command = _command(where, table.get("command"), values.get("shell", False))
     env = table.get("env", {})
     if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
         raise ConfigError(f"{where}: env must be a table of strings, e.g. env = {{ LEVEL = \"2\" }}")
+    problem = env_problem(env)
+    if problem:
+        raise ConfigError(f"{where}: env {problem}")
     cwd = table.get("cwd", ".")
-    if not isinstance(cwd, str):
+    if not isinstance(cwd, str) or "\0" in cwd:
         raise ConfigError(f"{where}: cwd must be a string (a directory, relative to the config file)")
     directory = (base / cwd).resolve()
     if not directory.is_dir():
@@ -349,7 +358,26 @@ def _command(where: str, command: Any, shell: bool) -> tuple[str, ...]:
         )
     if not isinstance(command, list) or not command or not all(isinstance(a, str) and a for a in command):
         raise ConfigError(f"{where}: command must be a non-empty list of strings, e.g. [\"python\", \"worker.py\"]")
+    problem = command_problem(command)
+    if problem:
+        raise ConfigError(f"{where}: command {problem}")
     return tuple(command)
+
+
+def command_problem(command: Iterable[str]) -> str:
+    """Why the OS could not run this command line ('' if it could): a NUL inside an argument."""
+    bad = next((i for i, arg in enumerate(command) if "\0" in arg), None)
+    return "" if bad is None else f"argument {bad + 1} holds a NUL character, which no program can receive"
+
+
+def env_problem(env: Mapping[str, str]) -> str:
+    """Why the OS could not take these variables ('' if it could): an empty name, '=' in a name, or a NUL."""
+    for key, value in env.items():
+        if not key or "=" in key or "\0" in key:
+            return f"variable name {key!r} is not valid: a name is not empty and holds no '=' or NUL"
+        if "\0" in value:
+            return f"variable {key} holds a NUL character, which no environment can carry"
+    return ""
 
 
 def _spec(where: str, name: str, command: tuple[str, ...], env: dict[str, str], cwd: Path, values: dict[str, Any]) -> EngineSpec:

@@ -145,7 +145,10 @@ class Supervisor:
         path = journal_path(session)
         # Its queue holds loop passes (each up to INGEST_BATCH events per socket): a
         # disk that falls behind makes the loop wait (backpressure), never lose.
-        self.journal = JournalWriter(path, max_bytes=self.config.journal_max_bytes, max_age=self.config.journal_max_age, queue_size=32)
+        try:
+            self.journal = JournalWriter(path, max_bytes=self.config.journal_max_bytes, max_age=self.config.journal_max_age, queue_size=32)
+        except OSError as exc:
+            raise BusError(f"cannot create the journal {path}: {exc.strerror or exc}: set BUS_STATE_DIR to a writable directory, or use --no-journal") from None
         if self.journal.error:
             raise BusError(f"{self.journal.error}: set BUS_STATE_DIR to a writable directory, or use --no-journal")
         self.journal.begin_run(self.run_id, self.started, os.getpid())

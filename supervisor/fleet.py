@@ -278,7 +278,7 @@ class Fleet:
         env = engine_env(child, endpoint=self.endpoint, session_dir=str(self.session_dir))
         try:
             child.spawn(env, self.inbox, self.config.max_line)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: what the OS cannot take (a NUL in an argument, '=' in a variable name)
             child.spawn_error, child.pid, child.spool = spawn_error(child, exc), None, None
             decision = child.tracker.decide(failed=True, uptime=0.0, now=now)
             if decision.trigger is not Trigger.RETRY:  # what cannot start and will not be retried is given up

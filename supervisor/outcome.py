@@ -34,8 +34,10 @@ def child_code(child: Child) -> int:
     return child.exit.code or 0
 
 
-def spawn_error(child: Child, exc: OSError) -> str:
+def spawn_error(child: Child, exc: OSError | ValueError) -> str:
     program = child.spec.command[0]
+    if isinstance(exc, ValueError):
+        return f"cannot start {child.name!r}: {exc} (in its command or environment)"
     if isinstance(exc, FileNotFoundError):
         if child.spec.cwd is not None and not os.path.isdir(child.spec.cwd):
             return f"cannot start {child.name!r}: working directory {child.spec.cwd} does not exist"

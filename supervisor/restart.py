@@ -57,7 +57,7 @@ class RestartTracker:
         self.attempt += 1
         self.total += 1
         self.recent.append(now)
-        base = min(policy.backoff_max, policy.backoff * 2 ** (self.attempt - 1))
+        base = min(policy.backoff_max, policy.backoff * 2.0 ** min(self.attempt - 1, 64))  # (2**1100 would not fit a float)
         delay = base * (1 + policy.jitter * self.rng.uniform(-1.0, 1.0))
         return Decision(Trigger.RETRY, delay=delay, reason=f"restart {self.total} in {delay:.2f}s")
 

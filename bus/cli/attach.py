@@ -8,16 +8,16 @@ import click
 
 from bus.attach import attach as run_attached
 from bus.errors import UsageError
-from bus.runtime import resolve
+from bus.runtime import engine_name, resolve
 
-from .common import command_body, key_options
+from .common import Seconds, command_body, key_options
 from .run import default_name
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
 @click.option("--name", "-n", metavar="NAME", help="Engine name at the supervisor (default: the script's or program's name); make it unique, e.g. worker-$SLURM_PROCID.")
-@click.option("--heartbeat", type=float, default=2.0, show_default=True, metavar="SECONDS", help="How often we tell the supervisor the engine is alive; it reports the engine lost after three times as long without word.")
-@click.option("--timeout", type=float, default=10.0, show_default=True, metavar="SECONDS", help="How long to wait for the supervisor to answer and admit us.")
+@click.option("--heartbeat", type=Seconds(0, 3600), default=2.0, show_default=True, metavar="SECONDS", help="How often we tell the supervisor the engine is alive; it reports the engine lost after three times as long without word.")
+@click.option("--timeout", type=Seconds(), default=10.0, show_default=True, metavar="SECONDS", help="How long to wait for the supervisor to answer and admit us.")
 @key_options
 @click.argument("address")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
@@ -41,9 +41,8 @@ def attach(name: str | None, heartbeat: float, timeout: float, address: str, com
     """
     if address.startswith("-"):
         raise UsageError(f"unknown option {address}: options go before ADDRESS and --")
-    if not 0 < heartbeat <= 3600:
-        raise UsageError(f"--heartbeat {heartbeat:g}: give a number of seconds between 0 and 3600")
-    return run_attached(resolve(address), command, name=name or default_name(command), heartbeat=heartbeat, timeout=timeout, echo=_echo)
+    engine = engine_name(name, "--name") if name else default_name(command)
+    return run_attached(resolve(address), command, name=engine, heartbeat=heartbeat, timeout=timeout, echo=_echo)
 
 
 def _echo(stream: str, text: str) -> None:

@@ -21,6 +21,29 @@ from bus.subscriber import Subscriber
 from .render import JsonRenderer, LineRenderer, LiveRenderer, ShotSaver
 
 
+MAX_WAIT = 7 * 86400.0  # the longest wait any option takes: a week (longer ones overflow poll timeouts on some systems)
+
+
+class Seconds(click.FloatRange):
+    """A finite number of seconds in a range (click's FloatRange lets NaN through)."""
+
+    name = "seconds"
+
+    def __init__(self, low: float = 0.0, high: float = MAX_WAIT, *, above: bool = True) -> None:
+        super().__init__(low, high, min_open=above)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if seconds != seconds:  # NaN compares false with both bounds
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return seconds
+
+
+def stop_timeout_option(default: float | None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    shown = {"default": default, "show_default": True} if default is not None else {}
+    return click.option("--stop-timeout", type=Seconds(0, 86400, above=False), metavar="SECONDS", help="Grace between the stop signal and SIGKILL when stopping (0 to 86400" + ("" if default is not None else "; default 10") + ").", **shown)
+
+
 def session_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--session", "-S", metavar="NAME", envvar="BUS_SESSION",

@@ -10,7 +10,7 @@ import click
 from bus import exitcodes
 from bus.subscriber import Subscriber
 
-from .common import command_body, events_until, key_options, watching
+from .common import Seconds, command_body, events_until, key_options, watching
 
 # What each command waits for: the states that end the wait for an instance,
 # and whether they count only after a new process was seen starting.
@@ -34,7 +34,7 @@ def _command(op: str, summary: str, example: str) -> click.Command:
     @click.argument("name")
     @click.argument("address", required=False)
     @click.option("--wait/--no-wait", default=True, help="Wait until the instances got there (default).")
-    @click.option("--timeout", type=float, default=60.0, show_default=True, metavar="SECONDS", help="How long to wait.")
+    @click.option("--timeout", type=Seconds(), default=60.0, show_default=True, metavar="SECONDS", help="How long to wait.")
     @key_options
     @command_body
     def command(name: str, address: str | None, wait: bool, timeout: float) -> int:

@@ -8,9 +8,10 @@ import re
 import click
 
 from bus.errors import BusError
+from bus.runtime import engine_name
 from supervisor import EngineSpec, SupervisorConfig
 
-from .common import command_body, journal_option, make_renderer, output_options, quiet_option, security_settings, server_security_options, session_option
+from .common import command_body, journal_option, make_renderer, output_options, quiet_option, security_settings, server_security_options, session_option, stop_timeout_option
 from .launch import launch
 
 
@@ -19,7 +20,7 @@ from .launch import launch
 @session_option
 @click.option("--listen", metavar="tcp://HOST:PORT", help="Also listen on TCP: control on PORT, pub on PORT+1, pull on PORT+2.")
 @server_security_options
-@click.option("--stop-timeout", type=float, default=10.0, show_default=True, metavar="SECONDS", help="Grace between SIGTERM and SIGKILL.")
+@stop_timeout_option(10.0)
 @journal_option
 @output_options
 @quiet_option
@@ -38,10 +39,10 @@ def run(name: str | None, session: str | None, listen: str | None, keys_dir: str
       bus run -- python worker.py --fast
       bus run --name crawl --json -- ./crawl.sh > events.jsonl
     """
-    engine_name = name or default_name(command)
-    spec = EngineSpec(name=engine_name, command=tuple(command), cwd=None)
+    engine = engine_name(name, "--name") if name else default_name(command)
+    spec = EngineSpec(name=engine, command=tuple(command), cwd=None)
     settings = security_settings({}, listen, keys_dir, insecure)
-    cfg = SupervisorConfig(engines=(spec,), session=session, stop_timeout=stop_timeout, exit_code_from=engine_name, journal=not no_journal, **settings)
+    cfg = SupervisorConfig(engines=(spec,), session=session, stop_timeout=stop_timeout, exit_code_from=engine, journal=not no_journal, **settings)
     return launch(cfg, make_renderer(as_json, plain, shots, quiet), announce=not (as_json or quiet))
 
 

@@ -17,14 +17,14 @@ from bus import exitcodes
 from bus.control_client import ControlClient
 from bus.runtime import resolve
 
-from .common import command_body, events_until, key_options, watching
+from .common import Seconds, command_body, events_until, key_options, watching
 from .render import printable
 
 
 @click.command()
 @click.argument("address", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
-@click.option("--timeout", type=float, default=3.0, show_default=True, metavar="SECONDS", help="How long to wait for an answer.")
+@click.option("--timeout", type=Seconds(), default=3.0, show_default=True, metavar="SECONDS", help="How long to wait for an answer.")
 @key_options
 @command_body
 def status(address: str | None, as_json: bool, timeout: float) -> int:
@@ -128,7 +128,7 @@ def _duration(seconds: float | None) -> str:
 
 @click.command()
 @click.argument("address", required=False)
-@click.option("--timeout", type=float, default=60.0, show_default=True, metavar="SECONDS", help="How long to wait for the run to end.")
+@click.option("--timeout", type=Seconds(), default=60.0, show_default=True, metavar="SECONDS", help="How long to wait for the run to end.")
 @key_options
 @command_body
 def down(address: str | None, timeout: float) -> int:

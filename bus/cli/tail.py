@@ -15,11 +15,13 @@ from bus.protocol import KINDS
 from bus.replay import Replay, list_runs
 from bus.subscriber import ALL, Subscriber
 
-from .common import command_body, key_options, make_renderer, output_options
+from .common import Seconds, command_body, key_options, make_renderer, output_options
 from .render import LiveRenderer, LineRenderer
 
 WAIT_NOTICE = 1.0  # seconds without a supervisor before saying we are waiting
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_LAST = 1_000_000_000  # -n: more than any history holds
+MAX_SINCE = 100 * 365 * 86400.0
 
 
 @click.command()
@@ -30,7 +32,7 @@ UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 @click.option("--since", metavar="DURATION", help="Replay what happened in the last DURATION (30s, 10m, 2h, 1d) instead.")
 @click.option("--no-follow", is_flag=True, help="Print what the run holds so far and exit.")
 @click.option("--run", "run", metavar="ID|last", help="Replay a run that is over (see `bus runs`) and exit; works with no supervisor (journal).")
-@click.option("--timeout", type=float, metavar="SECONDS", help="Give up when no supervisor answers within SECONDS (default: wait).")
+@click.option("--timeout", type=Seconds(), metavar="SECONDS", help="Give up when no supervisor answers within SECONDS (default: wait).")
 @output_options
 @key_options
 @command_body
@@ -135,8 +137,8 @@ def _history(last: str) -> int | str | None:
         count = int(last)
     except ValueError:
         raise UsageError(f"-n/--last takes a number or 'all', got {last!r}") from None
-    if count < 0:
-        raise UsageError(f"-n/--last must be >= 0, got {count}")
+    if not 0 <= count <= MAX_LAST:
+        raise UsageError(f"-n/--last must be from 0 to {MAX_LAST:,}, or 'all'; got {count}")
     return count or None
 
 
@@ -144,7 +146,10 @@ def _duration(text: str) -> float:
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
     if not match:
         raise UsageError(f"--since {text!r} is not a duration like 30s, 10m, 2h or 1d")
-    return float(match.group(1)) * UNITS[match.group(2) or "s"]
+    seconds = float(match.group(1)) * UNITS[match.group(2) or "s"]
+    if seconds > MAX_SINCE:
+        raise UsageError(f"--since {text!r} reaches back more than 100 years")
+    return seconds
 
 
 @click.command()

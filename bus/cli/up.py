@@ -6,7 +6,7 @@ import click
 
 from supervisor import SupervisorConfig, load_config
 
-from .common import command_body, journal_option, make_renderer, output_options, quiet_option, security_settings, server_security_options, session_option
+from .common import command_body, journal_option, make_renderer, output_options, quiet_option, security_settings, server_security_options, session_option, stop_timeout_option
 from .launch import launch
 
 
@@ -15,7 +15,7 @@ from .launch import launch
 @session_option
 @click.option("--listen", metavar="tcp://HOST:PORT", help="Also listen on TCP: control on PORT, pub on PORT+1, pull on PORT+2.")
 @server_security_options
-@click.option("--stop-timeout", type=float, metavar="SECONDS", help="Grace between SIGTERM and SIGKILL when stopping (default 10).")
+@stop_timeout_option(None)
 @click.option("--keep", is_flag=True, help="Keep running when every engine has exited (for `bus start`, and remote engines: then CONFIG.toml may list none); stop with Ctrl-C or `bus down`.")
 @journal_option
 @output_options

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import signal
+import socket
 import sys
 
 import click
@@ -64,9 +65,13 @@ def web(address: str | None, host: str, port: int, public: bool) -> int:
             await serve(target, host, port, ready=ready)
         except asyncio.CancelledError:
             pass
+        except socket.gaierror as exc:
+            raise UsageError(f"cannot serve on {host}:{port}: no such host or address here ({exc.strerror}): give one of this machine's addresses to --host") from None
         except OSError as exc:
-            if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
                 raise BusError(f"cannot serve on {host}:{port}: {exc.strerror}; pick another with --port (0 picks a free one)") from None
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise BusError(f"cannot serve on {host}:{port}: that address is not on this host: give one of its own addresses to --host") from None
             raise
 
     asyncio.run(main())

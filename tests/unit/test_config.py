@@ -4,7 +4,15 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.config import ConfigError, load_config
+from supervisor.config import ENGINE_CHECKS, SUPERVISOR_CHECKS, ConfigError, load_config
+
+
+def _takes_numbers(check: object) -> bool:
+    try:
+        check(1.0)  # type: ignore[operator]
+        return True
+    except Exception:
+        return False
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -32,7 +40,7 @@ def test_a_good_config(tmp_path: Path) -> None:
         ("[engines.a]\ncommand = ['x']\ninstances = 0\n", "engine 'a': instances must be a whole number from 1 to 1000, got 0"),
         ("[engines.a]\ncommand = ['x']\ninstances = 2.5\n", "engine 'a': instances must be a whole number"),
         ("[engines.a]\ncommand = ['x']\nrestart = 'sometimes'\n", "engine 'a': restart must be one of 'never', 'on-failure', 'always', got 'sometimes'"),
-        ("[engines.a]\ncommand = ['x']\nbackoff = 0\n", "engine 'a': backoff must be a number > 0, got 0"),
+        ("[engines.a]\ncommand = ['x']\nbackoff = 0\n", "engine 'a': backoff must be a number > 0 and <= 3600, got 0"),
         ("[engines.a]\ncommand = ['x']\nbackoff = 5\nbackoff_max = 2\n", "engine 'a': backoff_max (2) must be >= backoff (5)"),
         ("[engines.a]\ncommand = ['x']\nbackoff_jitter = 1.5\n", "engine 'a': backoff_jitter must be a number >= 0 and <= 0.99"),
         ("[engines.a]\ncommand = ['x']\nstop_signal = 'SIGKILL'\n", "engine 'a': stop_signal must be a signal name"),
@@ -52,6 +60,11 @@ def test_a_good_config(tmp_path: Path) -> None:
         ("[engine.a]\ncommand = ['x']\n", "unknown section 'engine'"),
         ("[supervisor]\nstop_timout = 1\n[engines.a]\ncommand=['x']\n", "[supervisor]: unknown key 'stop_timout'; did you mean 'stop_timeout'?"),
         ("[engines.a\ncommand = ['x']\n", "invalid TOML"),
+        # What the OS cannot take: seen as a ValueError traceback at spawn before it was refused here.
+        ("[engines.a]\ncommand = ['x']\nenv = { 'A=B' = '1' }\n", "engine 'a': env variable name 'A=B' is not valid: a name is not empty and holds no '=' or NUL"),
+        ("[engines.a]\ncommand = ['x']\nenv = { A = \"x\\u0000y\" }\n", "engine 'a': env variable A holds a NUL character"),
+        ("[engines.a]\ncommand = ['x', \"a\\u0000b\"]\n", "engine 'a': command argument 2 holds a NUL character"),
+        ("[engines.a]\ncommand = ['x']\ninstances = 2\n[engines." + "n" * 127 + "]\ncommand = ['x']\ninstances = 2\n", "would be longer than 128 characters"),
     ],
 )
 def test_bad_configs_are_refused_in_one_line_naming_file_engine_and_key(tmp_path: Path, text: str, words: str) -> None:
@@ -98,3 +111,27 @@ on_exit = "restart"
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="nope.toml: no such file"):
         load_config(tmp_path / "nope.toml")
+
+
+NUMBERS = [(table, key) for table, checks in (("engines.a", ENGINE_CHECKS), ("supervisor", SUPERVISOR_CHECKS)) for key, check in checks.items()
+           if key not in ("instances", "max_restarts", "history_events") and _takes_numbers(check)]
+
+
+@pytest.mark.parametrize("table, key", NUMBERS)
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e308", "-1e308"])
+def test_every_number_in_a_config_has_a_finite_range(tmp_path: Path, table: str, key: str, value: str) -> None:
+    """Seen before: `stop_timeout = inf` raised OverflowError at `bus down`, `backoff = 1e308` at the first restart."""
+    head = "" if table == "engines.a" else f"[supervisor]\n{key} = {value}\n"
+    engine = f"[engines.a]\ncommand = ['x']\n" + (f"{key} = {value}\n" if table == "engines.a" else "")
+    path = write(tmp_path, head + engine)
+    with pytest.raises(ConfigError, match=f"{key} must be a number") as info:
+        load_config(path)
+    assert " and <= " in str(info.value), "the message names the upper bound"
+
+
+def test_every_whole_number_has_a_range() -> None:
+    for checks in (ENGINE_CHECKS, SUPERVISOR_CHECKS):
+        for key in ("instances", "max_restarts", "history_events"):
+            if key in checks:
+                with pytest.raises(Exception, match="whole number from"):
+                    checks[key](10**30)
