@@ -82,10 +82,12 @@ def pull(ctx: zmq.Context, local: Iterable[str], remote: Iterable[str] = (), *, 
 
 def router(ctx: zmq.Context, local: Iterable[str], remote: Iterable[str] = (), *, security: Security | None = None) -> tuple[zmq.Socket, list[str]]:
     sock = _socket(ctx, zmq.ROUTER, 500)
-    # Clients wait for each reply before the next request; a peer that asks and
-    # never reads gets at most this many replies (up to 32 MiB each) queued,
-    # the rest are dropped, so it cannot pile history replies up in our memory.
+    # A peer that asks and never reads gets at most this many replies (up to
+    # 32 MiB each) queued in libzmq; the next one waits in the supervisor with
+    # that peer's later requests behind it (supervisor/replies.py), so it cannot
+    # pile history replies up in our memory, and no reply is ever dropped silently.
     sock.setsockopt(zmq.SNDHWM, CONTROL_REPLY_HWM)
+    sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a full pipe raises EAGAIN instead of dropping the reply (supervisor/replies.py)
     return sock, _bind_all(sock, "control", local, remote, security)
 
 

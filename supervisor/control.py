@@ -46,12 +46,16 @@ def serve(sup: Supervisor) -> None:
         frames = [f.bytes for f in received]
         # [identity, "", body] from REQ/DEALER with an envelope; [identity, body] without.
         envelope, body = (frames[:2], frames[2:]) if len(frames) > 1 and frames[1] == b"" else (frames[:1], frames[1:])
-        try:
-            reply = answer(sup, body, who)
-        except Exception as exc:  # a bug of ours that this request reached: answered and said, never fatal
-            sup._internal_error("a control request", exc)
-            reply = [encode_error(None, "internal-error", f"the supervisor failed on this request ({type(exc).__name__}: {exc}); it keeps running")]
-        sup.router.send_multipart(envelope + reply)
+        sup.replies.take(envelope, body, who)
+
+
+def guarded_answer(sup: Supervisor, body: list[bytes], who: str | None) -> list[Any]:
+    """`answer`, and an error reply if it fails: a request that reaches a bug of ours is said, never fatal."""
+    try:
+        return answer(sup, body, who)
+    except Exception as exc:
+        sup._internal_error("a control request", exc)
+        return [encode_error(None, "internal-error", f"the supervisor failed on this request ({type(exc).__name__}: {exc}); it keeps running")]
 
 
 def answer(sup: Supervisor, body: list[bytes], who: str | None = None) -> list[Any]:
@@ -123,6 +127,7 @@ def status(sup: Supervisor) -> dict[str, Any]:
         "stopping": sup.stop_reason or None,
         "counters": dict(sup.counters),
         "internal_errors": sup.internal_errors,
+        "replies": sup.replies.report(),
         "rejects": dict(sup.rejects),
         "reject_sources": {source: dict(counts) for source, counts in sup.reject_sources.items()},
         "security": security_status(sup),

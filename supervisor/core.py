@@ -48,6 +48,7 @@ from .fleet import Fleet
 from .history import History
 from .memory import Trimmer
 from .outcome import run_exit_code
+from .replies import Replies
 from .sources import source_of
 from .wake import SignalWake
 from .watchdog import Watchdog
@@ -58,6 +59,8 @@ MAX_FRAMES = 8       # frames kept of one engine message; the rest are read and 
 MAX_SOURCES = 100    # distinct reject sources status tracks; the rest count as "other"
 LATE_QUIET = 0.3     # after sup.stop, serve late subscribers until this long without requests
 LATE_MAX = 5.0       # ... but no longer than this
+MAX_SLEEP_MS = 60_000  # the loop wakes at least this often, whatever the timers say
+RETRY_REPLIES_MS = 5   # while control replies wait for a full pipe, retry them this often
 
 
 class Supervisor:
@@ -172,6 +175,7 @@ class Supervisor:
         self.pull, self.endpoints["pull"] = sockets.pull(self.ctx, local["pull"], remote["pull"], security=security)
         self.pub, self.endpoints["pub"] = sockets.xpub(self.ctx, local["pub"], remote["pub"], security=security)
         self.router, self.endpoints["control"] = sockets.router(self.ctx, local["control"], remote["control"], security=security)
+        self.replies = Replies(self.router, lambda body, who: control.guarded_answer(self, body, who))
         if extra:  # count TCP clients turned away at the handshake (no key, wrong key, not their role)
             for name in ("pull", "pub", "router"):
                 self._monitors[getattr(self, name).get_monitor_socket(HANDSHAKE_FAILED)] = "control" if name == "router" else name
@@ -189,7 +193,9 @@ class Supervisor:
             next_due = self._tick()  # first: timers due, and "everything has ended" before any wait
             if self._done:
                 return
-            timeout = -1 if next_due is None else max(0, int((next_due - time.monotonic()) * 1000) + 1)
+            timeout = MAX_SLEEP_MS if next_due is None else min(MAX_SLEEP_MS, max(0, int((next_due - time.monotonic()) * 1000) + 1))
+            if self.replies.waiting:
+                timeout = min(timeout, RETRY_REPLIES_MS)
             ready = dict(poller.poll(timeout))
             if wake and wake.fileno() in ready:
                 for signum in wake.signals():
@@ -200,6 +206,8 @@ class Supervisor:
                 self._drain_inbox()
             if self.pub in ready:
                 self._welcome()
+            if self.replies.waiting:
+                self.replies.flush()
             if self.router in ready:
                 control.serve(self)
             for monitor in self._monitors:
@@ -275,8 +283,10 @@ class Supervisor:
         poller.register(self.router, zmq.POLLIN)
         give_up = time.monotonic() + LATE_MAX
         while (left := give_up - time.monotonic()) > 0:
-            ready = dict(poller.poll(int(min(LATE_QUIET, left) * 1000)))
-            if not ready:
+            ready = dict(poller.poll(RETRY_REPLIES_MS if self.replies.waiting else int(min(LATE_QUIET, left) * 1000)))
+            if self.replies.waiting:
+                self.replies.flush()
+            elif not ready:
                 return
             if self.pub in ready:
                 self._welcome()

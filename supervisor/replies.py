@@ -1,0 +1,105 @@
+"""Control replies that never vanish: per peer, in order, bounded.
+
+Why: a ROUTER drops a message silently when the peer's pipe is full (its high-water
+mark, CONTROL_REPLY_HWM), and libzmq learns that a peer has read only every few
+messages, so a client that sends several requests before reading (the protocol
+allows it: `id` matches replies to requests) lost most replies (20 pipelined
+requests: 8 replies). The ROUTER is therefore ZMQ_ROUTER_MANDATORY: a send to a
+full pipe raises EAGAIN, and the reply waits here, with every later request of
+that peer behind it (kept as requests, not replies, so a peer that never reads
+holds at most one reply in our memory). The loop retries waiting peers every
+pass. A peer that is gone (EHOSTUNREACH) loses what waited for it; a peer with
+MAX_WAITING requests waiting has its next ones dropped, and counted.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections import deque
+from typing import Any, Callable
+
+import zmq
+
+MAX_WAITING = 1000  # requests of one peer held while its pipe is full
+MAX_PEERS = 1000    # peers with something waiting
+
+Answer = Callable[[list[bytes], "str | None"], list[Any]]
+
+
+class Replies:
+    def __init__(self, router: zmq.Socket, answer: Answer) -> None:
+        self.router, self.answer = router, answer
+        self.waiting: dict[bytes, deque[tuple[list[bytes], Any]]] = {}  # identity -> (envelope, reply frames | request)
+        self.dropped = 0    # requests dropped: their peer had MAX_WAITING waiting (or too many peers waited)
+        self.vanished = 0   # replies whose peer disconnected before it could take them
+
+    def take(self, envelope: list[bytes], body: list[bytes], who: str | None) -> None:
+        """A request: answer it now, or behind what already waits for its peer."""
+        peer = envelope[0]
+        queue = self.waiting.get(peer)
+        if queue is not None:
+            if len(queue) >= MAX_WAITING:
+                self.dropped += 1
+            else:
+                queue.append((envelope, _Request(body, who)))
+            return
+        reply = self.answer(body, who)
+        try:
+            if self._send(envelope, reply):
+                return
+        except _Gone:
+            self.vanished += 1
+            return
+        if len(self.waiting) >= MAX_PEERS:
+            self.dropped += 1
+            return
+        self.waiting[peer] = deque([(envelope, reply)])
+
+    def flush(self) -> None:
+        """Send what waits, peer by peer, in order, while each peer has room."""
+        for peer in list(self.waiting):
+            queue = self.waiting[peer]
+            while queue:
+                envelope, item = queue[0]
+                if isinstance(item, _Request):
+                    item = self.answer(item.body, item.who)
+                    queue[0] = (envelope, item)
+                try:
+                    sent = self._send(envelope, item)
+                except _Gone:
+                    self.vanished += len(queue)
+                    queue.clear()
+                    break
+                if not sent:
+                    break
+                queue.popleft()
+            if not queue:
+                del self.waiting[peer]
+
+    def _send(self, envelope: list[bytes], reply: list[Any]) -> bool:
+        """True when sent, False when the peer's pipe is full; _Gone when the peer has disconnected."""
+        try:
+            self.router.send_multipart(envelope + reply, zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            return False
+        except zmq.ZMQError as exc:
+            if exc.errno == errno.EHOSTUNREACH:
+                raise _Gone() from None
+            raise
+
+    def report(self) -> dict[str, int]:
+        return {"waiting": sum(len(q) for q in self.waiting.values()), "dropped": self.dropped, "vanished": self.vanished}
+
+
+class _Request:
+    """A request held behind a reply its peer has not taken yet."""
+
+    __slots__ = ("body", "who")
+
+    def __init__(self, body: list[bytes], who: str | None) -> None:
+        self.body, self.who = body, who
+
+
+class _Gone(Exception):
+    pass
