@@ -288,17 +288,25 @@ _monitors = itertools.count(1)
 HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH
 
 
-def monitor_events(monitor: zmq.Socket) -> list[int]:
-    """The event ids waiting on a socket monitor, without blocking (libzmq sends
-    each event as [event id (u16) + value (u32), endpoint])."""
+def monitor_messages(monitor: zmq.Socket, limit: int = 10_000) -> list[tuple[int, int, bytes]]:
+    """(event id, value, endpoint) of the events waiting on a socket monitor, without
+    blocking (libzmq sends each as [event id (u16) + value (u32), endpoint]). The
+    value is the connection's fd for ACCEPTED and DISCONNECTED, an errno or
+    protocol code for a failed handshake."""
     events = []
-    while True:
+    while len(events) < limit:
         try:
             frames = monitor.recv_multipart(zmq.NOBLOCK)
         except zmq.Again:
-            return events
-        if frames and len(frames[0]) >= 2:
-            events.append(int.from_bytes(frames[0][:2], "little"))
+            break
+        if frames and len(frames[0]) >= 6:
+            events.append((int.from_bytes(frames[0][:2], "little"), int.from_bytes(frames[0][2:6], "little"), frames[1] if len(frames) > 1 else b""))
+    return events
+
+
+def monitor_events(monitor: zmq.Socket) -> list[int]:
+    """The event ids waiting on a socket monitor, without blocking."""
+    return [event for event, _, _ in monitor_messages(monitor)]
 
 
 def describe_failure(event: int, where: str, keys: ClientKeys | None, *, definite: bool = False) -> str | None:

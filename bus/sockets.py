@@ -25,6 +25,7 @@ PUSH_HWM = 1_000
 SUB_HWM = 100_000
 CONTROL_REPLY_HWM = 8
 LOCAL_RECONNECT_MS = 20
+HANDSHAKE_MS = 10_000  # a bound socket closes a connection that has not finished its handshake by then (libzmq: 30 s)
 # ZMQ_MAXMSGSIZE per bound socket: a peer sending a bigger frame is disconnected
 # by libzmq before the frame is buffered. Frames up to it are read and, if over
 # the protocol's own limits, counted as rejects (see docs/SECURITY.md).
@@ -55,6 +56,7 @@ def _bind_all(sock: zmq.Socket, name: str, local: Iterable[str], remote: Iterabl
     A bind that fails closes the socket (an open one would make Context.term() wait for ever)."""
     try:
         sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME[name])
+        sock.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_MS)
         bound = [bind(sock, e) for e in local]
         remote = list(remote)
         if remote and security is not None:

@@ -128,6 +128,7 @@ def status(sup: Supervisor) -> dict[str, Any]:
         "counters": dict(sup.counters),
         "internal_errors": sup.internal_errors,
         "replies": sup.replies.report(),
+        "connections": sup.connections.report(),
         "rejects": dict(sup.rejects),
         "reject_sources": {source: dict(counts) for source, counts in sup.reject_sources.items()},
         "security": security_status(sup),
@@ -144,7 +145,7 @@ def security_status(sup: Supervisor) -> dict[str, Any]:
         "curve": config.security is not None and bool(config.listen),
         "insecure": config.exposed,
         "clients": {role: sorted(c.name for c in config.security.clients.values() if role in c.roles) for role in ROLES} if config.security else {},
-        "handshakes_failed": dict(sup.handshakes_failed),
+        "handshakes_failed": sup.connections.handshakes_failed(),
     }
     if sup.gatekeeper is not None:
         out.update(sup.gatekeeper.report())

@@ -38,12 +38,13 @@ from bus.protocol.codec import decode_engine, encode, header_map, stamp_header, 
 from bus.protocol.legacy import line_event
 from bus.errors import BusError
 from bus.journal import Entry, JournalReader, JournalWriter
-from bus.keys import HANDSHAKE_FAILED, Gatekeeper, monitor_events
+from bus.keys import Gatekeeper
 from bus.runtime import HAS_IPC, Session, SessionLock, journal_path, local_session, tcp_endpoints
 
 from . import control
 from .children import Child, Inbox
 from .config import SupervisorConfig
+from .connections import Connections
 from .fleet import Fleet
 from .history import History
 from .memory import Trimmer
@@ -81,9 +82,8 @@ class Supervisor:
         self.internal_errors = 0  # bugs of ours that a message or request reached (each said on stderr)
         self.rejects: dict[str, int] = {}
         self.reject_sources: dict[str, dict[str, int]] = {}  # who sent what was rejected, by reason
-        self.handshakes_failed: dict[str, int] = {}          # per socket: TCP clients refused at the handshake
         self.gatekeeper: Gatekeeper | None = None
-        self._monitors: dict[zmq.Socket, str] = {}
+        self.connections = Connections(say=lambda message: self._inbox.put(("note", None, message)))  # who is connected to each socket; the bound on TCP connections
         self.stop_reason = ""
         self.journal: JournalWriter | None = None
         self._unjournaled: list[Entry] = []  # handed to the journal once per loop pass
@@ -176,17 +176,16 @@ class Supervisor:
         self.pub, self.endpoints["pub"] = sockets.xpub(self.ctx, local["pub"], remote["pub"], security=security)
         self.router, self.endpoints["control"] = sockets.router(self.ctx, local["control"], remote["control"], security=security)
         self.replies = Replies(self.router, lambda body, who: control.guarded_answer(self, body, who))
-        if extra:  # count TCP clients turned away at the handshake (no key, wrong key, not their role)
-            for name in ("pull", "pub", "router"):
-                self._monitors[getattr(self, name).get_monitor_socket(HANDSHAKE_FAILED)] = "control" if name == "router" else name
+        self.connections.plan(engines=sum(spec.instances for spec in self.config.engines), tcp_sockets=len(extra))
+        for name, sock in (("pull", self.pull), ("pub", self.pub), ("control", self.router)):
+            self.connections.watch(name, sock, self.endpoints[name])
+        self.connections.start()
 
     def _loop(self, wake: SignalWake | None) -> None:
         poller = zmq.Poller()
         for sock in (self.pull, self.pub, self.router):
             poller.register(sock, zmq.POLLIN)
         poller.register(self._inbox.fileno(), zmq.POLLIN)
-        for monitor in self._monitors:
-            poller.register(monitor, zmq.POLLIN)
         if wake:
             poller.register(wake.fileno(), zmq.POLLIN)
         while True:
@@ -210,9 +209,6 @@ class Supervisor:
                 self.replies.flush()
             if self.router in ready:
                 control.serve(self)
-            for monitor in self._monitors:
-                if monitor in ready:
-                    self._count_handshakes(monitor)
             self._hand_to_journal()
 
     def _begin(self) -> None:
@@ -232,10 +228,6 @@ class Supervisor:
             batch, self._unjournaled = self._unjournaled, []
             if self.journal is not None:
                 self.journal.append_many(self.run_id, batch)
-
-    def _count_handshakes(self, monitor: zmq.Socket) -> None:
-        name = self._monitors[monitor]
-        self.handshakes_failed[name] = self.handshakes_failed.get(name, 0) + len(monitor_events(monitor))
 
     def _tick(self) -> float | None:
         now = time.monotonic()
@@ -384,6 +376,8 @@ class Supervisor:
             child.open_streams.discard(item[2])
         elif tag == "exit":
             self.fleet.exited(child, item[2], item[3])
+        elif tag == "note":  # a helper thread's word for the log (connections past their bound)
+            self._publish(Log(message=item[2], level="warning", stream="bus"))
 
     def _on_line(self, child: Child, stream: str, text: str, cut: int, ts: float) -> None:
         child.lines += 1
@@ -439,8 +433,7 @@ class Supervisor:
                 self.pub.send_multipart([message[1:], *encode(welcome)])
 
     def _close(self, session: Session) -> None:
-        for monitor in self._monitors:
-            monitor.close(linger=0)
+        self.connections.close()
         for name in ("pull", "router", "pub"):
             sock = getattr(self, name, None)
             if sock is not None:

@@ -24,6 +24,7 @@ from bus.spool import read_spool
 
 from .children import POSIX, Child, Inbox, engine_env, exit_info, observe, signal_group
 from .config import EngineSpec, SupervisorConfig
+from .files import give_back
 from .lifecycle import ALIVE, FINAL, State, Trigger, next_state
 from .outcome import spawn_error
 from .restart import Decision, RestartTracker
@@ -285,6 +286,7 @@ class Fleet:
                 decision = Decision(Trigger.GIVE_UP, reason=decision.reason)
             self._conclude(child, decision, now, child.spawn_error)
             return
+        give_back(child.pid)  # type: ignore[arg-type]  # the open-files limit we started with, not our raised one
         if self.watchdog is not None:
             self.watchdog.watch(child.pid)  # type: ignore[arg-type]
         child.last_seen, child.killed_at, child.kill_at = now, None, None

@@ -227,3 +227,23 @@ def finish(launcher: subprocess.Popen[str], timeout: float = 30) -> int:
             launcher.kill()
             launcher.wait()
         raise AssertionError(f"the launcher was still running after {timeout}s") from None
+
+
+def free_ports(count: int) -> int:
+    """A port P with P .. P+count-1 free just now (for --listen, which takes three in a row)."""
+    import socket
+
+    for _ in range(100):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base + count > 65535:
+            continue
+        try:
+            for offset in range(count):
+                with socket.socket() as other:
+                    other.bind(("127.0.0.1", base + offset))
+            return base
+        except OSError:
+            continue
+    raise AssertionError(f"no {count} free ports in a row")

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import bus_result, write_config
+from helpers import bus_result, free_ports, write_config
 
 
 @pytest.mark.parametrize(
@@ -64,7 +64,7 @@ def test_listen_on_a_port_in_use_says_so_and_exits(runtime_dir: Path, tmp_path: 
     (the socket made before the failing bind was never closed, so the context's term waited)."""
     config = write_config(tmp_path, {"a": ["true"]})
     with socket.socket() as holder:
-        base = _three_free_ports()
+        base = free_ports(3)
         holder.bind(("127.0.0.1", base + taken))
         holder.listen()
         started = time.monotonic()
@@ -85,21 +85,3 @@ def _env(runtime_dir: Path) -> dict[str, str]:
     import os
 
     return {**os.environ, "BUS_RUNTIME_DIR": str(runtime_dir)}
-
-
-def _three_free_ports() -> int:
-    """A port P with P, P+1 and P+2 free just now."""
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base > 65530:
-            continue
-        try:
-            for offset in range(3):
-                with socket.socket() as other:
-                    other.bind(("127.0.0.1", base + offset))
-            return base
-        except OSError:
-            continue
-    raise AssertionError("no three free ports in a row")

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import zmq
-from helpers import Watcher, bus, bus_result, finish, is_state, scripted, write_config
+from helpers import Watcher, bus, bus_result, finish, free_ports, is_state, scripted, write_config
 
 from bus import Subscriber
 from bus.control_client import ControlClient
@@ -103,3 +103,87 @@ def test_pipelined_control_requests_all_get_their_replies_in_order(runtime_dir: 
         if launcher.poll() is None:
             launcher.kill()
             launcher.wait()
+
+
+def test_thousands_of_plain_tcp_connections_are_bounded_and_counted(runtime_dir: Path, tmp_path: Path, keys: dict[str, Path], ctx: zmq.Context) -> None:
+    """2,000 plain TCP connects (no handshake) to each port of a supervisor with CURVE on and
+    a 1,024 open-files limit. Before: engine restarts failed ("cannot start"), then the next
+    local connection aborted it (libzmq: Too many open files, src/ipc_listener.cpp)."""
+    import resource
+    import socket
+    import sys
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 7000:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    else:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 7000), hard))  # this test holds 6,000 connections
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 7000:
+        import pytest
+
+        pytest.skip(f"this machine's hard open-files limit ({hard}) is too low for the attacker's 6,000 connections")
+    config = write_config(tmp_path, {
+        "stream": scripted("--events", "100000", "--pace", "0.5", "--hold"),  # 2 events/ms, until stopped
+        "flicker": {"command": ["sh", "-c", "sleep 0.3"], "restart": "always", "backoff": 0.1, "backoff_max": 0.1, "max_restarts": 100000},
+    })
+    base = free_ports(3)
+    command = f"ulimit -n 1024 && exec {sys.executable} -m bus up --plain --listen tcp://127.0.0.1:{base} --keys {keys['dir']} {config}"
+    launcher = bus_shell(command, stdout=open(tmp_path / "up.out", "w"), stderr=open(tmp_path / "up.err", "w"))
+    flood: list[socket.socket] = []
+    try:
+        with Subscriber(timeout=10, connect_timeout=60, history=None, kinds=["progress", "state"]) as sub:
+            watcher = Watcher(sub)
+            watcher.wait(lambda e: e.kind == "progress" and e.engine == "stream")
+            before = restarts(ctx)
+            for _ in range(2000):
+                for port in (base, base + 1, base + 2):
+                    conn = socket.socket()
+                    conn.setblocking(False)
+                    try:
+                        conn.connect(("127.0.0.1", port))
+                    except BlockingIOError:
+                        pass
+                    flood.append(conn)
+            # Still relaying: fresh progress from the streaming engine, and the restarting one keeps restarting.
+            mark = watcher.mark()
+            watcher.wait(lambda e: e.kind == "progress" and e.engine == "stream", since=mark)
+            watcher.wait(lambda e: e.kind == "state" and e.engine == "flicker" and e.fields()["state"] == "running", since=mark)  # type: ignore[union-attr]
+            said = status(ctx)  # over ipc, while the TCP ports are full
+            report = said["connections"]
+            assert report["files"]["limit"] == 1024
+            for name in ("pull", "pub", "control"):
+                assert report[name]["tcp"] <= report["max_tcp"], report
+                assert report[name]["full"] or report[name]["refused"] > 0, report
+                assert report[name]["times_full"] >= 1
+            assert report["files"]["open"] < 1024 - 100, f"descriptors nearly out: {report['files']}"
+            assert said["internal_errors"] == 0
+            flicker = next(e for e in said["engines"] if e["name"] == "flicker")
+            assert flicker["restarts"] > before and flicker["error"] is None, flicker
+            for conn in flood:
+                conn.close()
+            flood.clear()
+        notes = bus_result("tail", "-n", "all", "--no-follow", "-k", "log").stdout
+        for name in ("pull", "pub", "control"):
+            assert f"the {name} socket holds {report['max_tcp']} TCP connections, its bound (from the open-files limit 1024)" in notes
+        assert bus_result("down").returncode == 0
+        assert finish(launcher) == 0
+    finally:
+        for conn in flood:
+            conn.close()
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+    err = (tmp_path / "up.err").read_text()
+    assert "Too many open files" not in err and "Traceback" not in err, err
+
+
+def restarts(ctx: zmq.Context) -> int:
+    return next(e["restarts"] for e in status(ctx)["engines"] if e["name"] == "flicker")
+
+
+def bus_shell(command: str, **kwargs: object):  # type: ignore[no-untyped-def]
+    import subprocess
+
+    from helpers import ROOT
+
+    return subprocess.Popen(["sh", "-c", command], cwd=ROOT, text=True, **kwargs)  # type: ignore[call-overload]
