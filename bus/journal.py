@@ -1,37 +1,38 @@
 """The journal: every published event of a session, on disk (SQLite), so history
 survives the supervisor and screenshots can be fetched later.
 
-How it works: the supervisor hands each published event to a JournalWriter,
-whose own thread writes them in batches (one transaction per batch, WAL mode),
-so the disk never sits on the relay's path; `flush()` waits until everything
-handed over is committed. Retention deletes the oldest events past `max_age`
-seconds or `max_bytes` of database. A JournalReader answers the same questions
-as the in-memory history, for any run, read-only and from any process: after
-the supervisor is gone, or from the supervisor that followed it.
+How it works: the supervisor hands each published event to a JournalWriter
+(bus/journal_writer.py), whose own thread writes them in batches, so the disk
+never sits on the relay's path. Retention deletes the oldest events past
+`max_age` seconds or `max_bytes` of database. A JournalReader answers the same
+questions as the in-memory history, for any run, read-only and from any
+process: after the supervisor is gone, or from the supervisor that followed it.
 
-    runs(run PRIMARY KEY, started, stopped, code, pid)
+    runs(run PRIMARY KEY, started, stopped, code, pid, broken, broken_after)
     events(run, gseq, ts, kind, engine, frames, size; PRIMARY KEY (run, gseq))
+
+`broken` says why the journal stopped during that run (a full disk, ...) and
+`broken_after` the last event it holds of it; a stop the database could not
+take is in the stop note beside it (bus/journal_note.py), which readers merge.
 
 `frames` is the published `[header, *blobs]`, each frame behind its length.
 """
 
 from __future__ import annotations
 
-import os
-import queue
 import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
 from .errors import BusError, NotRunning
+from .journal_note import StopNote
 from .runtime import Address, journal_path
-from .spool import pack_frames, unpack_frames
+from .spool import unpack_frames
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (run TEXT PRIMARY KEY, started REAL NOT NULL, stopped REAL, code INTEGER, pid INTEGER);
+CREATE TABLE IF NOT EXISTS runs (run TEXT PRIMARY KEY, started REAL NOT NULL, stopped REAL, code INTEGER, pid INTEGER, broken TEXT, broken_after INTEGER);
 CREATE TABLE IF NOT EXISTS events (
     run TEXT NOT NULL, gseq INTEGER NOT NULL, ts REAL NOT NULL, kind TEXT NOT NULL, engine TEXT NOT NULL,
     frames BLOB NOT NULL, size INTEGER NOT NULL, PRIMARY KEY (run, gseq)) WITHOUT ROWID;
@@ -79,120 +80,19 @@ class RunInfo:
     first: int             # oldest gseq still held (0: none)
     last: int
     events: int
+    broken: str | None = None        # why the journal stopped during this run (it holds events up to broken_after)
+    broken_after: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
 
 
-class JournalWriter:
-    def __init__(self, path: Path, *, max_bytes: int, max_age: float, queue_size: int = 10_000) -> None:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not path.exists():
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        self.path = path
-        self.max_bytes, self.max_age = max_bytes, max_age
-        self.error = ""  # set if writing failed (disk full, ...): the journal stops, the bus goes on
-        self.written = 0
-        self._queue: queue.Queue[tuple[Any, ...]] = queue.Queue(queue_size)
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="bus-journal", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-
-    def begin_run(self, run: str, started: float, pid: int) -> None:
-        self._put(("run", run, started, pid))
-
-    def append(self, run: str, entry: Entry) -> None:
-        self._put(("events", run, [entry]))
-
-    def append_many(self, run: str, entries: list[Entry]) -> None:
-        """Several events in one hand-over (the supervisor's loop: one per pass)."""
-        if entries:
-            self._put(("events", run, entries))
-
-    def end_run(self, run: str, stopped: float, code: int) -> None:
-        self._put(("stop", run, stopped, code))
-
-    def flush(self, timeout: float | None = 30.0) -> bool:
-        """Wait until everything handed over so far is committed."""
-        done = threading.Event()
-        self._put(("flush", done))
-        return self.error != "" or done.wait(timeout)
-
-    def close(self) -> None:
-        self._put(("close",))
-        self._thread.join(timeout=60)
-
-    def _put(self, item: tuple[Any, ...]) -> None:
-        if not self.error:
-            self._queue.put(item)  # blocks while the disk is behind: backpressure, not loss
-
-    def _run(self) -> None:
-        try:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(SCHEMA)
-        except sqlite3.Error as exc:
-            self.error = f"cannot open the journal {self.path}: {exc}"
-            self._ready.set()
-            return
-        self._ready.set()
-        pruned = time.monotonic()
-        try:
-            while True:
-                items = [self._queue.get()]
-                while len(items) < BATCH:
-                    try:
-                        items.append(self._queue.get_nowait())
-                    except queue.Empty:
-                        break
-                if self._write(conn, items):
-                    return
-                if time.monotonic() - pruned > PRUNE_EVERY:
-                    prune(conn, max_bytes=self.max_bytes, max_age=self.max_age)
-                    pruned = time.monotonic()
-        except sqlite3.Error as exc:
-            self.error = f"the journal {self.path} failed: {exc}"
-            _drain_barriers(self._queue)
-        finally:
-            conn.close()
-
-    def _write(self, conn: sqlite3.Connection, items: list[tuple[Any, ...]]) -> bool:
-        """One transaction; returns True when asked to close."""
-        barriers, closing = [], False
-        conn.execute("BEGIN")
-        for item in items:
-            tag = item[0]
-            if tag == "events":
-                _, run, entries = item
-                conn.executemany(
-                    "INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(run, e.gseq, e.ts, e.kind, e.engine, pack_frames(e.frames), e.size) for e in entries],
-                )
-                self.written += len(entries)
-            elif tag == "run":
-                conn.execute("INSERT OR REPLACE INTO runs (run, started, pid) VALUES (?, ?, ?)", item[1:])
-            elif tag == "stop":
-                conn.execute("UPDATE runs SET stopped = ?, code = ? WHERE run = ?", (item[2], item[3], item[1]))
-            elif tag == "flush":
-                barriers.append(item[1])
-            elif tag == "close":
-                closing = True
-        conn.execute("COMMIT")
-        for done in barriers:
-            done.set()
-        return closing
-
-
-def _drain_barriers(items: queue.Queue[tuple[Any, ...]]) -> None:
-    while True:
-        try:
-            item = items.get_nowait()
-        except queue.Empty:
-            return
-        if item[0] == "flush":
-            item[1].set()
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring a journal written by an older bus up to this schema (columns are only added)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+    for name, kind in (("broken", "TEXT"), ("broken_after", "INTEGER")):
+        if name not in have:
+            conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
 
 
 def prune(conn: sqlite3.Connection, *, max_bytes: int, max_age: float, now: float | None = None) -> int:
@@ -244,11 +144,21 @@ class JournalReader:
         self._conn.path = path
 
     def runs(self) -> list[RunInfo]:
+        have = {row[1] for row in self._conn.execute("PRAGMA table_info(runs)")}
+        broken = "r.broken, r.broken_after" if "broken" in have else "NULL, NULL"  # a journal of an older bus
         rows = self._conn.execute(
-            "SELECT r.run, r.started, r.stopped, r.code, r.pid, MIN(e.gseq), MAX(e.gseq), COUNT(e.gseq) "
+            f"SELECT r.run, r.started, r.stopped, r.code, r.pid, MIN(e.gseq), MAX(e.gseq), COUNT(e.gseq), {broken} "
             "FROM runs r LEFT JOIN events e ON e.run = r.run GROUP BY r.run ORDER BY r.started"
         ).fetchall()
-        return [RunInfo(run, started, stopped, code, pid, first or 0, last or 0, events) for run, started, stopped, code, pid, first, last, events in rows]
+        noted = {r["run"]: r for r in StopNote(self.path).read()}
+        infos = []
+        for run, started, stopped, code, pid, first, last, events, why, after in rows:
+            note = noted.get(run, {})
+            infos.append(RunInfo(
+                run, started, stopped if stopped is not None else note.get("stopped"), code if code is not None else note.get("code"), pid,
+                first or 0, last or 0, events, why or note.get("error"), after if after is not None else note.get("after"),
+            ))
+        return infos
 
     def first(self, run: str) -> int:
         return self._conn.execute("SELECT MIN(gseq) FROM events WHERE run = ?", (run,)).fetchone()[0] or 0

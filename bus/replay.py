@@ -46,7 +46,8 @@ class Replay:
         self._ctx = ctx
         self.run: str | None = None          # the run replayed, once known
         self.source = ""                     # "supervisor" or "journal"
-        self.lost: list[tuple[int, int]] = []  # what retention already removed
+        self.lost: list[tuple[int, int | None]] = []  # what retention already removed, or the journal never got
+        self.broken: str | None = None         # why the journal stopped during this run (then `lost` ends with its rest)
 
     def __iter__(self) -> Iterator[AnyEvent]:
         ctx = self._ctx or zmq.Context()
@@ -58,15 +59,20 @@ class Replay:
                 self.source = "supervisor"
                 runs = client.request("runs")[0]["runs"] if self.wanted_run not in (None, "last") else []
                 self.run = self._choose(hello["run"], [r["run"] for r in runs])
+                info = next((r for r in runs if r["run"] == self.run), {})
                 pages = self._pages(lambda **q: self._from_supervisor(client, **q))
             except NotRunning:
                 reader = open_journal(self.address)
                 self.source = "journal"
                 known = reader.runs()
                 self.run = self._choose(known[-1].run if known else None, [r.run for r in known])
+                info = next(r.as_dict() for r in known if r.run == self.run)
                 pages = self._pages(lambda **q: self._from_journal(reader, **q))  # type: ignore[arg-type]
             for events in pages:
                 yield from (e for e in events if self._wanted(e))
+            if info.get("broken") and self.source == "journal":  # (a supervisor still holds the rest in memory)
+                self.broken = str(info["broken"])
+                self.lost.append(((info.get("broken_after") or 0) + 1, None))
         finally:
             client.close()
             if reader is not None:

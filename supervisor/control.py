@@ -133,6 +133,7 @@ def status(sup: Supervisor) -> dict[str, Any]:
         "reject_sources": {source: dict(counts) for source, counts in sup.reject_sources.items()},
         "security": security_status(sup),
         "history": {"first": sup.history.first, "events": len(sup.history), "bytes": sup.history.bytes},
+        "journal": sup.journal_status(),
         "engines": sup.engines_status(),
         **sup.extra_status(),
     }

@@ -31,13 +31,14 @@ from typing import Any, Callable, Sequence
 import msgpack
 import zmq
 
-from bus import sockets
+from bus import exitcodes, sockets
 from bus._version import __version__
 from bus.protocol import Event, Log, RemoteProtocolError, SupervisorStarted, SupervisorStopped, Welcome
 from bus.protocol.codec import decode_engine, encode, header_map, stamp_header, topic_of
 from bus.protocol.legacy import line_event
 from bus.errors import BusError
-from bus.journal import Entry, JournalReader, JournalWriter
+from bus.journal import Entry, JournalReader
+from bus.journal_writer import JournalWriter
 from bus.keys import Gatekeeper
 from bus.runtime import HAS_IPC, Session, SessionLock, journal_path, local_session, tcp_endpoints
 
@@ -83,10 +84,11 @@ class Supervisor:
         self.rejects: dict[str, int] = {}
         self.reject_sources: dict[str, dict[str, int]] = {}  # who sent what was rejected, by reason
         self.gatekeeper: Gatekeeper | None = None
-        self.connections = Connections(say=lambda message: self._inbox.put(("note", None, message)))  # who is connected to each socket; the bound on TCP connections
+        self.connections = Connections(say=self._say)  # who is connected to each socket; the bound on TCP connections
         self.stop_reason = ""
         self.journal: JournalWriter | None = None
         self._unjournaled: list[Entry] = []  # handed to the journal once per loop pass
+        self._journal_told = False  # its failure has been said
         self._trimmer = Trimmer()
         self._reader: JournalReader | None = None
         self.finished = False  # sup.stop is out: only late subscribers are served
@@ -125,6 +127,7 @@ class Supervisor:
                     wake.close()
                 self._end()
                 self.fleet.kill_everything()
+            self.flush_journal()  # a journal that failed is known, and said, before the run's exit code
             code = self.exit_code()
             self._publish(SupervisorStopped(code=code, reason=self.stop_reason))
             self._hand_to_journal()
@@ -146,10 +149,10 @@ class Supervisor:
         if not self.config.journal:
             return
         path = journal_path(session)
-        # Its queue holds loop passes (each up to INGEST_BATCH events per socket): a
-        # disk that falls behind makes the loop wait (backpressure), never lose.
+        # A disk that falls far behind makes the loop wait (backpressure), never lose;
+        # one that fails stops the journal, and that is said at once (_hand_to_journal).
         try:
-            self.journal = JournalWriter(path, max_bytes=self.config.journal_max_bytes, max_age=self.config.journal_max_age, queue_size=32)
+            self.journal = JournalWriter(path, max_bytes=self.config.journal_max_bytes, max_age=self.config.journal_max_age, say=self._say)
         except OSError as exc:
             raise BusError(f"cannot create the journal {path}: {exc.strerror or exc}: set BUS_STATE_DIR to a writable directory, or use --no-journal") from None
         if self.journal.error:
@@ -218,16 +221,32 @@ class Supervisor:
         """The loop is over (a hub stops following here)."""
 
     def flush_journal(self) -> None:
-        """Everything published so far is on disk when this returns."""
+        """Everything published so far is on disk when this returns (or the journal failed, and that was said)."""
         self._hand_to_journal()
         if self.journal is not None:
             self.journal.flush()
+            self._hand_to_journal()
 
     def _hand_to_journal(self) -> None:
         if self._unjournaled:
             batch, self._unjournaled = self._unjournaled, []
             if self.journal is not None:
                 self.journal.append_many(self.run_id, batch)
+        if self.journal is not None and self.journal.error and not self._journal_told:
+            self._journal_told = True
+            self._unjournaled.clear()
+            kept = f"the newest {self.config.history_events:,} events or {self.config.history_bytes >> 20} MiB"
+            self._publish(Log(message=f"bus: {self.journal.error}; later events are kept in memory only ({kept}), not on disk for `bus tail --run` later", level="error", stream="bus"))
+
+    def _say(self, message: str) -> None:
+        """A helper thread's note (the journal, connections): published by the loop."""
+        self._inbox.put(("note", None, message))
+
+    def journal_status(self) -> dict[str, Any]:
+        journal = self.journal
+        if journal is None:
+            return {"state": "off"}
+        return {"state": "failed" if journal.error else "ok", "path": str(journal.path), "written": journal.written, "error": journal.error or None, "stopped_after": journal.stopped_after}
 
     def _tick(self) -> float | None:
         now = time.monotonic()
@@ -264,7 +283,10 @@ class Supervisor:
 
     def exit_code(self) -> int:
         decider = self.children[self.config.exit_code_from] if self.config.exit_code_from else None
-        return run_exit_code([c for c in self.children.values() if not c.remote], stop_signal=self._stop_signal, stop_reason=self.stop_reason, decider=decider)
+        code = run_exit_code([c for c in self.children.values() if not c.remote], stop_signal=self._stop_signal, stop_reason=self.stop_reason, decider=decider)
+        if code == exitcodes.OK and self.journal is not None and self.journal.error:
+            return exitcodes.ENGINE_FAILED  # events were lost from the record on disk
+        return code
 
     def _serve_late_subscribers(self) -> None:
         """After sup.stop, still welcome subscribers and answer their history
@@ -415,7 +437,7 @@ class Supervisor:
         size = sum(len(f) for f in body)
         entry = Entry(gseq, numbered.KIND, numbered.engine, numbered.ts, body, size)
         self.history.append(entry)
-        if self.journal is not None:
+        if self.journal is not None and not self._journal_told:
             self._unjournaled.append(entry)
         self.fleet.observe(numbered, gseq)
         for sink in self.sinks:

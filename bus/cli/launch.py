@@ -38,7 +38,10 @@ def launch(config: SupervisorConfig, renderer: Any, *, announce: bool, make: Cal
     if renderer is not None or announce:
         supervisor.sinks.append(show)
     try:
-        return supervisor.run()
+        code = supervisor.run()
+        if supervisor.journal is not None and supervisor.journal.error:  # said when it happened; said again last, where it is seen
+            click.echo(f"bus: {supervisor.journal.error}", err=True)
+        return code
     finally:
         if renderer is not None:
             renderer.close()

@@ -65,11 +65,15 @@ def tail(address: str | None, engines: tuple[str, ...], kinds: tuple[str, ...], 
     renderer = make_renderer(as_json, plain, shots)
     try:
         if run is not None or no_follow:
-            lost = _replay(address, run, history, since_ts, engines, kinds, renderer)
+            lost, broken = _replay(address, run, history, since_ts, engines, kinds, renderer)
         else:
-            lost = _follow(address, history, since_ts, engines, kinds, timeout, renderer)
+            lost, broken = _follow(address, history, since_ts, engines, kinds, timeout, renderer), None
     finally:
         renderer.close()
+    if broken:
+        after = lost[-1][0] - 1
+        click.echo(f"bus tail: the journal stopped after event {after} of this run ({broken}): the rest of the run was never written to disk", err=True)
+        return exitcodes.ENGINE_FAILED
     if lost:
         ranges = ", ".join(f"{a}-{b if b is not None else 'its end'}" for a, b in lost)
         click.echo(f"bus tail: events {ranges} were no longer in the supervisor's history", err=True)
@@ -121,13 +125,13 @@ def _seed(sub: Subscriber, renderer: Any, *, summarize: bool, engines: tuple[str
             renderer.summary(engine)
 
 
-def _replay(address: str | None, run: str | None, history: int | str | None, since: float | None, engines: tuple[str, ...], kinds: tuple[str, ...], renderer: Any) -> list[tuple[int, int]]:
+def _replay(address: str | None, run: str | None, history: int | str | None, since: float | None, engines: tuple[str, ...], kinds: tuple[str, ...], renderer: Any) -> tuple[list[tuple[int, int | None]], str | None]:
     replay = Replay(address, run=run, last=history if isinstance(history, int) else None, since=since, kinds=kinds or None, engines=engines or None)
     if history is None and since is None:
-        return []  # -n 0 --no-follow: nothing asked for
+        return [], None  # -n 0 --no-follow: nothing asked for
     for event in replay:
         renderer.handle(event)
-    return replay.lost
+    return replay.lost, replay.broken
 
 
 def _history(last: str) -> int | str | None:
@@ -178,5 +182,7 @@ def runs(address: str | None) -> int:
             how = "ended without stopping (supervisor killed?)"
         else:
             how = f"exit code {info['code']}, {info['stopped'] - info['started']:.1f}s"
+        if info.get("broken"):
+            how += f"; the journal stopped after event {info['broken_after']}: {info['broken']}"
         click.echo(f"{info['run']}  {started}  {info['events']:>7} events  {how}")
     return exitcodes.OK

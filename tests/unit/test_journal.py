@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bus.journal import Entry, JournalReader, JournalWriter, prune
+from bus.journal import Entry, JournalReader, prune
+from bus.journal_writer import JournalWriter
 
 
 def entry(gseq: int, kind: str = "log", engine: str = "e", ts: float | None = None, blob: bytes | None = None) -> Entry:
@@ -101,3 +102,28 @@ def test_an_unwritable_journal_says_so(tmp_path: Path) -> None:
     garbage.write_bytes(b"this is not a database" * 100)
     writer = JournalWriter(garbage, max_bytes=0, max_age=0)
     assert writer.error == f"cannot open the journal {garbage}: file is not a database"
+
+
+def test_a_stop_the_database_could_not_take_is_read_from_the_note_and_folded_in_later(tmp_path: Path) -> None:
+    from bus.journal_note import SIZE, StopNote
+
+    path = tmp_path / "journal.sqlite"
+    fill(path, {"r1": 5})
+    note = StopNote(path)
+    assert note.path.stat().st_size == SIZE  # made, full size, when the journal opened
+    assert note.record("r1", after=3, error="the disk is full (0 KiB free)", at=5.0)
+    assert note.record("r1", stopped=9.0, code=1)  # the run's end, added later
+    assert note.path.stat().st_size == SIZE  # written in place, never grown
+    info = JournalReader(path).runs()[0]
+    assert (info.broken, info.broken_after, info.stopped, info.code) == ("the disk is full (0 KiB free)", 3, 2.0, 0)  # the database's stop wins
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE runs SET stopped = NULL, code = NULL")
+    conn.commit()
+    conn.close()
+    info = JournalReader(path).runs()[0]
+    assert (info.stopped, info.code) == (9.0, 1)  # a killed run's end, from the note
+    writer = JournalWriter(path, max_bytes=0, max_age=0)  # the next supervisor: moves it into the runs table
+    writer.close()
+    assert note.read() == []
+    info = JournalReader(path).runs()[0]
+    assert (info.broken, info.broken_after, info.stopped, info.code) == ("the disk is full (0 KiB free)", 3, 9.0, 1)
