@@ -8,10 +8,10 @@ in the kernel's page cache the moment they are copied, and survive the death of
 the process. When an engine ends without its final `bye`, the supervisor reads
 the spool and publishes the events it never received, in order.
 
-Format: a 64-byte file header (b"BUSSPOOL", version, size), then a ring of
-records, each 8-byte aligned:
+Format: a 128-byte file header, then a ring of records, each 8-byte aligned:
 
-    b"BUSR" | seq u64 | frames u16 | flags u16 | payload length u32 | crc32 u32 | payload
+    header  = b"BUSSPOOL" | version u32 = 2 | size u32 | acked u64 | drops u64 x 12
+    record  = b"BUSR" | seq u64 | frames u16 | flags u16 | payload length u32 | crc32 u32 | payload
     payload = for each frame: length u32 | bytes        (little-endian throughout)
 
 The crc covers seq, frames, flags and payload, and the header is written
@@ -19,6 +19,15 @@ after the payload, so a record torn by a kill mid-write is simply invalid.
 When a record does not fit before the end, b"BUSW" marks the wrap and writing
 starts over after the file header. A record larger than half the ring is
 replaced by a payload-less record flagged TOO_BIG, so its loss can be named.
+
+`acked` is written by the supervisor (BUS_SPOOL_ACKS=1 says it will): the
+newest seq it has received from this process. The writer never overwrites a
+record above it: when the ring is full of events the supervisor has not
+received, `write` says so and the engine waits or drops, as for a full send
+queue. So what the engine has queued is always in the ring, however large its
+events: a SIGKILL loses nothing but a TOO_BIG record. `drops` count the events
+the engine dropped, per kind (SPOOL_KINDS order), so the supervisor knows the
+last drops of a killed engine too.
 """
 
 from __future__ import annotations
@@ -27,12 +36,19 @@ import mmap
 import os
 import struct
 import zlib
+from collections import deque
 from pathlib import Path
 from typing import Any, Sequence
 
 FILE_MAGIC = b"BUSSPOOL"
 FILE_HEAD = struct.Struct("<8sII")  # magic, version, size (of the whole file)
-HEADER = 64
+VERSION = 2
+HEADER = 128
+ACKED = struct.Struct("<Q")  # at ACKED_AT: written by the supervisor
+ACKED_AT = 16
+DROPS_AT = 24
+# The kinds whose drops the header counts, in slot order (never reorder: it is a file format).
+SPOOL_KINDS = ("hello", "heartbeat", "phase.start", "phase.done", "phase.error", "progress", "log", "screenshot", "finding", "result", "error", "bye")
 REC_MAGIC = b"BUSR"
 WRAP_MAGIC = b"BUSW"
 REC_HEAD = struct.Struct("<4sQHHII")  # magic, seq, frames, flags, payload length, crc
@@ -50,9 +66,10 @@ def _crc(seq: int, frames: int, flags: int, payload: bytes | memoryview) -> int:
 
 
 class SpoolWriter:
-    """Used by one engine process, under its send lock."""
+    """Used by one engine process, under its send lock. `acks`: the supervisor writes
+    `acked`, so records above it are kept (else the ring keeps the newest, whatever)."""
 
-    def __init__(self, path: str | os.PathLike[str], size: int = DEFAULT_SIZE) -> None:
+    def __init__(self, path: str | os.PathLike[str], size: int = DEFAULT_SIZE, *, acks: bool = False) -> None:
         size = max(64 * 1024, _aligned(size))
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -60,35 +77,94 @@ class SpoolWriter:
             self._map = mmap.mmap(fd, size)
         finally:
             os.close(fd)
-        self._map[: FILE_HEAD.size] = FILE_HEAD.pack(FILE_MAGIC, 1, size)
+        self._map[: FILE_HEAD.size] = FILE_HEAD.pack(FILE_MAGIC, VERSION, size)
         self._size = size
         self._pos = HEADER
+        self._acks = acks
+        self._records: deque[tuple[int, int, int]] = deque()  # (seq, start, end) in the ring, oldest first
 
-    def write(self, seq: int, frames: Sequence[bytes | memoryview]) -> int:
-        """Copy one event into the ring; returns where, for `retract`."""
+    def write(self, seq: int, frames: Sequence[bytes | memoryview]) -> int | None:
+        """Copy one event into the ring; returns where, for `retract`. None (nothing
+        written) when that would overwrite an event the supervisor has not received."""
         payload = pack_frames(frames)
         flags = 0
         if REC_HEAD.size + len(payload) > (self._size - HEADER) // 2:
             payload, flags = b"", TOO_BIG
         total = _aligned(REC_HEAD.size + len(payload))
-        if self._pos + total > self._size:
-            if self._pos + len(WRAP_MAGIC) <= self._size:
-                self._map[self._pos : self._pos + len(WRAP_MAGIC)] = WRAP_MAGIC
-            self._pos = HEADER
-        start = self._pos
+        wrap = self._pos + total > self._size
+        start = HEADER if wrap else self._pos
+        if not self._make_room(wrap, start, start + total):
+            return None
+        if wrap and self._pos + len(WRAP_MAGIC) <= self._size:
+            self._map[self._pos : self._pos + len(WRAP_MAGIC)] = WRAP_MAGIC
         body = start + REC_HEAD.size
         self._map[body : body + len(payload)] = payload
         self._map[start:body] = REC_HEAD.pack(REC_MAGIC, seq, len(frames), flags, len(payload), _crc(seq, len(frames), flags, payload))
         self._pos = start + total
+        self._records.append((seq, start, self._pos))
         return start
+
+    def _make_room(self, wrap: bool, start: int, end: int) -> bool:
+        """Forget the oldest records this write destroys (those past the wrap point, and
+        those under [start, end)); False, forgetting nothing, if one was not received yet."""
+        acked = ACKED.unpack_from(self._map, ACKED_AT)[0] if self._acks else None
+        doomed = 0
+        for seq, rec_start, rec_end in self._records:
+            if not ((wrap and rec_start >= self._pos) or (rec_start < end and rec_end > start)):
+                break
+            if acked is not None and seq > acked:
+                return False
+            doomed += 1
+        for _ in range(doomed):
+            self._records.popleft()
+        return True
 
     def retract(self, start: int) -> None:
         """Undo the last `write` (the send failed: that sequence number is reused)."""
         self._map[start : start + len(REC_MAGIC)] = b"\0" * len(REC_MAGIC)
         self._pos = start
+        self._records.pop()
+
+    def count_drop(self, kind: str) -> None:
+        """One more event of `kind` dropped (kinds not in SPOOL_KINDS are not counted here)."""
+        if kind in SPOOL_KINDS:
+            at = DROPS_AT + 8 * SPOOL_KINDS.index(kind)
+            ACKED.pack_into(self._map, at, ACKED.unpack_from(self._map, at)[0] + 1)
 
     def close(self) -> None:
         self._map.close()
+
+
+class SpoolAcks:
+    """The supervisor's side: the spool's header, mapped, to write `acked` and read the drops."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            if os.fstat(fd).st_size < HEADER:
+                raise ValueError(f"{path}: not a spool")
+            self._map = mmap.mmap(fd, HEADER)
+        finally:
+            os.close(fd)
+        magic, version, _ = FILE_HEAD.unpack_from(self._map, 0)
+        if magic != FILE_MAGIC or version != VERSION:
+            self._map.close()
+            raise ValueError(f"{path}: not a version {VERSION} spool")
+
+    def ack(self, seq: int) -> None:
+        ACKED.pack_into(self._map, ACKED_AT, seq)
+
+    def drops(self) -> dict[str, int]:
+        return drops_in(self._map)
+
+    def close(self) -> None:
+        self._map.close()
+
+
+def drops_in(header: bytes | mmap.mmap) -> dict[str, int]:
+    """The per-kind drop counts in a spool's header (those not zero)."""
+    counts = {kind: ACKED.unpack_from(header, DROPS_AT + 8 * k)[0] for k, kind in enumerate(SPOOL_KINDS)}
+    return {kind: n for kind, n in counts.items() if n}
 
 
 def read_spool(path: str | os.PathLike[str]) -> dict[int, list[bytes] | None]:
@@ -96,8 +172,9 @@ def read_spool(path: str | os.PathLike[str]) -> dict[int, list[bytes] | None]:
     data = Path(path).read_bytes()
     if len(data) < HEADER or data[:8] != FILE_MAGIC:
         return {}
+    header = 64 if FILE_HEAD.unpack_from(data)[1] == 1 else HEADER  # (version 1: a 64-byte header, no acks)
     records: dict[int, list[bytes] | None] = {}
-    at = data.find(REC_MAGIC, HEADER)
+    at = data.find(REC_MAGIC, header)
     while at != -1:
         parsed = _record(data, at) if at % 8 == 0 else None
         if parsed is None:

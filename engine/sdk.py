@@ -117,6 +117,10 @@ class Engine:
         self._pid = os.getpid()
         self._droppable = _droppable(droppable)
         self._seq = self._sent = self._dropped = self._dropped_told = 0
+        self._dropped_kinds: dict[str, int] = {}
+        self._active = False  # an event other than a heartbeat went out since the last beat (liveness)
+        self._waiting = 0     # threads inside `waiting()`: the work is still on purpose
+        self._work = threading.current_thread()  # whose stillness counts as the engine's
         self._tell_timer: threading.Timer | None = None
         self._stalled = False
         self._closed = False
@@ -126,13 +130,14 @@ class Engine:
         self._sock: zmq.Socket | None = None
         self._spool: SpoolWriter | None = None
         spool_path = os.environ.pop("BUS_SPOOL", None)  # ours alone: not for our own children
+        spool_acks = os.environ.pop("BUS_SPOOL_ACKS", "") == "1"  # the supervisor says what it received in the spool
         if endpoint:
             self._ctx = zmq.Context()
             hwm = int(_env_float("BUS_SNDHWM", sockets.PUSH_HWM))
             keys = client_keys() if endpoint.startswith("tcp://") else None  # BUS_SERVER_KEY, BUS_KEY
             self._sock = sockets.push(self._ctx, endpoint, linger_ms=self._linger_ms, hwm=hwm, keys=keys)
             if spool_path:
-                self._spool = _open_spool(spool_path, self.name)
+                self._spool = _open_spool(spool_path, self.name, spool_acks)
         # The stop signal's handler goes in before hello: once the supervisor has
         # heard from us it may stop us at any moment, and we must then say bye.
         self._old_handlers: dict[int, Any] = {}
@@ -241,8 +246,21 @@ class Engine:
         text = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
         self.error(str(exc) or type(exc).__name__, type=type(exc).__name__, traceback=text, fatal=fatal)
 
-    def heartbeat(self) -> None:
-        self._emit(Heartbeat, dropped=self._dropped)
+    def heartbeat(self, *, idle: float = 0.0) -> None:
+        """Say the engine is alive (`idle`: for how long its work has been still; see `waiting`)."""
+        self._emit(Heartbeat, dropped=self._dropped, dropped_kinds=dict(self._dropped_kinds), idle=idle)
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Mark an intentional wait (for a job, a long sleep, a slow server): the heartbeat
+        does not count it as the engine's work being stuck (see `heartbeat_timeout`)."""
+        with self._lock:
+            self._waiting += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._waiting -= 1
 
     # -- lifetime -------------------------------------------------------------------
 
@@ -259,7 +277,7 @@ class Engine:
         with self._lock:
             if self._closed or os.getpid() != self._pid:
                 return
-            self._emit(EngineBye, sent=self._sent, dropped=self._dropped)
+            self._emit(EngineBye, sent=self._sent, dropped=self._dropped, dropped_kinds=dict(self._dropped_kinds))
             self._closed = True
             if self._tell_timer is not None:
                 self._tell_timer.cancel()  # bye has told the count
@@ -300,19 +318,18 @@ class Engine:
             frames = encode(event)
             droppable = _only_if_room or (cls.KIND in self._droppable and not (cls is Progress and event.pct == 100.0))  # type: ignore[attr-defined]
             # Spool first: from here on a SIGKILL cannot lose it.
-            mark = self._spool.write(self._seq + 1, frames) if self._spool else None
-            if self._send(frames, droppable, cls.KIND):
+            mark = self._spool_event(self._seq + 1, frames, droppable, cls.KIND)
+            if mark is not _FULL and self._send(frames, droppable, cls.KIND):
                 self._seq += 1
                 self._sent += 1
                 if cls is Heartbeat:
                     self._dropped_told = max(self._dropped_told, fields.get("dropped", 0))
-            else:
-                if mark is not None and self._spool is not None:
-                    self._spool.retract(mark)  # not sent: its number goes to the next event
-                if not _only_if_room:
-                    self._dropped += 1
-                if self._tell_timer is None:
-                    self._tell_later()
+                else:
+                    self._active = True
+                return
+            if mark is not _FULL and mark is not None and self._spool is not None:
+                self._spool.retract(mark)  # not sent: its number goes to the next event
+            self._drop(cls.KIND, counted=not _only_if_room)
 
     def _emit_header(self, header: dict[str, Any], *, droppable: bool) -> None:
         """`_emit` for a header already checked: number it, pack it, spool and send it."""
@@ -323,16 +340,52 @@ class Engine:
                 raise LocalProtocolError("this Engine was made in another process; make a new Engine after fork()")
             header["seq"] = seq = self._seq + 1
             frames = [_packb(header, use_bin_type=True)]
-            mark = self._spool.write(seq, frames) if self._spool else None
-            if self._send(frames, droppable, header["kind"]):
+            mark = self._spool_event(seq, frames, droppable, header["kind"])
+            if mark is not _FULL and self._send(frames, droppable, header["kind"]):
                 self._seq = seq
                 self._sent += 1
+                self._active = True
                 return
-            if mark is not None and self._spool is not None:
+            if mark is not _FULL and mark is not None and self._spool is not None:
                 self._spool.retract(mark)
+            self._drop(header["kind"], counted=True)
+
+    def _spool_event(self, seq: int, frames: list[Any], droppable: bool, kind: str) -> int | None | object:
+        """Copy an event into the crash spool: where (for retract), None without a spool, or
+        _FULL when the spool holds only events the supervisor has not received yet and
+        this one may be dropped, or has waited `send_timeout` for room (a full send queue, in bytes)."""
+        if self._spool is None:
+            return None
+        mark = self._spool.write(seq, frames)
+        if mark is not None:
+            return mark
+        if droppable or self._stalled:
+            return _FULL
+        deadline, pause = time.monotonic() + self._send_timeout_ms / 1000, 0.0002
+        while time.monotonic() < deadline:
+            time.sleep(pause)
+            pause = min(2 * pause, 0.005)
+            mark = self._spool.write(seq, frames)
+            if mark is not None:
+                return mark
+        self._stalled = True
+        print(
+            f"bus engine {self.name}: the supervisor received nothing of the last events in its crash spool for "
+            f"{self._send_timeout_ms / 1000:g}s; dropped a {kind!r} event (and will drop without waiting until it reads again)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return _FULL
+
+    def _drop(self, kind: str, *, counted: bool) -> None:
+        """An event that could not go: counted by kind (also in the spool, so a killed engine's last drops are known)."""
+        if counted:
             self._dropped += 1
-            if self._tell_timer is None:
-                self._tell_later()
+            self._dropped_kinds[kind] = self._dropped_kinds.get(kind, 0) + 1
+            if self._spool is not None:
+                self._spool.count_drop(kind)
+        if self._tell_timer is None:
+            self._tell_later()
 
     def _tell_later(self) -> None:
         self._tell_timer = threading.Timer(TELL_DROPS_EVERY, self._tell_drops)
@@ -346,7 +399,7 @@ class Engine:
             self._tell_timer = None
             if self._closed or self._dropped <= self._dropped_told:
                 return
-            self._emit(Heartbeat, _only_if_room=True, dropped=self._dropped)
+            self._emit(Heartbeat, _only_if_room=True, dropped=self._dropped, dropped_kinds=dict(self._dropped_kinds))
             if self._dropped > self._dropped_told and self._tell_timer is None:
                 self._tell_later()
 
@@ -393,11 +446,51 @@ class Engine:
             print(line, flush=True)
 
     def _beat(self, interval: float) -> None:
+        """Beat every `interval` seconds, saying how long the work has been still: its
+        thread used no CPU, sent nothing and was in no `waiting()` (a hung main thread
+        shows, though this thread still runs)."""
+        watch = _WorkWatch(self._work)
         while not self._beat_stop.wait(interval):
+            active, self._active = self._active, False
             try:
-                self.heartbeat()
+                self.heartbeat(idle=watch.idle(active=active or self._waiting > 0))
             except LocalProtocolError:
                 return  # closed meanwhile
+
+
+_FULL = object()  # _spool_event: no room for it
+
+
+class _WorkWatch:
+    """How long a thread's work has been still, from its CPU clock (POSIX threads with
+    per-thread clocks: Linux, the BSDs). Without one, or once the thread has ended,
+    it is never still: only a frozen process, or the supervisor's idle_timeout, show then."""
+
+    def __init__(self, thread: threading.Thread) -> None:
+        self.thread = thread
+        self.clock: int | None = None
+        try:
+            if thread.ident is not None and thread.is_alive():
+                self.clock = time.pthread_getcpuclockid(thread.ident)  # (only for a live thread: an expired id is undefined behaviour)
+        except (AttributeError, OSError):  # pragma: no cover - no per-thread clocks here
+            self.clock = None
+        self.cpu = self._cpu()
+        self.still_since = time.monotonic()
+
+    def _cpu(self) -> int | None:
+        if self.clock is None or not self.thread.is_alive():
+            return None
+        try:
+            return time.clock_gettime_ns(self.clock)
+        except OSError:
+            return None
+
+    def idle(self, *, active: bool) -> float:
+        now, cpu = time.monotonic(), self._cpu()
+        if active or cpu is None or cpu != self.cpu:
+            self.still_since = now
+        self.cpu = cpu
+        return round(now - self.still_since, 3)
 
 
 def _droppable(chosen: Iterable[str] | None) -> frozenset[str]:
@@ -427,12 +520,12 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
-def _open_spool(path: str, name: str) -> SpoolWriter | None:
+def _open_spool(path: str, name: str, acks: bool) -> SpoolWriter | None:
     size = int(_env_float("BUS_SPOOL_SIZE", DEFAULT_SIZE))
     if size <= 0:  # turned off: a little faster, but a SIGKILL may lose the last events
         return None
     try:
-        return SpoolWriter(path, size)
+        return SpoolWriter(path, size, acks=acks)
     except (OSError, ValueError) as exc:
         print(f"bus engine {name}: no crash spool at {path} ({exc}); a SIGKILL may lose the last events", file=sys.stderr)
         return None

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Mapping
 
+from bus.spool import SpoolAcks
+
 from .config import EngineSpec
 from .lifecycle import State
 from .restart import RestartTracker
@@ -130,6 +132,7 @@ class Child:
     bye: bool = False
     exit: ExitInfo | None = None          # how the current/last process ended
     spool: Path | None = None             # its crash spool file
+    acks: SpoolAcks | None = None         # its header, mapped: we say there what we received
     # Timers (time.monotonic); None when not pending.
     exit_deadline: float | None = None    # publish the exit by then at the latest
     started_at: float | None = None       # STARTING: deemed running then
@@ -144,8 +147,9 @@ class Child:
     events: int = 0              # events accepted from its SDK, all runs
     run_events: int = 0          # ... from the current process only
     lost: int = 0                # events its SDK sent that never arrived
-    dropped: int = 0             # events its SDK dropped under pressure, earlier processes
-    dropped_now: int = 0         # the same, this process so far (heartbeats, then its bye)
+    dropped: dict[str, int] = field(default_factory=dict)      # events its SDK dropped under pressure, by kind: earlier processes
+    dropped_now: dict[str, int] = field(default_factory=dict)  # the same, this process so far (heartbeats, its bye, its spool)
+    told_drops: int = 0          # of this process's drops, how many a note has said
     recovered: int = 0           # events recovered from its spool after a crash
     lines: int = 0               # stdout/stderr lines captured
     markers: int = 0             # legacy ##PROGRESS: markers understood
@@ -173,7 +177,7 @@ class Child:
         self.spawns += 1
         self.hello = self.bye = self.stopped_by_us = False
         self.run_events = self.max_seq = 0
-        self.dropped, self.dropped_now = self.dropped + self.dropped_now, 0
+        self.dropped, self.dropped_now, self.told_drops = add_counts(self.dropped, self.dropped_now), {}, 0
         self.exit, self.exit_deadline, self.spawn_error = None, None, ""
 
     def spawn(self, env: Mapping[str, str], inbox: Inbox, max_line: int) -> None:
@@ -239,6 +243,15 @@ def observe(view: Any, event: Any, gseq: int) -> None:
         view.error = {"message": f.message, "type": f.type, "fatal": f.fatal, "ts": f.ts}
     elif kind == "finding":
         view.findings += 1
+
+
+def add_counts(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    return {k: a.get(k, 0) + b.get(k, 0) for k in sorted({*a, *b})}
+
+
+def most_counts(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    """Per kind, the larger count (counts only grow: the newest report wins, an older one cannot lower it)."""
+    return {k: max(a.get(k, 0), b.get(k, 0)) for k in sorted({*a, *b})}
 
 
 def signal_group(group: int, sig: int) -> bool:
@@ -316,7 +329,7 @@ def engine_env(child: Child, *, endpoint: str, session_dir: str) -> dict[str, st
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "") if bindir else env.get("PATH", "")
     if sys.prefix != sys.base_prefix:
         env["VIRTUAL_ENV"] = sys.prefix
-    for inherited in ("BUS_SPOOL", "BUS_HEARTBEAT", "BUS_INSTANCE"):  # never pass ours on
+    for inherited in ("BUS_SPOOL", "BUS_SPOOL_ACKS", "BUS_HEARTBEAT", "BUS_INSTANCE"):  # never pass ours on
         env.pop(inherited, None)
     env.update(child.spec.env)
     env.update(
@@ -328,6 +341,7 @@ def engine_env(child: Child, *, endpoint: str, session_dir: str) -> dict[str, st
     )
     if child.spool is not None:
         env["BUS_SPOOL"] = str(child.spool)
+        env["BUS_SPOOL_ACKS"] = "1"  # we write what we received into it, so it never overwrites what we did not
     env["BUS_HEARTBEAT"] = f"{child.spec.heartbeat_timeout / 3:g}"  # 0: none (unset would mean a remote engine's default)
     if child.spec.droppable is not None:
         env["BUS_DROPPABLE"] = ",".join(child.spec.droppable) or "none"

@@ -26,6 +26,7 @@ from bus.protocol.control import (
     encode_reply,
 )
 
+from .children import add_counts
 from .lifecycle import FINAL
 from .sources import user_id
 
@@ -183,7 +184,8 @@ def engine_status(child: Child) -> dict[str, Any]:
         "error": child.spawn_error or None,
         "events": child.events,
         "lost": child.lost,
-        "dropped": child.dropped + child.dropped_now,
+        "dropped": sum(child.dropped.values()) + sum(child.dropped_now.values()),
+        "dropped_kinds": add_counts(child.dropped, child.dropped_now),
         "recovered": child.recovered,
         "lines": child.lines,
         "markers": child.markers,

@@ -19,10 +19,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable
 
-from bus.protocol import EngineExited, EngineHello, EngineState, Event, Log, RemoteProtocolError, decode
-from bus.spool import read_spool
+from bus.protocol import DROPPABLE_KINDS, EngineExited, EngineHello, EngineState, Event, Log, RemoteProtocolError, decode
+from bus.spool import SpoolAcks, read_spool
 
-from .children import POSIX, Child, Inbox, engine_env, exit_info, observe, signal_group
+from .children import POSIX, Child, Inbox, engine_env, exit_info, most_counts, observe, signal_group
 from .config import EngineSpec, SupervisorConfig
 from .files import give_back
 from .lifecycle import ALIVE, FINAL, State, Trigger, next_state
@@ -187,14 +187,18 @@ class Fleet:
             child.last_seen = time.monotonic()
             if event.seq is not None:
                 child.max_seq = max(child.max_seq, event.seq)
+                if child.acks is not None:
+                    child.acks.ack(child.max_seq)  # its spool may now overwrite what we have
             if child.state in (State.UNRESPONSIVE, State.LOST):
                 self._move(child, Trigger.ALIVE, "heard from it again")
         if kind == "hello":
             child.hello |= event.seq is not None  # its SDK's hello (a launcher's does not promise a bye)
+            if event.seq is not None and child.spool is not None and child.acks is None:
+                child.acks = _map_acks(child.spool, child.max_seq)
             if child.state is State.STARTING:
                 self._move(child, Trigger.STARTED, "said hello")
         elif kind == "heartbeat":
-            child.dropped_now = max(child.dropped_now, event.dropped)  # type: ignore[attr-defined]
+            child.dropped_now = most_counts(child.dropped_now, _drops(event))
         elif kind == "bye":
             child.bye = True
             self._check_bye(child, event)
@@ -377,6 +381,9 @@ class Fleet:
         for group in list(self.lingering):
             self._kill_lingering(group)
         for child in self.children.values():
+            if child.acks is not None:
+                child.acks.close()
+                child.acks = None
             if child.spool is not None:
                 child.spool.unlink(missing_ok=True)
 
@@ -388,13 +395,31 @@ class Fleet:
         if lost > 0:
             child.lost += lost
             self._note(child, "error", f"{lost} event(s) this engine sent never arrived")
-        if bye.dropped:  # type: ignore[attr-defined]
-            child.dropped_now = bye.dropped  # type: ignore[attr-defined]  # its final count
-            self._note(child, "warning", f"the engine dropped {bye.dropped} event(s) of the kinds it may drop (`droppable`: progress, screenshots, heartbeats by default) because the bus did not keep up")  # type: ignore[attr-defined]
+        child.dropped_now = most_counts(child.dropped_now, _drops(bye))  # its final count
+        self._tell_drops(child)
+
+    def _tell_drops(self, child: Child) -> None:
+        """Say, by kind, what the engine dropped and we have not said yet."""
+        drops = child.dropped_now
+        total = sum(drops.values())
+        if total <= child.told_drops:
+            return
+        child.told_drops = total
+        said = ", ".join(f"{n} {kind}" for kind, n in sorted(drops.items(), key=lambda kv: -kv[1]))
+        allowed = set(child.spec.droppable) if child.spec.droppable is not None else set(DROPPABLE_KINDS)
+        waited = sorted(k for k in drops if k not in allowed and k != "unknown")
+        why = f"; {', '.join(waited)} may not be dropped for it: those waited BUS_SEND_TIMEOUT for room first" if waited and not child.remote else ""
+        self._note(child, "warning", f"the engine dropped {total} event(s) because the bus did not keep up: {said}{why}")
 
     def _recover_spool(self, child: Child) -> int:
         """Publish what a dead engine sent but the bus never received; then drop the spool."""
         path, child.spool = child.spool, None
+        if child.acks is not None:
+            child.dropped_now = most_counts(child.dropped_now, child.acks.drops())  # its last drops too, told or not
+            child.acks.close()
+            child.acks = None
+            if not child.bye:
+                self._tell_drops(child)
         if path is None or not path.exists():
             return 0
         try:
@@ -428,6 +453,25 @@ class Fleet:
 
     def _note(self, child: Child, level: str, message: str) -> None:
         self.publish(Log(engine=child.name, message=f"bus: {message}", level=level, stream="bus"))
+
+
+def _drops(event: Event) -> dict[str, int]:
+    """What a heartbeat or bye says was dropped, by kind ("unknown" for an SDK that gives only the total)."""
+    kinds: dict[str, int] = event.dropped_kinds  # type: ignore[attr-defined]
+    total: int = event.dropped  # type: ignore[attr-defined]
+    if sum(kinds.values()) < total:
+        kinds = {**kinds, "unknown": total - sum(kinds.values())}
+    return kinds
+
+
+def _map_acks(path: Path, received: int) -> SpoolAcks | None:
+    """Map an engine's spool header to tell it what we received (None: no spool there, or another kind)."""
+    try:
+        acks = SpoolAcks(path)
+    except (OSError, ValueError):
+        return None
+    acks.ack(received)
+    return acks
 
 
 def _cannot_signal(child: Child) -> str:

@@ -21,6 +21,7 @@ from .errors import LocalProtocolError
 from .fields import (
     Blob,
     Checker,
+    Counts,
     Data,
     EngineName,
     Label,
@@ -139,6 +140,13 @@ class Heartbeat(Event):
     after it had to drop events, so the drops show in status while it runs)."""
 
     dropped: int = doc("events this engine process has dropped so far because its queue was full", 0)
+    dropped_kinds: Counts = doc("the same by kind, e.g. {\"log\": 211, \"progress\": 3} (empty: none, or an SDK that does not say)", factory=dict)
+    idle: float = doc("seconds its work has been still: its main thread used no CPU, sent nothing, and is in no declared wait "
+                      "(0: it works, or the SDK does not say); the supervisor counts an engine still for its heartbeat_timeout as unresponsive", 0.0)
+
+    def _validate(self) -> None:
+        if not 0 <= self.idle <= 10**9:
+            raise _bad(self.KIND, f"idle must be between 0 and 1e9 seconds, got {self.idle}")
 
 
 @kind("phase.start")
@@ -252,6 +260,7 @@ class EngineBye(Event):
 
     sent: int = doc("events this engine process sent before bye (hello included)")
     dropped: int = doc("events it dropped because its queue was full", 0)
+    dropped_kinds: Counts = doc("the same by kind (empty: none, or an SDK that does not say)", factory=dict)
 
 
 @kind("state", origin="supervisor")

@@ -55,12 +55,21 @@ class DataMark:
     """A free-form map: string keys, msgpack-native values."""
 
 
+@dataclass(frozen=True)
+class CountsMark:
+    """A map of names (kinds) to counts: at most MAX_COUNTS entries, each a label and an int >= 0."""
+
+
+MAX_COUNTS = 64
+
+
 Text = Annotated[str, MaxLen(MAX_TEXT)]
 Label = Annotated[str, MaxLen(MAX_NAME)]
 RequiredLabel = Annotated[str, MaxLen(MAX_NAME), NonEmpty()]
 Number = Annotated[float, NumberMark()]
 Blob = Annotated[bytes, BlobMark()]
 Data = Annotated[dict, DataMark()]
+Counts = Annotated[dict, CountsMark()]
 EngineName = Annotated[str, MaxLen(MAX_NAME), Matches(ENGINE_NAME, "letters, digits, '_', '.', '-'")]
 Mime = Annotated[str, MaxLen(MAX_NAME), NonEmpty(), Matches(MIME, "type/subtype")]
 
@@ -153,6 +162,8 @@ def _annotated(hint: Any, where: str) -> Checker:
         return _check_blob(where)
     if any(isinstance(m, DataMark) for m in marks):
         return lambda v: check_data(v, where)
+    if any(isinstance(m, CountsMark) for m in marks):
+        return lambda v: check_counts(v, where)
     if any(isinstance(m, NumberMark) for m in marks):
 
         def check_number(v: Any) -> Any:
@@ -192,6 +203,17 @@ def _check_blob(where: str) -> Checker:
         raise _fail(where, "bytes", v)
 
     return check_blob
+
+
+def check_counts(value: Any, where: str) -> dict:
+    """A map of labels to non-negative integers (e.g. events dropped, by kind)."""
+    expected = f"a map of at most {MAX_COUNTS} names (at most {MAX_NAME} characters) to integers >= 0"
+    if not isinstance(value, dict) or len(value) > MAX_COUNTS:
+        raise _fail(where, expected, value)
+    for key, count in value.items():
+        if not isinstance(key, str) or not key or len(key) > MAX_NAME or isinstance(count, bool) or not isinstance(count, int) or not 0 <= count < 2**63:
+            raise _fail(where, expected, value)
+    return value
 
 
 def check_data(value: Any, where: str, depth: int = 0) -> dict:
@@ -243,6 +265,8 @@ def wire_type(hint: Any) -> str:
             return "raw frame"
         if any(isinstance(m, DataMark) for m in marks):
             return "map"
+        if any(isinstance(m, CountsMark) for m in marks):
+            return f"map of str to int (>= 0), at most {MAX_COUNTS} entries"
         if any(isinstance(m, NumberMark) for m in marks):
             return "int or float"
         limit = next(m.limit for m in marks if isinstance(m, MaxLen))

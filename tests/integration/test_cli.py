@@ -89,7 +89,7 @@ def test_run_names_the_engine_after_the_script(runtime_dir: Path, tmp_path: Path
         (["status", "ipc:///tmp/x/ctl"], 2, "bus status: address 'ipc:///tmp/x/ctl' is not understood"),
         (["up", "--session", "bad/name", "x.toml"], 3, "bus up: x.toml: no such file"),
         (["run", "--session", "no good", "--", "true"], 2, "bus run: session name 'no good' is not valid"),
-        (["run", "--listen", "tcp://nowhere", "--", "true"], 2, "bus run: --listen 'tcp://nowhere' is not an address like tcp://127.0.0.1:7010"),
+        (["run", "--listen", "tcp://nowhere", "--", "true"], 2, "bus run: --listen 'tcp://nowhere' is not an address like tcp://0.0.0.0:7010 (a host, then a port from 0 (any free port) to 65535)"),
     ],
 )
 def test_user_errors_are_one_line_with_an_exit_code(runtime_dir: Path, args: list[str], code: int, words: str) -> None:

@@ -59,7 +59,7 @@ def test_an_engine_under_pressure_drops_only_what_it_may_and_says_so(runtime_dir
             # Each time the bus takes events again after drops, a heartbeat tells the count so far.
             watch.wait(lambda e: e.kind == "heartbeat" and e.fields()["dropped"] == dropped > 0)
             engine_status = control.request("status")[0]["engines"][0]
-            assert (engine_status["state"], engine_status["dropped"]) == ("running", dropped)  # while it runs
+            assert (engine_status["state"], engine_status["dropped"], engine_status["dropped_kinds"]) == ("running", dropped, {"progress": dropped})  # while it runs
             assert bus_result("down").returncode == 0
             events = watch.rest()
     finally:
@@ -77,4 +77,4 @@ def test_an_engine_under_pressure_drops_only_what_it_may_and_says_so(runtime_dir
     assert [p["done"] for p in progress[:-1]] == sorted({p["done"] for p in progress[:-1]}), "in order, once"
     assert len(progress) - 1 + dropped == items, "every progress event was delivered or counted as dropped"
     assert [e.kind for e in mine if e.kind in ("phase.start", "phase.done", "result")] == ["phase.start", "phase.done", "result"]
-    assert bye == {"sent": len(mine) - 1, "dropped": dropped}
+    assert bye == {"sent": len(mine) - 1, "dropped": dropped, "dropped_kinds": {"progress": dropped}}

@@ -30,7 +30,7 @@ def check_engine_stream(name: str, events: list[Event]) -> None:
         for key, value in kwargs.items():
             assert fields[key] == value, f"{name} seq {event.seq} field {key}"
     bye = pushed[-1].fields()
-    assert bye == {"sent": len(steps) + 1, "dropped": 0}
+    assert bye == {"sent": len(steps) + 1, "dropped": 0, "dropped_kinds": {}}
     exits = [e for e in events if e.engine == name and e.kind == "exit"]
     assert len(exits) == 1 and events.index(exits[0]) > events.index(pushed[-1])
     assert exits[0].fields()["code"] == 143  # SIGTERM from `bus down`, turned into SystemExit by the SDK

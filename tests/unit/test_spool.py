@@ -65,4 +65,4 @@ def test_garbage_files_read_as_empty(tmp_path: Path) -> None:
     spool = SpoolWriter(tmp_path / "s", size=64 * 1024)
     spool.close()
     assert read_spool(tmp_path / "s") == {}
-    assert (tmp_path / "s").stat().st_size == 64 * 1024 and HEADER == 64
+    assert (tmp_path / "s").stat().st_size == 64 * 1024 and HEADER == 128
