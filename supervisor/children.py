@@ -142,6 +142,10 @@ class Child:
     stop_intent: str = ""                 # why we stopped it: stop, restart, shutdown, unresponsive
     stopped_by_us: bool = False           # its last exit was one we asked for
     last_seen: float = 0.0                # its last event, for the heartbeat check
+    last_active: float = 0.0              # its last event but heartbeats, or output line, for idle_timeout
+    unresponsive: str = ""                # why it is unresponsive: silent (no event), still (its SDK says), quiet (idle_timeout)
+    check_at: float | None = None         # when to say that SDK-only settings do nothing for it (no hello by then)
+    armed: float | None = None            # the earliest time the fleet's timer heap holds for it
     max_seq: int = 0                      # highest sequence number from its current process
     # Counters for status.
     events: int = 0              # events accepted from its SDK, all runs
@@ -180,8 +184,9 @@ class Child:
         self.dropped, self.dropped_now, self.told_drops = add_counts(self.dropped, self.dropped_now), {}, 0
         self.exit, self.exit_deadline, self.spawn_error = None, None, ""
 
-    def spawn(self, env: Mapping[str, str], inbox: Inbox, max_line: int) -> None:
-        """Start the process and its helper threads. Raises OSError if it cannot start."""
+    def spawn(self, env: Mapping[str, str], inbox: Inbox, max_line: int, pump: Any = None) -> None:
+        """Start the process; `pump` (supervisor/pump.py) reads its output and sees its exit,
+        else helper threads do. Raises OSError (or ValueError) if it cannot start."""
         options: dict[str, Any] = {}
         if POSIX:
             options["start_new_session"] = True  # own session + process group
@@ -200,6 +205,9 @@ class Child:
         self.proc = proc
         self.new_process(proc.pid)
         self.open_streams = set(STREAMS)
+        if pump is not None:
+            pump.add(self, proc)
+            return
         for name, pipe in zip(STREAMS, (proc.stdout, proc.stderr)):
             assert pipe is not None
             _thread(f"{self.name}-{name}", read_lines, self, name, pipe, inbox, max_line)

@@ -25,7 +25,8 @@
     restart = "on-failure"        # never | on-failure | always
     backoff = 0.5                 # first restart delay; doubles up to backoff_max, +- backoff_jitter
     max_restarts = 5              # restarts allowed within restart_window seconds, then FATAL
-    heartbeat_timeout = 30        # SDK engines silent this long are unresponsive (0: off)
+    heartbeat_timeout = 30        # SDK engines silent (or whose work is still) this long are unresponsive (0: off)
+    idle_timeout = 0              # any engine with no event and no output line this long is unresponsive (0: off)
     on_exit = "stop-all"          # ignore | restart | stop-all: what its exit means for the run
     droppable = ["progress"]      # kinds its SDK may drop under pressure (default: heartbeat, progress, screenshot)
 
@@ -76,9 +77,11 @@ class EngineSpec:
     stop_signal: str = "SIGTERM"
     stop_timeout: float | None = None   # None: the supervisor's default
     heartbeat_timeout: float = 30.0     # 0: off
+    idle_timeout: float = 0.0           # no event (but heartbeats) and no output line this long: unresponsive (0: off)
     on_unresponsive: str = "report"     # report | restart
     on_exit: str = "ignore"             # ignore | stop-all (restart is `restart`'s job)
     droppable: tuple[str, ...] | None = None  # kinds its SDK may drop under pressure (None: the SDK's default)
+    explicit: frozenset[str] = frozenset()    # the keys its config set (a setting that cannot apply to it is warned about)
 
     def instance_names(self) -> list[str]:
         """`name` for one instance; `name.1` .. `name.N` for several."""
@@ -253,6 +256,7 @@ ENGINE_CHECKS: dict[str, Check] = {
     "stop_signal": _signal_name,
     "stop_timeout": _number(0, DAY),
     "heartbeat_timeout": _number(0, DAY),
+    "idle_timeout": _number(0, DAY),
     "on_unresponsive": _choice("report", "restart"),
     "on_exit": _choice("ignore", "restart", "stop-all"),
     "shell": _boolean,
@@ -400,6 +404,8 @@ def _spec(where: str, name: str, command: tuple[str, ...], env: dict[str, str], 
     )
     if policy.backoff_max < policy.backoff:
         raise ConfigError(f"{where}: backoff_max ({policy.backoff_max:g}) must be >= backoff ({policy.backoff:g})")
+    if values.get("on_unresponsive") == "restart" and values.get("heartbeat_timeout", 30.0) == 0 and not values.get("idle_timeout"):
+        raise ConfigError(f"{where}: on_unresponsive = \"restart\" with heartbeat_timeout = 0 and no idle_timeout: nothing could make it unresponsive")
     return EngineSpec(
         name=name,
         command=command,
@@ -410,7 +416,9 @@ def _spec(where: str, name: str, command: tuple[str, ...], env: dict[str, str], 
         stop_signal=values.get("stop_signal", "SIGTERM"),
         stop_timeout=values.get("stop_timeout"),
         heartbeat_timeout=values.get("heartbeat_timeout", 30.0),
+        idle_timeout=values.get("idle_timeout", 0.0),
         on_unresponsive=values.get("on_unresponsive", "report"),
         on_exit=on_exit,
         droppable=values.get("droppable"),
+        explicit=frozenset(values),
     )

@@ -127,6 +127,7 @@ class Supervisor:
                     wake.close()
                 self._end()
                 self.fleet.kill_everything()
+                self.fleet.close()
             self.flush_journal()  # a journal that failed is known, and said, before the run's exit code
             code = self.exit_code()
             self._publish(SupervisorStopped(code=code, reason=self.stop_reason))
@@ -392,10 +393,13 @@ class Supervisor:
     def _inbox_item(self, item: tuple[Any, ...]) -> None:
         """One thing a helper thread saw: an engine's output line, end of a stream, or exit."""
         tag, child = item[0], item[1]
-        if tag == "line":
+        if tag == "lines":  # what one read of a pipe held (supervisor/pump.py)
+            for text, cut, ts in item[3]:
+                self._on_line(child, item[2], text, cut, ts)
+        elif tag == "line":  # one line (a reader thread's, where there is no pump)
             self._on_line(child, *item[2:])
         elif tag == "eof":
-            child.open_streams.discard(item[2])
+            self.fleet.streams_closed(child, item[2])
         elif tag == "exit":
             self.fleet.exited(child, item[2], item[3])
         elif tag == "note":  # a helper thread's word for the log (connections past their bound)
@@ -409,9 +413,10 @@ class Supervisor:
             child.markers += 1
             self._publish(event)
             self.fleet.seen(child, event)
-            return
-        child.bad_markers += said == "bad-marker"
-        self._publish(event)
+        else:
+            child.bad_markers += said == "bad-marker"
+            self._publish(event)
+        self.fleet.line_seen(child)
 
     # -- publishing --------------------------------------------------------------
 

@@ -1,38 +1,53 @@
-"""The engines of one supervisor: spawn, stop, restart, heartbeats, exits.
+"""The engines of one supervisor: spawn, stop, restart, liveness, exits.
 
 How it works: every change of an engine's state goes through `_move`, which
 asks the lifecycle table (lifecycle.py) and publishes a `state` event. Things
 that happen at a time (a backoff ends, a start is deemed good, a heartbeat is
-missed, a stop times out, an exit's last events are in, a leftover process
-group is due for SIGKILL) happen in `tick(now)`, which returns when it next
-needs to run; the supervisor's loop sleeps until then. When an engine exits,
-`_finish_exit` recovers from its crash spool what never arrived, publishes the
-exit, and asks its RestartTracker what comes next.
+missed, an engine goes quiet, a stop times out, an exit's last events are in,
+a leftover process group is due for SIGKILL) happen in `tick(now)`, which
+returns when it next needs to run; the supervisor's loop sleeps until then.
+Each engine's next due time sits in a heap (`_arm`), so a tick costs what is
+due, not the number of engines; engines are started a batch per tick, so the
+loop takes their output and exits in between. When an engine exits,
+`_finish_exit` recovers from its crash spool what never arrived (losses.py),
+publishes the exit, and asks its RestartTracker what comes next.
+
+Liveness, three ways (each makes it `unresponsive`, `on_unresponsive` says
+what then): no event at all for `heartbeat_timeout` (frozen, or gone); its
+SDK's heartbeat saying its work has been still that long (`idle`: a hung main
+thread, though the heartbeat thread runs); no event but heartbeats and no
+output line for `idle_timeout` (any engine, SDK or not).
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import random
 import signal
 import time
+from collections import deque
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
-from bus.protocol import DROPPABLE_KINDS, EngineExited, EngineHello, EngineState, Event, Log, RemoteProtocolError, decode
-from bus.spool import SpoolAcks, read_spool
+from bus.protocol import EngineExited, EngineHello, EngineState, Event, Log, RemoteProtocolError
 
 from .children import POSIX, Child, Inbox, engine_env, exit_info, most_counts, observe, signal_group
 from .config import EngineSpec, SupervisorConfig
 from .files import give_back
 from .lifecycle import ALIVE, FINAL, State, Trigger, next_state
+from .losses import check_bye, drops_of, map_acks, recover_spool
 from .outcome import spawn_error
+from .pump import Pump
 from .restart import Decision, RestartTracker
 from .watchdog import Watchdog
 
 STARTED_AFTER = 1.0  # an engine up this long (or that said hello) is running
 KILL_WAIT = 5.0      # after SIGKILL, stop waiting for an exit after this long
 MAX_REMOTE = 1000    # remote engines one supervisor keeps track of
+SPAWN_BATCH = 50     # engines started per tick (the loop takes their output in between)
+SDK_SETTINGS = ("heartbeat_timeout", "droppable")  # what only an engine using the SDK honours
 
 Publish = Callable[[Event], None]
 Accept = Callable[[Child, Event], None]
@@ -45,9 +60,15 @@ class Fleet:
         self.accept = accept  # hand a recovered event to the normal ingest path
         self.inbox = inbox
         self.children: dict[str, Child] = {}
+        self._open = {False: 0, True: 0}  # children not in a final state: spawned ones, remote ones
         for spec in config.engines:
             for k, name in enumerate(spec.instance_names(), 1):
-                self.children[name] = Child(spec=spec, name=name, instance=k, tracker=RestartTracker(spec.restart, rng))
+                self._add(Child(spec=spec, name=name, instance=k, tracker=RestartTracker(spec.restart, rng)))
+        self._timers: list[tuple[float, int, Child]] = []  # (when, tie-breaker, child): each child's next due time
+        self._ties = itertools.count()
+        self._to_start: deque[Child] = deque()
+        self._stuck_looked = 0.0
+        self.pump: Pump | None = None  # the thread that reads every engine's output (POSIX)
         self.shutting_down = False
         self.on_stop_all: Callable[[str], None] = lambda reason: None
         self.lingering: dict[int, float] = {}  # process group left by an exited engine -> SIGKILL time
@@ -57,10 +78,22 @@ class Fleet:
 
     def open(self, *, endpoint: str, session_dir: Path, watchdog: Watchdog | None) -> None:
         self.endpoint, self.session_dir, self.watchdog = endpoint, session_dir, watchdog
+        if POSIX:
+            self.pump = Pump(self.inbox, self.config.max_line)
         spools = session_dir / "spool"
         spools.mkdir(mode=0o700, exist_ok=True)
         for stale in spools.iterdir():  # left by a supervisor that was killed; we hold the session lock
             stale.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """After kill_everything: stop reading."""
+        if self.pump is not None:
+            self.pump.stop()
+            self.pump = None
+
+    def _add(self, child: Child) -> None:
+        self.children[child.name] = child
+        self._open[child.remote] += child.state not in FINAL
 
     # -- commands ----------------------------------------------------------------
 
@@ -72,8 +105,8 @@ class Fleet:
         return picked
 
     def start_all(self) -> None:
-        for child in self.children.values():
-            self._spawn(child, "")
+        """Start every engine, a batch per tick."""
+        self._to_start.extend(c for c in self.children.values() if c.state is State.PENDING)
 
     def start(self, name: str) -> dict[str, str]:
         outcome = {}
@@ -128,10 +161,11 @@ class Fleet:
         for child in self.children.values():
             if child.state in ALIVE and not child.remote:
                 child.kill_at = now
+                self._arm(child)
 
     def all_final(self) -> bool:
         """Nothing more will happen by itself (remote engines do not hold up a shutdown)."""
-        return all(c.state in FINAL or (c.remote and self.shutting_down) for c in self.children.values())
+        return not self._open[False] and (self.shutting_down or not self._open[True])
 
     # -- remote engines --------------------------------------------------------------
 
@@ -151,7 +185,7 @@ class Fleet:
                 del self.children[gone.name]
             spec = EngineSpec(name=hello.engine, command=())
             child = Child(spec=spec, name=hello.engine, instance=1, tracker=RestartTracker(spec.restart), remote=True)
-            self.children[child.name] = child
+            self._add(child)
         launcher = hello.seq is None  # `bus attach` speaks for the process it started
         timeout = 3 * hello.heartbeat if hello.heartbeat else self.config.remote_timeout
         if child.state is State.RUNNING and (child.pid, child.host) == (hello.pid, hello.host):
@@ -162,7 +196,7 @@ class Fleet:
         child.new_process(hello.pid)
         child.host, child.via, child.launcher = hello.host, via, launcher
         child.spec = replace(child.spec, heartbeat_timeout=timeout)
-        child.last_seen = time.monotonic()
+        child.last_seen = child.last_active = time.monotonic()
         self._move(child, Trigger.ATTACH, f"remote: attached from {hello.host or 'an unnamed host'}, pid {hello.pid} ({via}){taken}")
         return child
 
@@ -184,48 +218,100 @@ class Fleet:
         """An event from this engine's SDK (or a marker) was published: its lifecycle."""
         kind = event.KIND
         if event.seq is not None or child.remote:  # from its SDK (or its launcher)
-            child.last_seen = time.monotonic()
+            child.last_seen = now = time.monotonic()
             if event.seq is not None:
                 child.max_seq = max(child.max_seq, event.seq)
                 if child.acks is not None:
                     child.acks.ack(child.max_seq)  # its spool may now overwrite what we have
-            if child.state in (State.UNRESPONSIVE, State.LOST):
-                self._move(child, Trigger.ALIVE, "heard from it again")
+            if kind != "heartbeat":
+                child.last_active = now
+            self._liveness(child, event)
         if kind == "hello":
             child.hello |= event.seq is not None  # its SDK's hello (a launcher's does not promise a bye)
             if event.seq is not None and child.spool is not None and child.acks is None:
-                child.acks = _map_acks(child.spool, child.max_seq)
+                child.acks = map_acks(child.spool, child.max_seq)
             if child.state is State.STARTING:
                 self._move(child, Trigger.STARTED, "said hello")
+            self._arm(child)  # its heartbeats are watched from now on
         elif kind == "heartbeat":
-            child.dropped_now = most_counts(child.dropped_now, _drops(event))
+            child.dropped_now = most_counts(child.dropped_now, drops_of(event))
         elif kind == "bye":
             child.bye = True
-            self._check_bye(child, event)
+            check_bye(child, event, self._note)
             if child.remote and not child.launcher and child.state is State.RUNNING:
                 self._move(child, Trigger.EXIT, "remote: said bye (its exit code is known only where it ran)")
+            self._arm(child)  # its exit may be published now
+
+    def _liveness(self, child: Child, event: Event) -> None:
+        """Back to running when heard from; unresponsive when its heartbeat says its work is still."""
+        heartbeat = event.KIND == "heartbeat"
+        still = heartbeat and not child.remote and 0 < child.spec.heartbeat_timeout <= event.idle  # type: ignore[attr-defined]
+        if child.state is State.RUNNING and still:
+            idle: float = event.idle  # type: ignore[attr-defined]
+            self._unresponsive(child, "still", f"its work has been still for {idle:.0f}s: its main thread used no CPU and it sent nothing but heartbeats (heartbeat_timeout = {child.spec.heartbeat_timeout:g})")
+        elif child.state is State.LOST:
+            self._move(child, Trigger.ALIVE, "heard from it again")
+        elif child.state is State.UNRESPONSIVE and not still and not (heartbeat and child.unresponsive == "quiet"):
+            self._move(child, Trigger.ALIVE, "heard from it again" if child.unresponsive == "silent" else "it works again")
+
+    def line_seen(self, child: Child) -> None:
+        """An output line of this engine was published."""
+        child.last_active = time.monotonic()
+        if child.state is State.UNRESPONSIVE and child.unresponsive == "quiet":
+            self._move(child, Trigger.ALIVE, "it printed again")
+
+    def streams_closed(self, child: Child, stream: str) -> None:
+        child.open_streams.discard(stream)
+        self._arm(child)  # its exit may be published now
 
     def exited(self, child: Child, returncode: int, at: float) -> None:
         child.exit = exit_info(returncode, at)
         child.exit_deadline = time.monotonic() + self.config.drain_grace
+        self._arm(child)
 
     # -- time ----------------------------------------------------------------------
 
     def tick(self, now: float) -> float | None:
         """Do what is due; return the next time something will be (None: nothing)."""
-        due: list[float] = []
-        for child in list(self.children.values()):
-            self._tick_child(child, now)
-            due += [t for t in (child.exit_deadline, child.started_at, child.restart_at, child.kill_at) if t is not None]
-            if self._heartbeat_watched(child):
-                due.append(child.last_seen + child.spec.heartbeat_timeout)
-            if child.killed_at is not None and child.state in ALIVE:
-                due.append(child.killed_at + KILL_WAIT)
+        for _ in range(min(len(self._to_start), SPAWN_BATCH)):
+            child = self._to_start.popleft()
+            if child.state is State.PENDING:
+                self._spawn(child, "")
+        while self._timers and self._timers[0][0] <= now:
+            _, _, child = heapq.heappop(self._timers)
+            child.armed = None
+            if self.children.get(child.name) is child:
+                self._tick_child(child, now)
+                self._arm(child, now)
         for group, kill_at in list(self.lingering.items()):
             if now >= kill_at:
                 self._kill_lingering(group)
-            else:
-                due.append(kill_at)
+        due = [t for t in (self._timers[0][0] if self._timers else None, min(self.lingering.values(), default=None)) if t is not None]
+        if self._to_start:
+            due.append(now)  # more to start: come back after the other sockets had a turn
+        return min(due) if due else None
+
+    def _arm(self, child: Child, now: float | None = None) -> None:
+        """Put the child's next due time in the heap (unless an earlier one is there already).
+        After its tick (`now`), a time not after it is one the fleet cannot act on (a process
+        that survives SIGKILL: the loop's `stuck` check): not put back, or it would spin."""
+        when = self._next_due(child)
+        if when is not None and now is not None and when <= now:
+            return
+        if when is not None and (child.armed is None or when < child.armed):
+            child.armed = when
+            heapq.heappush(self._timers, (when, next(self._ties), child))
+
+    def _next_due(self, child: Child) -> float | None:
+        due = [t for t in (child.exit_deadline, child.started_at, child.restart_at, child.kill_at, child.check_at) if t is not None]
+        if child.exit_deadline is not None and not child.open_streams and child.bye:
+            due.append(0.0)  # its last events are in: publish its exit now
+        if self._heartbeat_watched(child):
+            due.append(child.last_seen + child.spec.heartbeat_timeout)
+        if self._quiet_watched(child):
+            due.append(child.last_active + child.spec.idle_timeout)
+        if child.killed_at is not None and child.state in ALIVE:
+            due.append(child.killed_at + KILL_WAIT)
         return min(due) if due else None
 
     def _tick_child(self, child: Child, now: float) -> None:
@@ -233,27 +319,54 @@ class Fleet:
             self._finish_exit(child, now)
         if child.state is State.STARTING and child.started_at is not None and now >= child.started_at:
             self._move(child, Trigger.STARTED, f"up for {STARTED_AFTER:g}s")
+        if child.check_at is not None and now >= child.check_at:
+            self._check_settings(child)
         if self._heartbeat_watched(child) and now >= child.last_seen + child.spec.heartbeat_timeout:
             silent = now - child.last_seen
             if child.remote:
                 self._move(child, Trigger.VANISH, f"remote: nothing heard for {silent:.1f}s (heartbeat timeout {child.spec.heartbeat_timeout:g}s): it, its host or the network is gone")
                 return
-            self._move(child, Trigger.SILENT, f"no event for {silent:.1f}s (heartbeat_timeout = {child.spec.heartbeat_timeout:g})")
-            if child.spec.on_unresponsive == "restart":
-                self._stop(child, "unresponsive", "restarting an unresponsive engine")
+            self._unresponsive(child, "silent", f"no event for {silent:.1f}s (heartbeat_timeout = {child.spec.heartbeat_timeout:g})")
+        if self._quiet_watched(child) and now >= child.last_active + child.spec.idle_timeout:
+            self._unresponsive(child, "quiet", f"no event and no output line for {now - child.last_active:.1f}s (idle_timeout = {child.spec.idle_timeout:g})")
         if child.state is State.STOPPING and child.kill_at is not None and now >= child.kill_at:
             child.kill_at, child.killed_at = None, now
             child.kill_group()
         if child.state is State.BACKOFF and child.restart_at is not None and now >= child.restart_at:
             self._spawn(child, "backoff over")
 
+    def _unresponsive(self, child: Child, why: str, reason: str) -> None:
+        self._move(child, Trigger.SILENT, reason)
+        child.unresponsive = why
+        if child.spec.on_unresponsive == "restart":
+            self._stop(child, "unresponsive", "restarting an unresponsive engine")
+
+    def _check_settings(self, child: Child) -> None:
+        """A setting only the SDK honours, given to an engine that said no hello: say it does nothing."""
+        child.check_at = None
+        if child.hello or child.state not in (State.STARTING, State.RUNNING):
+            return
+        given = [key for key in SDK_SETTINGS if key in child.spec.explicit]
+        after = child.spec.heartbeat_timeout or STARTED_AFTER * 10
+        does = "does" if len(given) == 1 else "do"
+        self._note(child, "warning", f"{' and '.join(given)} {does} nothing for this engine: it said no hello within {after:g}s of starting, "
+                   "so it does not use the engine SDK; idle_timeout watches a program that only prints")
+
     @staticmethod
     def _heartbeat_watched(child: Child) -> bool:
         heard = child.hello or child.remote  # a remote engine is watched from its (or its launcher's) hello on
         return child.state is State.RUNNING and heard and child.spec.heartbeat_timeout > 0 and child.exit is None
 
+    @staticmethod
+    def _quiet_watched(child: Child) -> bool:
+        return child.state is State.RUNNING and child.spec.idle_timeout > 0 and child.exit is None
+
     def stuck(self, now: float) -> bool:
-        """Everything still alive was SIGKILLed long ago (uninterruptible sleep)."""
+        """Everything still alive was SIGKILLed long ago (uninterruptible sleep).
+        Looked at twice a second at most: it walks every engine."""
+        if now < self._stuck_looked + 0.5:
+            return False
+        self._stuck_looked = now
         alive = [c for c in self.children.values() if c.state in ALIVE]
         return bool(alive) and all(c.killed_at is not None and now >= c.killed_at + KILL_WAIT for c in alive)
 
@@ -263,6 +376,9 @@ class Fleet:
         prev = child.state
         child.state = next_state(child.name, prev, trigger)
         child.reason = reason
+        self._open[child.remote] += (prev in FINAL) - (child.state in FINAL)
+        if child.state is not State.UNRESPONSIVE:
+            child.unresponsive = ""
         # A timer belongs to its state: leaving the state cancels it (a stale one
         # would look due for ever and spin the loop).
         child.started_at = child.started_at if child.state is State.STARTING else None
@@ -274,6 +390,7 @@ class Fleet:
                 restarts=child.tracker.total, delay=delay,
             )
         )
+        self._arm(child)
 
     def _spawn(self, child: Child, reason: str) -> None:
         if self.shutting_down:
@@ -282,7 +399,7 @@ class Fleet:
         child.spool = self.session_dir / "spool" / f"{child.name}.{child.spawns + 1}"
         env = engine_env(child, endpoint=self.endpoint, session_dir=str(self.session_dir))
         try:
-            child.spawn(env, self.inbox, self.config.max_line)
+            child.spawn(env, self.inbox, self.config.max_line, self.pump)
         except (OSError, ValueError) as exc:  # ValueError: what the OS cannot take (a NUL in an argument, '=' in a variable name)
             child.spawn_error, child.pid, child.spool = spawn_error(child, exc), None, None
             decision = child.tracker.decide(failed=True, uptime=0.0, now=now)
@@ -293,9 +410,13 @@ class Fleet:
         give_back(child.pid)  # type: ignore[arg-type]  # the open-files limit we started with, not our raised one
         if self.watchdog is not None:
             self.watchdog.watch(child.pid)  # type: ignore[arg-type]
-        child.last_seen, child.killed_at, child.kill_at = now, None, None
+        child.last_seen = child.last_active = now
+        child.killed_at = child.kill_at = None
+        given = any(key in child.spec.explicit for key in SDK_SETTINGS)
+        child.check_at = now + (child.spec.heartbeat_timeout or STARTED_AFTER * 10) if given else None
         self._move(child, Trigger.SPAWN, ", ".join(filter(None, [f"pid {child.pid}", reason])))
         child.started_at = now + STARTED_AFTER
+        self._arm(child)
 
     def _stop(self, child: Child, intent: str, reason: str) -> None:
         if child.state in (State.STARTING, State.RUNNING, State.UNRESPONSIVE):
@@ -304,6 +425,7 @@ class Fleet:
             child.terminate_group()
             timeout = child.spec.stop_timeout if child.spec.stop_timeout is not None else self.config.stop_timeout
             child.kill_at = time.monotonic() + timeout
+            self._arm(child)
         elif child.state is State.STOPPING:
             if intent in ("stop", "shutdown"):  # a plain stop wins over a restart in progress
                 child.stop_intent = intent
@@ -314,7 +436,7 @@ class Fleet:
         info = child.exit
         assert info is not None
         child.exit_deadline = None
-        recovered = self._recover_spool(child)
+        recovered = recover_spool(child, self.accept, self._note)
         if child.hello and not child.bye:
             said = f"; {recovered} event(s) recovered from its crash spool" if recovered else ""
             self._note(child, "warning", f"the engine ended without its final bye{said}")
@@ -344,6 +466,7 @@ class Fleet:
         self._move(child, decision.trigger, f"{how}: {decision.reason}", decision.delay if decision.trigger is Trigger.RETRY else None)
         if decision.trigger is Trigger.RETRY:
             child.restart_at = now + decision.delay
+            self._arm(child)
         elif child.spec.on_exit == "stop-all" and not child.stopped_by_us and not self.shutting_down:
             self.on_stop_all(f"{child.name} ended ({how}; on_exit = stop-all)")
 
@@ -387,102 +510,9 @@ class Fleet:
             if child.spool is not None:
                 child.spool.unlink(missing_ok=True)
 
-    # -- losses and recovery ---------------------------------------------------------
-
-    def _check_bye(self, child: Child, bye: Event) -> None:
-        """Make losses visible: what the engine says it sent against what came."""
-        lost = bye.sent - (child.run_events - 1)  # type: ignore[attr-defined]  # run_events counts the bye
-        if lost > 0:
-            child.lost += lost
-            self._note(child, "error", f"{lost} event(s) this engine sent never arrived")
-        child.dropped_now = most_counts(child.dropped_now, _drops(bye))  # its final count
-        self._tell_drops(child)
-
-    def _tell_drops(self, child: Child) -> None:
-        """Say, by kind, what the engine dropped and we have not said yet."""
-        drops = child.dropped_now
-        total = sum(drops.values())
-        if total <= child.told_drops:
-            return
-        child.told_drops = total
-        said = ", ".join(f"{n} {kind}" for kind, n in sorted(drops.items(), key=lambda kv: -kv[1]))
-        allowed = set(child.spec.droppable) if child.spec.droppable is not None else set(DROPPABLE_KINDS)
-        waited = sorted(k for k in drops if k not in allowed and k != "unknown")
-        why = f"; {', '.join(waited)} may not be dropped for it: those waited BUS_SEND_TIMEOUT for room first" if waited and not child.remote else ""
-        self._note(child, "warning", f"the engine dropped {total} event(s) because the bus did not keep up: {said}{why}")
-
-    def _recover_spool(self, child: Child) -> int:
-        """Publish what a dead engine sent but the bus never received; then drop the spool."""
-        path, child.spool = child.spool, None
-        if child.acks is not None:
-            child.dropped_now = most_counts(child.dropped_now, child.acks.drops())  # its last drops too, told or not
-            child.acks.close()
-            child.acks = None
-            if not child.bye:
-                self._tell_drops(child)
-        if path is None or not path.exists():
-            return 0
-        try:
-            records = {} if child.bye else read_spool(path)
-        finally:
-            path.unlink(missing_ok=True)
-        start = child.max_seq + 1
-        missing = sorted(seq for seq in records if seq >= start)
-        recovered, gone = 0, [seq for seq in range(start, missing[-1] + 1) if seq not in records] if missing else []
-        for seq in missing:
-            event = self._decode_record(child, seq, records[seq])
-            if event is None:
-                gone.append(seq)
-                continue
-            self.accept(child, event)
-            recovered += 1
-        child.recovered += recovered
-        if gone:
-            child.lost += len(gone)
-            self._note(child, "error", f"{len(gone)} event(s) the engine sent are lost (not in its crash spool): seq {_ranges(sorted(gone))}")
-        return recovered
-
-    def _decode_record(self, child: Child, seq: int, frames: list[bytes] | None) -> Event | None:
-        if frames is None:
-            return None
-        try:
-            event = decode(frames, from_engine=True)
-        except RemoteProtocolError:
-            return None
-        return event if isinstance(event, Event) and event.engine == child.name and event.seq == seq else None
-
     def _note(self, child: Child, level: str, message: str) -> None:
         self.publish(Log(engine=child.name, message=f"bus: {message}", level=level, stream="bus"))
 
 
-def _drops(event: Event) -> dict[str, int]:
-    """What a heartbeat or bye says was dropped, by kind ("unknown" for an SDK that gives only the total)."""
-    kinds: dict[str, int] = event.dropped_kinds  # type: ignore[attr-defined]
-    total: int = event.dropped  # type: ignore[attr-defined]
-    if sum(kinds.values()) < total:
-        kinds = {**kinds, "unknown": total - sum(kinds.values())}
-    return kinds
-
-
-def _map_acks(path: Path, received: int) -> SpoolAcks | None:
-    """Map an engine's spool header to tell it what we received (None: no spool there, or another kind)."""
-    try:
-        acks = SpoolAcks(path)
-    except (OSError, ValueError):
-        return None
-    acks.ack(received)
-    return acks
-
-
 def _cannot_signal(child: Child) -> str:
     return f"remote: the supervisor cannot signal it (pid {child.pid} on {child.host or 'another host'}); stop it where it runs"
-
-
-def _ranges(numbers: Iterable[int]) -> str:
-    out: list[str] = []
-    for n in numbers:
-        if out and out[-1].split("-")[-1] == str(n - 1):
-            out[-1] = f"{out[-1].split('-')[0]}-{n}"
-        else:
-            out.append(str(n))
-    return ", ".join(out)

@@ -53,7 +53,7 @@ def test_a_good_config(tmp_path: Path) -> None:
         ("[engines.a]\ncommand = []\n", "engine 'a': command must be a non-empty list of strings"),
         ("[engines.a]\ncommand = ['x']\ndroppable = ['result']\n", "engine 'a': droppable must be a list of kinds among finding, heartbeat, log, progress, screenshot (phase changes, results and errors are never dropped), got ['result']"),
         ("[engines.a]\ncomand = ['x']\n", "engine 'a': unknown key 'comand'; did you mean 'command'?"),
-        ("[engines.a]\ncommand = ['x']\nzzz = 1\n", "engine 'a': unknown key 'zzz' (known: backoff, backoff_jitter, backoff_max, command, cwd, droppable, env, heartbeat_timeout, instances, max_restarts, on_exit, on_unresponsive, restart, restart_window, shell, stable_after, stop_signal, stop_timeout)"),
+        ("[engines.a]\ncommand = ['x']\nzzz = 1\n", "engine 'a': unknown key 'zzz' (known: backoff, backoff_jitter, backoff_max, command, cwd, droppable, env, heartbeat_timeout, idle_timeout, instances, max_restarts, on_exit, on_unresponsive, restart, restart_window, shell, stable_after, stop_signal, stop_timeout)"),
         ("[engines.a]\ncommand = ['x']\nenv = { X = 1 }\n", "engine 'a': env must be a table of strings"),
         ("[engines.a]\ncommand = ['x']\ncwd = 'nowhere'\n", "engine 'a': cwd 'nowhere' is not a directory"),
         ('[engines."a b"]\ncommand = ["x"]\n', "engine 'a b': the name may hold only"),

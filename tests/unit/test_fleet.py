@@ -23,6 +23,7 @@ def test_a_graceful_stop_leaves_no_timer_behind() -> None:
     with tempfile.TemporaryDirectory(prefix="bf") as run_dir:
         fleet.open(endpoint="ipc:///nonexistent", session_dir=Path(run_dir), watchdog=None)
         fleet.start_all()
+        fleet.tick(time.monotonic())  # engines start a batch per tick
         child = fleet.children["sleeper"]
         try:
             fleet.stop("sleeper")
@@ -33,10 +34,11 @@ def test_a_graceful_stop_leaves_no_timer_behind() -> None:
                     if item[0] == "exit":
                         fleet.exited(item[1], item[2], item[3])
                     elif item[0] == "eof":
-                        child.open_streams.discard(item[2])
+                        fleet.streams_closed(item[1], item[2])
                 fleet.tick(time.monotonic())
         finally:
             fleet.kill_everything()
+            fleet.close()
             inbox.close()
     assert child.state is State.EXITED and child.exit is not None and child.exit.signal == 15
     assert fleet.tick(time.monotonic() + 3600) is None, "nothing is due any more: the loop may sleep"
