@@ -15,7 +15,8 @@ come out of `ready` in global sequence order, each once:
 - A welcome with another run id is a new supervisor run: numbering restarts.
   If the run we followed had not ended for us, its rest is fetched first
   (history of that run: memory or the journal); if that holds its `sup.stop`,
-  the run ends there, else we go on with the new run.
+  the run ends there, else the old run is recorded in `cut` and we go on with
+  the new run.
 - `sup.stop` ends the run (`ended`).
 - The publisher drops the newest messages for a subscriber whose queue is
   full, so a stalled subscriber's missing tail shows no gap until something
@@ -64,6 +65,7 @@ class Catchup:
         self.lost: list[tuple[int, int | None]] = []  # gseq ranges history could not give back (None: to the run's end)
         self.rejected = 0                      # messages we could not decode
         self.refills = 0                       # gaps filled from history
+        self.cut: list[tuple[str, int]] = []   # runs that ended without their end for us: (run, last gseq we had)
         self.ended = False                     # the run's sup.stop was released
         self.need: Need | None = None          # the history the driver must fetch now
         self.ready: deque[AnyEvent] = deque()  # events to hand out, in order
@@ -72,6 +74,11 @@ class Catchup:
         self._goal: int | None = 0             # `until` of the fill in progress
         self._first_page = False
         self._successor: Welcome | None = None  # a new run's welcome, held while the old run's rest comes
+
+    @property
+    def position(self) -> int:
+        """The gseq of the newest event of the run released (or passed over by the filters); 0 before any."""
+        return 0 if self._next is None else self._next - 1
 
     @property
     def live(self) -> bool:
@@ -114,6 +121,8 @@ class Catchup:
             self._next = max(self._next, self._goal + 1)  # filtered-out events leave no trace
         successor, self._successor = self._successor, None
         if successor is not None and not self.ended:
+            assert self.run is not None
+            self.cut.append((self.run, self.position))  # said, never silent: the old run ended without its end for us
             self._welcome(successor, rest_fetched=True)  # the old run's rest is in and it did not end: go on
             return
         self._advance()

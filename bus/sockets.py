@@ -26,6 +26,13 @@ SUB_HWM = 100_000
 CONTROL_REPLY_HWM = 8
 LOCAL_RECONNECT_MS = 20
 HANDSHAKE_MS = 10_000  # a bound socket closes a connection that has not finished its handshake by then (libzmq: 30 s)
+# Dead peers on TCP (a host that vanished, a NAT or firewall that forgot the connection):
+# every TCP connection, both ways, sends a ZMTP PING every HEARTBEAT_MS and is dropped
+# after HEARTBEAT_TIMEOUT_MS without traffic (a client then reconnects); TCP keepalive
+# underneath (first probe after KEEPALIVE_IDLE s, then every KEEPALIVE_INTVL s, KEEPALIVE_CNT tries).
+HEARTBEAT_MS = 2_000
+HEARTBEAT_TIMEOUT_MS = 10_000
+KEEPALIVE_IDLE, KEEPALIVE_INTVL, KEEPALIVE_CNT = 30, 10, 3
 # ZMQ_MAXMSGSIZE per bound socket: a peer sending a bigger frame is disconnected
 # by libzmq before the frame is buffered. Frames up to it are read and, if over
 # the protocol's own limits, counted as rejects (see docs/SECURITY.md).
@@ -59,6 +66,8 @@ def _bind_all(sock: zmq.Socket, name: str, local: Iterable[str], remote: Iterabl
         sock.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_MS)
         bound = [bind(sock, e) for e in local]
         remote = list(remote)
+        if remote:
+            keep_alive(sock)
         if remote and security is not None:
             security.apply(sock, name)
         return bound + [bind(sock, e) for e in remote]
@@ -99,7 +108,20 @@ def push(ctx: zmq.Context, endpoint: str, *, linger_ms: int, hwm: int = PUSH_HWM
     return _client(sock, endpoint, keys)
 
 
+def keep_alive(sock: zmq.Socket) -> None:
+    """Notice a dead peer on TCP: ZMTP heartbeats and TCP keepalive (the timings above)."""
+    sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS)
+    sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_IDLE, KEEPALIVE_IDLE)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_INTVL, KEEPALIVE_INTVL)
+    sock.setsockopt(zmq.TCP_KEEPALIVE_CNT, KEEPALIVE_CNT)
+
+
 def _client(sock: zmq.Socket, endpoint: str, keys: ClientKeys | None) -> zmq.Socket:
+    if endpoint.startswith("tcp://"):
+        keep_alive(sock)
     if keys is not None and endpoint.startswith("tcp://"):
         keys.apply(sock)
     if endpoint.startswith("ipc://"):

@@ -20,7 +20,8 @@ whether more was published than it got (the publisher drops the newest
 messages for a subscriber that fell behind, which shows no gap by itself).
 When no supervisor answers, a local subscriber reads the rest of its run from
 the session's journal, so even one that stalled past the end of the run gets
-all of it.
+all of it. A supervisor gone for good is said (SupervisorGone), and a run cut
+short is recorded in `cut` (bus/follow.py has the rules both drivers share).
 
 A subscriber owns zmq sockets: use one from one thread (or one event loop).
 """
@@ -35,113 +36,18 @@ import zmq
 import zmq.asyncio
 
 from . import sockets
-from .catchup import ALL, Catchup, Need
+from .catchup import ALL
 from .control_client import ControlClient, RequestFailed, no_answer, pick_endpoint, read_answer
-from .errors import BusError, NotRunning
-from .journal import open_journal
-from .protocol import AnyEvent, RemoteProtocolError, decode, split_batch
+from .errors import Denied, NotRunning
+from .follow import GONE_AFTER, QUIET, Following, SupervisorGone
+from .keys import HandshakeWatch
 from .protocol.control import encode_request
-from .runtime import Address, resolve
+from .runtime import Address
 
-QUIET = 1.0  # seconds without a message before asking the supervisor what we may have missed
-
-
-class _Base:
-    def __init__(
-        self,
-        address: str | Address | None,
-        *,
-        engines: Iterable[str] | None,
-        kinds: Iterable[str] | None,
-        history: int | str | None,
-        since: float | None,
-        timeout: float,
-        connect_timeout: float | None,
-        hwm: int,
-    ) -> None:
-        """`history`: "all" (everything the supervisor holds of this run), N (the
-        newest N matching events) or None (live only); `since`: events from that
-        Unix time on instead. `timeout` bounds each control request;
-        `connect_timeout` bounds the wait for a supervisor (None: wait); `hwm`:
-        messages queued for us before the publisher drops (then refilled from history)."""
-        self.address = address if isinstance(address, Address) else resolve(address)
-        if not (history in (ALL, None) or (isinstance(history, int) and history >= 0)):
-            raise BusError(f"history must be 'all', a number >= 0 or None, got {history!r}")
-        self.catchup = Catchup(history=history, since=since, kinds=kinds, engines=engines)
-        self.timeout = timeout
-        self.connect_timeout = connect_timeout
-        self.hwm = hwm
-        self._heard = time.monotonic()  # when the SUB socket last gave us something (or we last probed)
-        self.unreachable = False  # the last attempt to reach the supervisor got no answer (a hub shows its upstreams so)
-
-    # What the catch-up knows, for callers.
-    @property
-    def run(self) -> str | None:
-        return self.catchup.run
-
-    @property
-    def lost(self) -> list[tuple[int, int | None]]:
-        return self.catchup.lost
-
-    @property
-    def ended(self) -> bool:
-        return self.catchup.ended
-
-    def _quiet_for(self) -> float:
-        return time.monotonic() - self._heard
-
-    def _wait_ms(self, deadline: float | None) -> int:
-        """How long to poll: until the deadline or the next quiet probe, whichever is first."""
-        wait = max(0.0, QUIET - self._quiet_for())
-        if deadline is not None:
-            wait = min(wait, max(0.0, deadline - time.monotonic()))
-        return int(wait * 1000) + 1
-
-    @property
-    def refills(self) -> int:
-        """How many gaps were filled from history (0 for a subscriber that kept up)."""
-        return self.catchup.refills
-
-    def _history_args(self, need: Need) -> dict[str, Any]:
-        return {"after": need.after, "until": need.until, "last": need.last, "since": need.since, "kinds": self.catchup.history_kinds, "run": self.run}
-
-    def _give(self, reply: dict[str, Any], frames: list[Any]) -> None:
-        try:
-            events = split_batch(frames, reply["frames"])
-        except RemoteProtocolError as exc:
-            raise BusError(f"history from {self.address.label} is garbled: {exc}") from None
-        self.catchup.give(events, reply)
-
-    def _refused(self, exc: RequestFailed) -> None:
-        """History refused: an earlier run's rest that this supervisor has no journal of."""
-        if exc.code != "unknown-run":
-            raise exc
-        self.catchup.unavailable()
-
-    def _from_journal(self) -> bool:
-        """No supervisor answers: fetch what is needed (or, if nothing is, the rest
-        of our run) from the session's journal on this machine. False if there is none."""
-        if self.run is None:
-            return False
-        try:
-            reader = open_journal(self.address)
-        except NotRunning:
-            return False
-        try:
-            info = next((r for r in reader.runs() if r.run == self.run), None)
-            if info is None:
-                return False
-            if self.catchup.need is None:
-                self.catchup.probe({"run": info.run, "last": info.last})
-            while (need := self.catchup.need) is not None:
-                entries, reply = reader.page(info.run, after=need.after, until=need.until, last=need.last, since=need.since, kinds=self.catchup.history_kinds)
-                self.catchup.give([decode(entry.frames) for entry in entries], reply)
-            return True
-        finally:
-            reader.close()
+__all__ = ["ALL", "AsyncSubscriber", "Subscriber", "SupervisorGone"]
 
 
-class Subscriber(_Base):
+class Subscriber(Following):
     def __init__(
         self,
         address: str | Address | None = None,
@@ -154,14 +60,16 @@ class Subscriber(_Base):
         timeout: float = 5.0,
         connect_timeout: float | None = None,
         hwm: int = sockets.SUB_HWM,
+        gone_after: float | None = GONE_AFTER,
     ) -> None:
-        super().__init__(address, engines=engines, kinds=kinds, history=history, since=since, timeout=timeout, connect_timeout=connect_timeout, hwm=hwm)
+        super().__init__(address, engines=engines, kinds=kinds, history=history, since=since, timeout=timeout, connect_timeout=connect_timeout, hwm=hwm, gone_after=gone_after)
         self._own_ctx = ctx is None
         self.ctx = ctx or zmq.Context()
         self.control = ControlClient(self.ctx, self.address, timeout=timeout)
         self._sub: zmq.Socket | None = None
+        self._watch: HandshakeWatch | None = None
         if self.address.pub is not None:  # known (local session): subscribe now, not at first recv
-            self._sub = sockets.sub(self.ctx, self.address.pub, hwm=hwm, keys=self.address.keys)
+            self._subscribe(self.address.pub)
 
     def __iter__(self) -> Iterator[AnyEvent]:
         while True:
@@ -171,31 +79,40 @@ class Subscriber(_Base):
             yield event
 
     def recv(self, timeout: float | None = None) -> AnyEvent | None:
-        """The next event; None once the run has ended. Raises TimeoutError."""
+        """The next event; None once the run has ended. Raises TimeoutError, SupervisorGone,
+        Denied (the supervisor refused our key for subscribing)."""
         waited = self.connect_timeout if self.catchup.run is None and timeout is None else timeout
         deadline = None if waited is None else time.monotonic() + waited
         sub = self._sub or self._connect(waited)
         ready = self.catchup.ready
         while not ready:
             if self.catchup.need is not None:
-                self._fetch()
+                self._fetch(deadline, waited)
                 continue
             if self.catchup.ended:
+                if self._done_due():
+                    self._report(done=True)
                 return None
             if not sub.poll(self._wait_ms(deadline)):
+                self._refused_key()
                 if deadline is not None and time.monotonic() >= deadline:
                     raise TimeoutError(f"no event from {self.address.label} within {waited:g}s")
                 if self._quiet_for() >= QUIET:
                     self._probe()
                 continue
             self._heard = time.monotonic()
-            self.unreachable = False
+            self._answered()  # what comes on SUB proves it is there
             for _ in range(1000):
                 try:
                     self.catchup.feed(sub.recv_multipart(zmq.NOBLOCK))
                 except zmq.Again:
                     break
-        return ready.popleft()
+            if self._report_due():
+                self._report()
+        event = ready.popleft()
+        if self._done_due():  # sup.stop handed out: say so now, whether or not recv is called again
+            self._report(done=True)
+        return event
 
     def wait_ready(self, timeout: float | None = None) -> None:
         """Return once the subscription is live (welcomed, history fetched); TimeoutError if not."""
@@ -203,11 +120,14 @@ class Subscriber(_Base):
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.catchup.live:
             if self.catchup.need is not None:
-                self._fetch()
+                self._fetch(deadline, timeout)
                 continue
-            left = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
-            if not sub.poll(left):
-                raise TimeoutError(f"no supervisor answered at {self.address.label} within {timeout:g}s")
+            left = 1.0 if deadline is None else min(1.0, max(0.0, deadline - time.monotonic()))
+            if not sub.poll(int(left * 1000) + 1):
+                self._refused_key()
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"no supervisor answered at {self.address.label} within {timeout:g}s")
+                continue
             self.catchup.feed(sub.recv_multipart())
 
     def snapshot(self) -> dict[str, Any]:
@@ -215,7 +135,7 @@ class Subscriber(_Base):
         reply, _ = self.control.request("snapshot")
         return reply
 
-    def _fetch(self) -> None:
+    def _fetch(self, deadline: float | None, waited: float | None) -> None:
         assert self.catchup.need is not None
         try:
             reply, frames = self.control.request("history", **self._history_args(self.catchup.need))
@@ -224,8 +144,11 @@ class Subscriber(_Base):
             return
         except NotRunning:
             if not self._from_journal():  # the supervisor went away meanwhile: its journal is here
-                raise
+                self._no_answer()  # (SupervisorGone once that lasted); else asked again
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"no answer from {self.address.label} within {waited:g}s") from None
             return
+        self._answered()
         self._give(reply, frames)
 
     def _probe(self) -> None:
@@ -233,14 +156,33 @@ class Subscriber(_Base):
         if not self.catchup.live:
             return
         try:
-            hello, _ = self.control.request("hello", timeout=min(self.timeout, QUIET))
+            hello, _ = self.control.request("hello", timeout=min(self.timeout, QUIET), **self._report_args())
         except NotRunning:
-            self.unreachable = True
             self._from_journal()
             self._heard = time.monotonic()  # the next probe a quiet spell after this one gave up
+            self._no_answer()
             return
-        self.unreachable = False
+        self._answered(hello)
         self.catchup.probe(hello)
+
+    def _report(self, done: bool = False) -> None:
+        """Tell the supervisor how far we are (it serves an ended run to those still behind)."""
+        try:
+            hello, _ = self.control.request("hello", timeout=min(self.timeout, QUIET), **self._report_args(done))
+        except (NotRunning, RequestFailed):
+            return  # said again at the next report; a probe notices a supervisor that is gone
+        self._answered(hello)
+
+    def _refused_key(self) -> None:
+        """The supervisor refused our key for subscribing (an engine key, say): Denied, at once."""
+        verdict = self._watch.verdict(definite=True) if self._watch is not None else None
+        if verdict is not None:
+            raise Denied(verdict)
+
+    def _subscribe(self, endpoint: str) -> zmq.Socket:
+        self._sub = sockets.sub(self.ctx, endpoint, hwm=self.hwm, keys=self.address.keys)
+        self._watch = HandshakeWatch(self._sub, endpoint, self.address.keys)
+        return self._sub
 
     def _connect(self, timeout: float | None) -> zmq.Socket:
         try:
@@ -248,10 +190,13 @@ class Subscriber(_Base):
         except NotRunning as exc:
             self.unreachable = True
             raise TimeoutError(str(exc)) from None
-        self._sub = sockets.sub(self.ctx, endpoint, hwm=self.hwm, keys=self.address.keys)
-        return self._sub
+        return self._subscribe(endpoint)
 
     def close(self) -> None:
+        if self._leaving():  # a supervisor at the end of its run need not wait for us
+            self._report(done=True)
+        if self._watch is not None:
+            self._watch.close()
         if self._sub is not None:
             self._sub.close(linger=0)
         self.control.close()
@@ -265,7 +210,7 @@ class Subscriber(_Base):
         self.close()
 
 
-class AsyncSubscriber(_Base):
+class AsyncSubscriber(Following):
     """The asyncio twin of Subscriber: `async for event in sub`, `await sub.recv()`."""
 
     def __init__(
@@ -280,8 +225,9 @@ class AsyncSubscriber(_Base):
         timeout: float = 5.0,
         connect_timeout: float | None = None,
         hwm: int = sockets.SUB_HWM,
+        gone_after: float | None = GONE_AFTER,
     ) -> None:
-        super().__init__(address, engines=engines, kinds=kinds, history=history, since=since, timeout=timeout, connect_timeout=connect_timeout, hwm=hwm)
+        super().__init__(address, engines=engines, kinds=kinds, history=history, since=since, timeout=timeout, connect_timeout=connect_timeout, hwm=hwm, gone_after=gone_after)
         self._own_ctx = ctx is None
         self.ctx = ctx or zmq.asyncio.Context()
         self._ctl = sockets.dealer(self.ctx, self.address.control, keys=self.address.keys)
@@ -303,9 +249,11 @@ class AsyncSubscriber(_Base):
         ready = self.catchup.ready
         while not ready:
             if self.catchup.need is not None:
-                await self._fetch()
+                await self._fetch(deadline, waited)
                 continue
             if self.catchup.ended:
+                if self._done_due():
+                    await self._report(done=True)
                 return None
             if not await sub.poll(self._wait_ms(deadline)):
                 if deadline is not None and time.monotonic() >= deadline:
@@ -314,15 +262,20 @@ class AsyncSubscriber(_Base):
                     await self._probe()
                 continue
             self._heard = time.monotonic()
-            self.unreachable = False
+            self._answered()
             self.catchup.feed(await sub.recv_multipart())
-        return ready.popleft()
+            if self._report_due():
+                await self._report()
+        event = ready.popleft()
+        if self._done_due():
+            await self._report(done=True)
+        return event
 
     async def snapshot(self) -> dict[str, Any]:
         reply, _ = await self.request("snapshot")
         return reply
 
-    async def _fetch(self) -> None:
+    async def _fetch(self, deadline: float | None, waited: float | None) -> None:
         assert self.catchup.need is not None
         try:
             reply, frames = await self.request("history", **self._history_args(self.catchup.need))
@@ -331,8 +284,11 @@ class AsyncSubscriber(_Base):
             return
         except NotRunning:
             if not await asyncio.to_thread(self._from_journal):  # the supervisor went away meanwhile
-                raise
+                self._no_answer()  # (SupervisorGone once that lasted); else asked again
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"no answer from {self.address.label} within {waited:g}s") from None
             return
+        self._answered()
         self._give(reply, frames)
 
     async def _probe(self) -> None:
@@ -340,14 +296,21 @@ class AsyncSubscriber(_Base):
         if not self.catchup.live:
             return
         try:
-            hello, _ = await self.request("hello", timeout=min(self.timeout, QUIET))
+            hello, _ = await self.request("hello", timeout=min(self.timeout, QUIET), **self._report_args())
         except NotRunning:
-            self.unreachable = True
             await asyncio.to_thread(self._from_journal)
             self._heard = time.monotonic()  # the next probe a quiet spell after this one gave up
+            self._no_answer()
             return
-        self.unreachable = False
+        self._answered(hello)
         self.catchup.probe(hello)
+
+    async def _report(self, done: bool = False) -> None:
+        try:
+            hello, _ = await self.request("hello", timeout=min(self.timeout, QUIET), **self._report_args(done))
+        except (NotRunning, RequestFailed):
+            return
+        self._answered(hello)
 
     async def request(self, op: str, *, timeout: float | None = -1.0, **args: Any) -> tuple[dict[str, Any], list[Any]]:
         """As ControlClient.request: (reply, extra frames); `timeout=None` waits for ever."""
@@ -386,4 +349,6 @@ class AsyncSubscriber(_Base):
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
+        if self._leaving():
+            await self._report(done=True)
         self.close()

@@ -10,6 +10,7 @@
     listen = "tcp://0.0.0.0:7010" # also listen on TCP: control on PORT, pub on PORT+1, pull on PORT+2
     insecure = false              # allow a non-loopback listen without keys (warned on every start)
     remote_timeout = 30           # a remote engine (bus attach) whose hello names no heartbeat: lost after this much silence
+    serve_after = 30              # after the run, serve history this long at most to subscribers that said they are behind
 
     [security]                    # CurveZMQ on every TCP endpoint (docs/SECURITY.md)
     server_key = "keys/server.key_secret"
@@ -102,6 +103,7 @@ class SupervisorConfig:
     stop_timeout: float = 10.0          # stop signal -> SIGKILL, seconds (engines may override)
     drain_grace: float = 0.5            # after an exit, wait this long for its last events
     remote_timeout: float = 30.0        # a remote engine whose hello names no heartbeat is lost after this much silence
+    serve_after: float = 30.0           # after the run, keep serving subscribers that said they are behind, this long at most
     history_events: int = 100_000       # in-memory history bound, events
     history_bytes: int = 256 * 1024 * 1024  # ... and bytes
     max_line: int = MAX_LINE            # longer stdout/stderr lines are cut
@@ -273,6 +275,7 @@ SUPERVISOR_CHECKS: dict[str, Check] = {
     "listen": _listen,
     "insecure": _boolean,
     "remote_timeout": _number(0, DAY, above=True),
+    "serve_after": _number(0, DAY),
 }
 SECURITY_KEYS = {"server_key", "engines", "subscribers", "admins"}
 

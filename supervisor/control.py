@@ -95,7 +95,10 @@ def answer(sup: Supervisor, body: list[bytes], who: str | None = None) -> list[A
         return [encode_reply(request.id, **runs(sup))]
     if request.op == "snapshot":
         return [encode_reply(request.id, **snapshot(sup))]
-    name = request.args.get("engine")
+    args = request.args
+    if args.get("subscriber") is not None:
+        sup.readers.heard(args["subscriber"], args.get("at") or 0, bool(args.get("done")), time.monotonic())
+    name = args.get("engine")
     return [encode_reply(request.id, **hello(sup), **({"engine": name_state(sup, name)} if name is not None else {}))]
 
 

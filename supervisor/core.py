@@ -50,7 +50,7 @@ from .fleet import Fleet
 from .history import History
 from .memory import Trimmer
 from .outcome import run_exit_code
-from .replies import Replies
+from .replies import Readers, Replies
 from .sources import source_of
 from .wake import SignalWake
 from .watchdog import Watchdog
@@ -84,6 +84,7 @@ class Supervisor:
         self.rejects: dict[str, int] = {}
         self.reject_sources: dict[str, dict[str, int]] = {}  # who sent what was rejected, by reason
         self.gatekeeper: Gatekeeper | None = None
+        self.readers = Readers()  # subscribers that say how far they are
         self.connections = Connections(say=self._say)  # who is connected to each socket; the bound on TCP connections
         self.stop_reason = ""
         self.journal: JournalWriter | None = None
@@ -292,17 +293,28 @@ class Supervisor:
     def _serve_late_subscribers(self) -> None:
         """After sup.stop, still welcome subscribers and answer their history
         requests until things are quiet, so one that connected near the end (or
-        was waiting for a short run) still gets the whole run."""
+        was waiting for a short run) still gets the whole run. Subscribers that
+        said they are behind (`hello` with `at`, not `done`) are waited for up to
+        `serve_after` seconds: a partition at the end of a run costs them nothing."""
         poller = zmq.Poller()
         poller.register(self.pub, zmq.POLLIN)
         poller.register(self.router, zmq.POLLIN)
-        give_up = time.monotonic() + LATE_MAX
-        while (left := give_up - time.monotonic()) > 0:
-            ready = dict(poller.poll(RETRY_REPLIES_MS if self.replies.waiting else int(min(LATE_QUIET, left) * 1000)))
+        ended = heard = time.monotonic()
+        told = False
+        while True:
+            now = time.monotonic()
+            behind = self.readers.behind(self.gseq, now, self.config.serve_after)
+            if now >= ended + (self.config.serve_after if behind else LATE_MAX) or (not behind and not self.replies.waiting and now - heard >= LATE_QUIET):
+                return
+            if behind and not told:
+                told = True
+                print(f"bus: the run is over; waiting up to {self.config.serve_after:g}s for {len(behind)} subscriber(s) still behind "
+                      f"(at event {min(behind)} of {self.gseq})", file=sys.stderr, flush=True)
+            ready = dict(poller.poll(RETRY_REPLIES_MS if self.replies.waiting else int(LATE_QUIET * 1000)))
+            if ready:
+                heard = time.monotonic()
             if self.replies.waiting:
                 self.replies.flush()
-            elif not ready:
-                return
             if self.pub in ready:
                 self._welcome()
             if self.router in ready:

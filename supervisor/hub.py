@@ -136,6 +136,10 @@ class Hub(Supervisor):
             self._relay(self.upstreams[item[1]], item[2])
         elif item[0] == "upstream":
             self._tell(self.upstreams[item[1]], item[2], item[3])
+        elif item[0] == "cut":
+            up = self.upstreams[item[1]]
+            self._publish(Upstream(state="cut", address=up.spec.address.label, run=item[2], origin=up.spec.origin,
+                                   reason=f"its supervisor went away after event {item[3]} without ending the run (no sup.stop); a new run follows"))
         else:
             super()._inbox_item(item)
 
@@ -202,6 +206,7 @@ class _Follower(threading.Thread):
         self.spec, self.hub = spec, hub
         self.stopping = threading.Event()
         self.told = "connecting"  # the state this thread last told the loop (this thread's own)
+        self.cut_told = 0         # of its Subscriber's cut runs, how many were told (this thread's own)
         # Read and written by the hub's loop only (the thread talks to it through the inbox):
         self.state, self.reason, self.run_id, self.relayed = "connecting", "", "", 0
 
@@ -214,8 +219,9 @@ class _Follower(threading.Thread):
         while not self.stopping.is_set():
             if ended is not None and not self._new_run(ended):
                 continue
+            self.cut_told = 0
             try:
-                with Subscriber(self.spec.address, ctx=self.hub.ctx, timeout=5.0, connect_timeout=None) as sub:
+                with Subscriber(self.spec.address, ctx=self.hub.ctx, timeout=5.0, connect_timeout=None, gone_after=None) as sub:
                     self._follow(sub)
                     ended = sub.run if sub.ended else None
             except BusError as exc:  # refused (keys), or garbled: say why, keep trying
@@ -240,6 +246,9 @@ class _Follower(threading.Thread):
                 return  # its run ended
             if self.told != "following":
                 self._say("following", "" if self.told == "connecting" else "it answers again; what it published meanwhile comes from its history")
+            for run, at in sub.cut[self.cut_told:]:  # its run ended without its sup.stop: said as that run's end
+                self.hub._inbox.put(("cut", self.spec.origin, run, at))
+            self.cut_told = len(sub.cut)
             self.hub._inbox.put(("relay", self.spec.origin, event), _size(event))
 
     def _lost(self, reason: str) -> None:

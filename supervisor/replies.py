@@ -103,3 +103,23 @@ class _Request:
 
 class _Gone(Exception):
     pass
+
+
+MAX_READERS = 1000  # subscribers tracked; the one heard from longest ago goes first
+
+
+class Readers:
+    """Subscribers that say how far they are: `hello` with `subscriber`, `at` and `done`."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[int, bool, float]] = {}  # id -> (at, done, when heard)
+
+    def heard(self, who: str, at: int, done: bool, now: float) -> None:
+        self._seen.pop(who, None)
+        self._seen[who] = (at, done, now)  # (insertion order: the oldest first)
+        while len(self._seen) > MAX_READERS:
+            del self._seen[next(iter(self._seen))]
+
+    def behind(self, last: int, now: float, within: float) -> list[int]:
+        """Where the subscribers still behind `last` are (heard from within `within` seconds, not done)."""
+        return [at for at, done, when in self._seen.values() if not done and at < last and now - when <= within]

@@ -13,6 +13,7 @@ from bus import exitcodes
 from bus.errors import BusError, NotRunning, UsageError
 from bus.protocol import KINDS
 from bus.replay import Replay, list_runs
+from bus.follow import GONE_AFTER
 from bus.subscriber import ALL, Subscriber
 
 from .common import Seconds, command_body, key_options, make_renderer, output_options
@@ -33,10 +34,11 @@ MAX_SINCE = 100 * 365 * 86400.0
 @click.option("--no-follow", is_flag=True, help="Print what the run holds so far and exit.")
 @click.option("--run", "run", metavar="ID|last", help="Replay a run that is over (see `bus runs`) and exit; works with no supervisor (journal).")
 @click.option("--timeout", type=Seconds(), metavar="SECONDS", help="Give up when no supervisor answers within SECONDS (default: wait).")
+@click.option("--gone-after", type=Seconds(), default=GONE_AFTER, show_default=True, metavar="SECONDS", help="Once following, say the supervisor is gone (exit 4) after SECONDS without an answer.")
 @output_options
 @key_options
 @command_body
-def tail(address: str | None, engines: tuple[str, ...], kinds: tuple[str, ...], last: str, since: str | None, no_follow: bool, run: str | None, timeout: float | None, as_json: bool, plain: bool, shots: str | None) -> int:
+def tail(address: str | None, engines: tuple[str, ...], kinds: tuple[str, ...], last: str, since: str | None, no_follow: bool, run: str | None, timeout: float | None, gone_after: float, as_json: bool, plain: bool, shots: str | None) -> int:
     """Follow a supervisor's events until its run ends.
 
     ADDRESS is a session name (default: the local default session), a run
@@ -45,7 +47,9 @@ def tail(address: str | None, engines: tuple[str, ...], kinds: tuple[str, ...], 
     what the run holds (all of it by default), so no event is missed. On a
     terminal, a progress bar per engine (seeded from the supervisor's snapshot)
     and log lines; piped, plain lines. Exits 0 at the end of the run, 1 if some
-    events could no longer be fetched.
+    events could no longer be fetched (or a run was cut short: its supervisor
+    went away and a new one came, which it then follows, saying so), 4 when the
+    supervisor is gone (--gone-after).
 
     \b
     Examples:
@@ -64,32 +68,44 @@ def tail(address: str | None, engines: tuple[str, ...], kinds: tuple[str, ...], 
     since_ts = time.time() - _duration(since) if since else None
     renderer = make_renderer(as_json, plain, shots)
     try:
+        cut: list[tuple[str, int]] = []
+        broken = None
         if run is not None or no_follow:
             lost, broken = _replay(address, run, history, since_ts, engines, kinds, renderer)
         else:
-            lost, broken = _follow(address, history, since_ts, engines, kinds, timeout, renderer), None
+            lost, cut = _follow(address, history, since_ts, engines, kinds, timeout, gone_after, renderer)
     finally:
         renderer.close()
+    return _verdict(lost, cut, broken)
+
+
+def _verdict(lost: list[tuple[int, int | None]], cut: list[tuple[str, int]], broken: str | None) -> int:
+    """Say what could not be had, one line each; exit 1 if anything."""
+    for run, at in cut:
+        click.echo(f"bus tail: run {run} ended without its end for us after event {at}: what its supervisor published after that could not be had", err=True)
     if broken:
-        after = lost[-1][0] - 1
-        click.echo(f"bus tail: the journal stopped after event {after} of this run ({broken}): the rest of the run was never written to disk", err=True)
-        return exitcodes.ENGINE_FAILED
-    if lost:
+        click.echo(f"bus tail: the journal stopped after event {lost[-1][0] - 1} of this run ({broken}): the rest of the run was never written to disk", err=True)
+    elif lost:
         ranges = ", ".join(f"{a}-{b if b is not None else 'its end'}" for a, b in lost)
         click.echo(f"bus tail: events {ranges} were no longer in the supervisor's history", err=True)
-        return exitcodes.ENGINE_FAILED
-    return exitcodes.OK
+    return exitcodes.ENGINE_FAILED if lost or cut or broken else exitcodes.OK
 
 
-def _follow(address: str | None, history: int | str | None, since: float | None, engines: tuple[str, ...], kinds: tuple[str, ...], timeout: float | None, renderer: Any) -> list[tuple[int, int]]:
-    sub = Subscriber(address, engines=engines or None, kinds=kinds or None, history=None if since else history, since=since)
+def _follow(address: str | None, history: int | str | None, since: float | None, engines: tuple[str, ...], kinds: tuple[str, ...], timeout: float | None, gone_after: float,
+            renderer: Any) -> tuple[list[tuple[int, int | None]], list[tuple[str, int]]]:
+    sub = Subscriber(address, engines=engines or None, kinds=kinds or None, history=None if since else history, since=since, gone_after=gone_after)
     try:
         _wait_for_supervisor(sub, timeout)
         if isinstance(renderer, (LiveRenderer, LineRenderer)):
             _seed(sub, renderer, summarize=history != ALL or since is not None, engines=engines)
+        told = 0
         for event in sub:
+            if len(sub.cut) > told:  # never walk into another run silently
+                for run, at in sub.cut[told:]:
+                    click.echo(f"bus tail: run {run} ended without its end for us (its supervisor went away after event {at}); following the run now at {sub.address.label} ({sub.run})", err=True)
+                told = len(sub.cut)
             renderer.handle(event)
-        return sub.lost
+        return sub.lost, sub.cut
     finally:
         sub.close()
 

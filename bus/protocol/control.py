@@ -14,7 +14,7 @@ import msgpack
 
 from .codec import unpack_header
 from .errors import CONTROL_ERRORS, ENGINE_REJECTS, RemoteProtocolError
-from .limits import MAX_ITEMS, PROTOCOL_VERSION
+from .limits import MAX_ITEMS, MAX_NAME, PROTOCOL_VERSION
 
 MAX_HISTORY_BATCH = 1000  # events in one history reply
 MAX_HISTORY_BYTES = 32 * 1024 * 1024  # frame bytes in one history reply (at least one event is sent)
@@ -23,7 +23,12 @@ REQUIRED = object()
 
 # op -> {argument: (accepted types, default or REQUIRED)}
 OPS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
-    "hello": {"engine": ((str, type(None)), None)},
+    "hello": {
+        "engine": ((str, type(None)), None),
+        "subscriber": ((str, type(None)), None),  # a subscriber saying how far it is (`at`), and whether its run ended for it (`done`)
+        "at": ((int, type(None)), None),
+        "done": ((bool,), False),
+    },
     "status": {},
     "runs": {},
     "snapshot": {},
@@ -71,12 +76,14 @@ def decode_request(frame: bytes | memoryview) -> Request:
         if default is REQUIRED and name not in body:
             raise RemoteProtocolError(f"{op}: argument {name!r} is required", reason="bad-request")
         value = body.get(name, default)
-        if isinstance(value, bool) or not isinstance(value, types):
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             raise RemoteProtocolError(f"{op}: argument {name!r} has the wrong type: {value!r}", reason="bad-request")
         if isinstance(value, int) and value < 0:
             raise RemoteProtocolError(f"{op}: argument {name!r} must be >= 0, got {value}", reason="bad-request")
         if isinstance(value, list) and (len(value) > MAX_ITEMS or not all(isinstance(x, str) for x in value)):
             raise RemoteProtocolError(f"{op}: argument {name!r} must be a list of strings", reason="bad-request")
+        if isinstance(value, str) and len(value) > MAX_NAME:
+            raise RemoteProtocolError(f"{op}: argument {name!r} is longer than {MAX_NAME} characters", reason="bad-request")
         args[name] = value
     return Request(op=op, id=req_id, args=args)
 

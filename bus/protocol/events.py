@@ -337,7 +337,7 @@ class Upstream(Event):
     (then it keeps trying, and fills the gap from the supervisor's history
     when it answers again)."""
 
-    state: Label = doc("started, stopped, following or lost")
+    state: Label = doc("started, stopped, following, lost, or cut (its run ended without `sup.stop` for the hub: that supervisor went away, and a new run of it follows)")
     address: Label = doc("where the hub reaches that supervisor (its control address)", "")
     run: Label = doc("started, stopped: the supervisor's run id", "")
     pid: int | None = doc("started: the supervisor's process id", None)

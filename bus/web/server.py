@@ -146,7 +146,7 @@ class Bridge:
 
     async def _live(self) -> None:
         # It answered status a moment ago: if it does not answer now, its run is over (then the journal has it).
-        sub = AsyncSubscriber(self.address, history=ALL, timeout=5.0, connect_timeout=2.0)
+        sub = AsyncSubscriber(self.address, history=ALL, timeout=5.0, connect_timeout=2.0, gone_after=None)  # (the status poll says a supervisor is gone)
         try:
             async for event in sub:
                 if sub.run is not None and sub.run != self.board.run:
