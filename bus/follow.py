@@ -168,8 +168,8 @@ class Following:
         now = time.monotonic()
         if self._away_since is None:
             self._away_since = now
-        if self.catchup.ended or self.run is None:
-            return
+        if self.catchup.ended or self.run is None or self.catchup.ready:
+            return  # (what the journal gave goes out first; the next probe decides)
         dead = self._local_supervisor_dead()
         if dead is not None:
             raise SupervisorGone(
