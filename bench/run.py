@@ -332,6 +332,26 @@ class Bench:
         proc.wait(60)
         self.results["7_stop_100_engines_s"] = {"engines": engines, "seconds": seconds, "exited": exits, "without SIGKILL": graceful}
 
+    def scale(self) -> None:
+        """Start and end N trivial engines (`true`): the fleet's cost per engine must not grow with N."""
+        sizes = (100, 1000) if self.quick else (1000, 10_000)
+        seconds = {n: self._trivial_run(n) for n in (1, *sizes)}
+        small, large = sizes
+        per = {n: (seconds[n] - seconds[1]) / n for n in sizes}  # the cost of an empty run taken off
+        self.results["8_start_trivial_engines"] = {
+            "empty run s": seconds[1], **{f"{n:,} engines s": seconds[n] for n in sizes},
+            **{f"{n:,} engines ms per engine": 1000 * per[n] for n in sizes},
+            f"per engine, {large:,} / {small:,}": per[large] / per[small],
+        }
+
+    def _trivial_run(self, n: int) -> float:
+        engines = {f"t{k}": {"command": ["true"], "instances": min(1000, n - 1000 * k), "heartbeat_timeout": 0} for k in range((n + 999) // 1000)}
+        t0 = time.perf_counter()
+        proc = self.supervisor(engines)
+        if proc.wait(600) != 0:
+            raise RuntimeError(f"{n} trivial engines: bus up exited {proc.returncode}")
+        return time.perf_counter() - t0
+
     def close(self) -> None:
         os.close(self._go_fd)
         self.ctx.destroy(linger=0)
@@ -411,6 +431,7 @@ TARGETS = {
     "5_emit_us": [("ours (us per emit)", lambda r: r["ours"], "<=", 5)],
     "6_supervisor_rss_after_1M_events_one_stalled_subscriber": [("peak RSS (MiB)", lambda r: r["peak_MiB"], "<", 150)],
     "7_stop_100_engines_s": [("seconds", lambda r: r["seconds"], "<", 3)],
+    "8_start_trivial_engines": [("per-engine cost, large / small", lambda r: next(v for k, v in r.items() if k.startswith("per engine")), "<=", 1.5)],
 }
 
 
@@ -446,12 +467,12 @@ def machine() -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a twentieth of the events: a smoke run, figures not comparable")
-    parser.add_argument("--only", metavar="NAME", action="append", help="run only this figure: throughput, latency, screenshots, many, memory, stop")
+    parser.add_argument("--only", metavar="NAME", action="append", help="run only this figure: throughput, latency, screenshots, many, memory, stop, scale")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"), help="where to write the JSON (default: bench/results.json)")
     args = parser.parse_args()
     bench = Bench(args.quick)
     started = time.perf_counter()
-    steps = {"throughput": bench.throughput, "latency": bench.latency, "screenshots": bench.screenshots, "many": bench.many, "memory": bench.memory, "stop": bench.stop_many}
+    steps = {"throughput": bench.throughput, "latency": bench.latency, "screenshots": bench.screenshots, "many": bench.many, "memory": bench.memory, "stop": bench.stop_many, "scale": bench.scale}
     try:
         for name, step in steps.items():
             if args.only and name not in args.only:
