@@ -28,8 +28,9 @@ from typing import Any, Iterable
 
 from .catchup import ALL, Catchup, Need
 from .control_client import RequestFailed
-from .errors import BusError, NotRunning
+from .errors import BusError, Denied, NotRunning
 from .journal import open_journal
+from .keys import HandshakeWatch
 from .protocol import RemoteProtocolError, decode, split_batch
 from .runtime import Address, resolve
 
@@ -80,6 +81,7 @@ class Following:
         self._away_since: float | None = None  # the supervisor has not answered since then
         self._known_last = 0            # the newest gseq of our run the supervisor said it had
         self.unreachable = False        # the last attempt to reach the supervisor got no answer (a hub shows its upstreams so)
+        self._watch: HandshakeWatch | None = None  # the SUB socket's TCP handshakes (a refused key is said at once)
 
     # What the catch-up knows, for callers.
     @property
@@ -124,7 +126,7 @@ class Following:
 
     def _report_args(self, done: bool = False) -> dict[str, Any]:
         self._reported = time.monotonic()
-        return {"subscriber": self.id, "at": self.position, "done": done}
+        return {"subscriber": self.id, "run": self.run, "at": self.position, "done": done}
 
     def _report_due(self) -> bool:
         return self.catchup.live and time.monotonic() - self._reported >= REPORT_EVERY
@@ -155,6 +157,12 @@ class Following:
         if exc.code != "unknown-run":
             raise exc
         self.catchup.unavailable()
+
+    def _refused_key(self) -> None:
+        """The supervisor refused our key for subscribing (an engine key, say): Denied, at once."""
+        verdict = self._watch.verdict(definite=True) if self._watch is not None else None
+        if verdict is not None:
+            raise Denied(verdict)
 
     def _answered(self, hello: dict[str, Any] | None = None) -> None:
         self.unreachable, self._away_since = False, None

@@ -45,7 +45,7 @@ class JournalWriter:
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         self.path = path
         self.max_bytes, self.max_age = max_bytes, max_age
-        self.say = say                       # a note for the supervisor to publish (called from the thread)
+        self.say = say                       # a note for the supervisor to publish (called from the thread; must not wait)
         self.error = ""                      # why it stopped ('' while it works): the bus goes on without it
         self.stopped_after: int | None = None  # the last gseq of the run written before it stopped
         self.written = 0
@@ -152,15 +152,15 @@ class JournalWriter:
                     conn.execute("ROLLBACK")
                 if not _locked(exc) or time.monotonic() - started > LOCK_GIVE_UP:
                     raise
-        waited = time.monotonic() - started
-        if waited > TOLD_AFTER:
-            self.say(f"bus: the journal waited {waited:.1f}s for its database, locked by another process ({self.path}); nothing was lost, the relay waited meanwhile if the wait filled its queue")
         with self._room:
             for item in items:
                 if item[0] == "events":
                     self._pending -= len(item[2])
                     self._pending_bytes -= sum(e.size for e in item[2])
             self._room.notify_all()
+        waited = time.monotonic() - started
+        if waited > TOLD_AFTER:
+            self.say(f"bus: the journal waited {waited:.1f}s for its database, locked by another process ({self.path}); nothing was lost, the relay waited meanwhile if the wait filled its queue")
         return closing
 
     def _write(self, conn: sqlite3.Connection, items: list[tuple[Any, ...]]) -> bool:

@@ -337,7 +337,8 @@ class HandshakeWatch:
         if endpoint.startswith("tcp://"):
             address = f"inproc://bus-handshake-{os.getpid()}-{next(_monitors)}"
             sock.monitor(address, HANDSHAKE_FAILED)
-            self.monitor = sock.context.socket(zmq.PAIR)
+            # A plain (sync) socket even for an asyncio one: it is only ever read without waiting.
+            self.monitor = zmq.Context.shadow(sock.context.underlying).socket(zmq.PAIR)
             self.monitor.setsockopt(zmq.LINGER, 0)
             self.monitor.connect(address)
 

@@ -20,9 +20,10 @@ When a record does not fit before the end, b"BUSW" marks the wrap and writing
 starts over after the file header. A record larger than half the ring is
 replaced by a payload-less record flagged TOO_BIG, so its loss can be named.
 
-`acked` is written by the supervisor (BUS_SPOOL_ACKS=1 says it will): the
-newest seq it has received from this process. The writer never overwrites a
-record above it: when the ring is full of events the supervisor has not
+`acked` is written by the supervisor (BUS_SPOOL_ACKS=1 says it will), as one
+aligned 8-byte store: the newest seq it has received from this process (0
+until it has mapped the spool, at the engine's hello). The writer never
+overwrites a record above it, once it is not 0: when the ring is full of events the supervisor has not
 received, `write` says so and the engine waits or drops, as for a full send
 queue. So what the engine has queued is always in the ring, however large its
 events: a SIGKILL loses nothing but a TOO_BIG record. `drops` count the events
@@ -32,6 +33,7 @@ last drops of a killed engine too.
 
 from __future__ import annotations
 
+import ctypes
 import mmap
 import os
 import struct
@@ -71,7 +73,9 @@ class SpoolWriter:
 
     def __init__(self, path: str | os.PathLike[str], size: int = DEFAULT_SIZE, *, acks: bool = False) -> None:
         size = max(64 * 1024, _aligned(size))
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        # O_EXCL: a second process under the same BUS_SPOOL (a shell running two programs) must not
+        # truncate a spool the supervisor has mapped (that would be a SIGBUS there): it gets FileExistsError.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             os.ftruncate(fd, size)
             self._map = mmap.mmap(fd, size)
@@ -81,6 +85,7 @@ class SpoolWriter:
         self._size = size
         self._pos = HEADER
         self._acks = acks
+        self._acked = ctypes.c_uint64.from_buffer(self._map, ACKED_AT)  # one aligned 8-byte load: never torn
         self._records: deque[tuple[int, int, int]] = deque()  # (seq, start, end) in the ring, oldest first
 
     def write(self, seq: int, frames: Sequence[bytes | memoryview]) -> int | None:
@@ -107,7 +112,9 @@ class SpoolWriter:
     def _make_room(self, wrap: bool, start: int, end: int) -> bool:
         """Forget the oldest records this write destroys (those past the wrap point, and
         those under [start, end)); False, forgetting nothing, if one was not received yet."""
-        acked = ACKED.unpack_from(self._map, ACKED_AT)[0] if self._acks else None
+        acked = self._acked.value if self._acks else None
+        if acked == 0:
+            acked = None  # no supervisor has mapped it (yet, or ever: a hello under another name): the ring keeps the newest
         doomed = 0
         for seq, rec_start, rec_end in self._records:
             if not ((wrap and rec_start >= self._pos) or (rec_start < end and rec_end > start)):
@@ -132,6 +139,7 @@ class SpoolWriter:
             ACKED.pack_into(self._map, at, ACKED.unpack_from(self._map, at)[0] + 1)
 
     def close(self) -> None:
+        del self._acked  # (an exported buffer would keep the map from closing)
         self._map.close()
 
 
@@ -150,14 +158,16 @@ class SpoolAcks:
         if magic != FILE_MAGIC or version != VERSION:
             self._map.close()
             raise ValueError(f"{path}: not a version {VERSION} spool")
+        self._acked = ctypes.c_uint64.from_buffer(self._map, ACKED_AT)  # one aligned 8-byte store: never torn
 
     def ack(self, seq: int) -> None:
-        ACKED.pack_into(self._map, ACKED_AT, seq)
+        self._acked.value = seq
 
     def drops(self) -> dict[str, int]:
         return drops_in(self._map)
 
     def close(self) -> None:
+        del self._acked
         self._map.close()
 
 

@@ -38,7 +38,7 @@ import zmq.asyncio
 from . import sockets
 from .catchup import ALL
 from .control_client import ControlClient, RequestFailed, no_answer, pick_endpoint, read_answer
-from .errors import Denied, NotRunning
+from .errors import NotRunning
 from .follow import GONE_AFTER, QUIET, Following, SupervisorGone
 from .keys import HandshakeWatch
 from .protocol.control import encode_request
@@ -67,7 +67,6 @@ class Subscriber(Following):
         self.ctx = ctx or zmq.Context()
         self.control = ControlClient(self.ctx, self.address, timeout=timeout)
         self._sub: zmq.Socket | None = None
-        self._watch: HandshakeWatch | None = None
         if self.address.pub is not None:  # known (local session): subscribe now, not at first recv
             self._subscribe(self.address.pub)
 
@@ -173,12 +172,6 @@ class Subscriber(Following):
             return  # said again at the next report; a probe notices a supervisor that is gone
         self._answered(hello)
 
-    def _refused_key(self) -> None:
-        """The supervisor refused our key for subscribing (an engine key, say): Denied, at once."""
-        verdict = self._watch.verdict(definite=True) if self._watch is not None else None
-        if verdict is not None:
-            raise Denied(verdict)
-
     def _subscribe(self, endpoint: str) -> zmq.Socket:
         self._sub = sockets.sub(self.ctx, endpoint, hwm=self.hwm, keys=self.address.keys)
         self._watch = HandshakeWatch(self._sub, endpoint, self.address.keys)
@@ -231,7 +224,9 @@ class AsyncSubscriber(Following):
         self._own_ctx = ctx is None
         self.ctx = ctx or zmq.asyncio.Context()
         self._ctl = sockets.dealer(self.ctx, self.address.control, keys=self.address.keys)
-        self._sub: zmq.asyncio.Socket | None = sockets.sub(self.ctx, self.address.pub, hwm=hwm, keys=self.address.keys) if self.address.pub else None
+        self._sub: zmq.asyncio.Socket | None = None
+        if self.address.pub is not None:
+            self._subscribe(self.address.pub)
         self._ids = 0
 
     def __aiter__(self) -> AsyncIterator[AnyEvent]:
@@ -256,6 +251,7 @@ class AsyncSubscriber(Following):
                     await self._report(done=True)
                 return None
             if not await sub.poll(self._wait_ms(deadline)):
+                self._refused_key()
                 if deadline is not None and time.monotonic() >= deadline:
                     raise TimeoutError(f"no event from {self.address.label} within {waited:g}s")
                 if self._quiet_for() >= QUIET:
@@ -335,10 +331,16 @@ class AsyncSubscriber(Following):
             reply, _ = await self.request("hello", timeout=timeout)
         except NotRunning as exc:
             raise TimeoutError(str(exc)) from None
-        self._sub = sockets.sub(self.ctx, pick_endpoint(reply["endpoints"]["pub"], self.address.control), hwm=self.hwm, keys=self.address.keys)
+        return self._subscribe(pick_endpoint(reply["endpoints"]["pub"], self.address.control))
+
+    def _subscribe(self, endpoint: str) -> zmq.asyncio.Socket:
+        self._sub = sockets.sub(self.ctx, endpoint, hwm=self.hwm, keys=self.address.keys)
+        self._watch = HandshakeWatch(self._sub, endpoint, self.address.keys)
         return self._sub
 
     def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
         if self._sub is not None:
             self._sub.close(linger=0)
         self._ctl.close(linger=0)

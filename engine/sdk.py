@@ -526,6 +526,9 @@ def _open_spool(path: str, name: str, acks: bool) -> SpoolWriter | None:
         return None
     try:
         return SpoolWriter(path, size, acks=acks)
+    except FileExistsError:
+        print(f"bus engine {name}: another process of this engine uses its crash spool already ({path}); this one has none: a SIGKILL may lose its last events", file=sys.stderr)
+        return None
     except (OSError, ValueError) as exc:
         print(f"bus engine {name}: no crash spool at {path} ({exc}); a SIGKILL may lose the last events", file=sys.stderr)
         return None

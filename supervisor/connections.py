@@ -100,10 +100,7 @@ class Connections:
                 for monitor, _ in poller.poll(200):
                     self.handle(monitor)
         finally:
-            for monitor, listener in self.listeners.items():
-                monitor.close(linger=0)
-                for sock in listener.gates:
-                    sock.detach()  # the listening fds stay libzmq's
+            self._release()
 
     def handle(self, monitor: zmq.Socket) -> None:
         """Take what the monitor says: count, and refuse what is over the bound."""
@@ -125,23 +122,21 @@ class Connections:
                     listener.accept_failed += 1
                 elif tcp:  # a failed handshake
                     listener.handshakes_failed += 1
+        said = ""
         with self._lock:
             full = len(listener.tcp) >= self.max_tcp
-            if full and not listener.gated and not listener.told:
-                listener.gated = gate(listener.gates, True)
+            if full and not listener.told:
+                listener.told, listener.gated = True, gate(listener.gates, True)
                 listener.closings += 1
-                listener.told = True
                 how = "new ones are dropped" if listener.gated else "new ones are accepted and closed at once"
-                self.say(f"bus: the {listener.name} socket holds {len(listener.tcp)} TCP connections, its bound (from the open-files limit {self.limit}): {how} until some close")
-            elif not full and listener.told and len(listener.tcp) < 0.9 * self.max_tcp:
-                listener.gated = listener.gated and not gate(listener.gates, False)
-                listener.told = False
-                self.say(f"bus: the {listener.name} socket takes TCP connections again ({listener.refused} refused so far)")
-
-    def connected(self, name: str) -> int:
-        """Connections (TCP and local) to the socket called `name` just now."""
-        with self._lock:
-            return sum(len(l.tcp) + len(l.local) for l in self.listeners.values() if l.name == name)
+                said = f"bus: the {listener.name} socket holds {len(listener.tcp)} TCP connections, its bound (from the open-files limit {self.limit}): {how} until some close"
+            elif listener.told and len(listener.tcp) < 0.9 * self.max_tcp:
+                if listener.gated:
+                    gate(listener.gates, False)
+                listener.told = listener.gated = False
+                said = f"bus: the {listener.name} socket takes TCP connections again ({listener.refused} refused so far)"
+        if said:
+            self.say(said)
 
     def report(self) -> dict[str, Any]:
         with self._lock:
@@ -162,10 +157,13 @@ class Connections:
         if self._thread is not None:
             self._thread.join(5)
         else:
-            for monitor, listener in self.listeners.items():
-                monitor.close(linger=0)
-                for sock in listener.gates:
-                    sock.detach()
+            self._release()
+
+    def _release(self) -> None:
+        for monitor, listener in self.listeners.items():
+            monitor.close(linger=0)
+            for sock in listener.gates:
+                sock.detach()  # the listening fds stay libzmq's
 
 
 def refuse(fd: int, ports: set[int]) -> bool:

@@ -96,7 +96,7 @@ def answer(sup: Supervisor, body: list[bytes], who: str | None = None) -> list[A
     if request.op == "snapshot":
         return [encode_reply(request.id, **snapshot(sup))]
     args = request.args
-    if args.get("subscriber") is not None:
+    if args.get("subscriber") is not None and args.get("run") in (None, sup.run_id):  # (one still reading an older run is not waited for)
         sup.readers.heard(args["subscriber"], args.get("at") or 0, bool(args.get("done")), time.monotonic())
     name = args.get("engine")
     return [encode_reply(request.id, **hello(sup), **({"engine": name_state(sup, name)} if name is not None else {}))]

@@ -26,6 +26,7 @@ import sys
 import time
 import traceback
 import uuid
+from collections import deque
 from typing import Any, Callable, Sequence
 
 import msgpack
@@ -57,6 +58,7 @@ from .watchdog import Watchdog
 
 Sink = Callable[[Event], None]
 INGEST_BATCH = 1000  # messages read from one socket before the others get a turn
+INBOX_BATCH = 64     # inbox items taken per pass (each up to pump.LINES_PER_ITEM lines)
 MAX_FRAMES = 8       # frames kept of one engine message; the rest are read and dropped (the message is rejected)
 MAX_SOURCES = 100    # distinct reject sources status tracks; the rest count as "other"
 LATE_QUIET = 0.3     # after sup.stop, serve late subscribers until this long without requests
@@ -90,6 +92,7 @@ class Supervisor:
         self.journal: JournalWriter | None = None
         self._unjournaled: list[Entry] = []  # handed to the journal once per loop pass
         self._journal_told = False  # its failure has been said
+        self._notes: deque[str] = deque()  # helper threads' notes, for the loop to publish
         self._trimmer = Trimmer()
         self._reader: JournalReader | None = None
         self.finished = False  # sup.stop is out: only late subscribers are served
@@ -241,8 +244,14 @@ class Supervisor:
             self._publish(Log(message=f"bus: {self.journal.error}; later events are kept in memory only ({kept}), not on disk for `bus tail --run` later", level="error", stream="bus"))
 
     def _say(self, message: str) -> None:
-        """A helper thread's note (the journal, connections): published by the loop."""
-        self._inbox.put(("note", None, message))
+        """A helper thread's note (the journal, connections), published by the loop. It never
+        waits (the inbox may be full while the loop waits for that very thread)."""
+        self._notes.append(message)
+        self._inbox.wake()
+
+    def _tell_notes(self) -> None:
+        while self._notes:
+            self._publish(Log(message=self._notes.popleft(), level="warning", stream="bus"))
 
     def journal_status(self) -> dict[str, Any]:
         journal = self.journal
@@ -253,7 +262,11 @@ class Supervisor:
     def _tick(self) -> float | None:
         now = time.monotonic()
         self._trimmer.maybe(now)
-        next_due = self.fleet.tick(now)
+        try:
+            next_due = self.fleet.tick(now)
+        except Exception as exc:  # a bug of ours in a timer: said, and tried again in a second (never a spin)
+            self._internal_error("the engines' timers", exc)
+            next_due = now + 1.0
         if self.fleet.all_final():
             if self.config.exit_when_done and not self.stop_reason:
                 self.stop_reason = "all engines exited"
@@ -399,8 +412,12 @@ class Supervisor:
         self.fleet.seen(child, event)
 
     def _drain_inbox(self) -> None:
-        for item in self._inbox.drain():
-            self._inbox_item(item)
+        self._tell_notes()
+        for item in self._inbox.drain(INBOX_BATCH):
+            try:
+                self._inbox_item(item)
+            except Exception as exc:  # a bug of ours that an engine's output or exit reached: said, never fatal
+                self._internal_error(f"{item[0]!r} of an engine", exc)
 
     def _inbox_item(self, item: tuple[Any, ...]) -> None:
         """One thing a helper thread saw: an engine's output line, end of a stream, or exit."""
@@ -414,8 +431,7 @@ class Supervisor:
             self.fleet.streams_closed(child, item[2])
         elif tag == "exit":
             self.fleet.exited(child, item[2], item[3])
-        elif tag == "note":  # a helper thread's word for the log (connections past their bound)
-            self._publish(Log(message=item[2], level="warning", stream="bus"))
+
 
     def _on_line(self, child: Child, stream: str, text: str, cut: int, ts: float) -> None:
         child.lines += 1

@@ -25,13 +25,18 @@ def raise_files_limit() -> tuple[int, int]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if _STARTED_WITH is None:
         _STARTED_WITH = (soft, hard)
-    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
-    if soft != resource.RLIM_INFINITY and soft < target:
+    # An infinite hard limit is not a soft limit every system takes (macOS wants at most
+    # kern.maxfilesperproc, OPEN_MAX 10240 being safe): the largest that is taken wins.
+    targets = [hard] if hard != resource.RLIM_INFINITY else [1 << 20, 1 << 16, 10240]
+    for target in targets:
+        if soft == resource.RLIM_INFINITY or soft >= target:
+            break
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
             soft = target
+            break
         except (ValueError, OSError):
-            pass
+            continue
     return int(soft if soft != resource.RLIM_INFINITY else 1 << 20), int(hard if hard != resource.RLIM_INFINITY else 1 << 20)
 
 

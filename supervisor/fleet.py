@@ -295,14 +295,13 @@ class Fleet:
         """Put the child's next due time in the heap (unless an earlier one is there already).
         After its tick (`now`), a time not after it is one the fleet cannot act on (a process
         that survives SIGKILL: the loop's `stuck` check): not put back, or it would spin."""
-        when = self._next_due(child)
-        if when is not None and now is not None and when <= now:
-            return
+        when = self._next_due(child, after=now)
         if when is not None and (child.armed is None or when < child.armed):
             child.armed = when
             heapq.heappush(self._timers, (when, next(self._ties), child))
 
-    def _next_due(self, child: Child) -> float | None:
+    def _next_due(self, child: Child, after: float | None = None) -> float | None:
+        """The earliest time something is due for the child (only those past `after`, if given)."""
         due = [t for t in (child.exit_deadline, child.started_at, child.restart_at, child.kill_at, child.check_at) if t is not None]
         if child.exit_deadline is not None and not child.open_streams and child.bye:
             due.append(0.0)  # its last events are in: publish its exit now
@@ -312,6 +311,8 @@ class Fleet:
             due.append(child.last_active + child.spec.idle_timeout)
         if child.killed_at is not None and child.state in ALIVE:
             due.append(child.killed_at + KILL_WAIT)
+        if after is not None:
+            due = [t for t in due if t > after]
         return min(due) if due else None
 
     def _tick_child(self, child: Child, now: float) -> None:

@@ -24,8 +24,10 @@ import os
 import selectors
 import socket
 import subprocess
+import sys
 import threading
 import time
+import traceback
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +35,50 @@ from typing import Any
 from .children import Child, Inbox, wait_exit
 
 CHUNK = 64 * 1024
+LINES_PER_ITEM = 32  # lines in one inbox item at most
+LINE_COST = 100      # bytes a line costs in the inbox besides its text (its tuple and str), for the inbox's byte bound
+
+
+@dataclass
+class Lines:
+    """One pipe's bytes into lines, as read_lines (supervisor/children.py) makes them with readline."""
+
+    max_line: int
+    partial: bytearray = field(default_factory=bytearray)  # the start of a line not ended yet
+    cut: int | None = None     # when a line ran past max_line: bytes of it skipped so far
+
+    def take(self, data: bytes, now: float) -> list[tuple[str, int, float]]:
+        """The lines `data` ends (a cut line is given once its end, or EOF, is seen)."""
+        out = []
+        start = 0
+        while start < len(data):
+            end = data.find(b"\n", start)
+            piece = data[start:] if end == -1 else data[start:end]
+            if self.cut is not None:
+                self.cut += len(piece)
+            else:
+                room = self.max_line - len(self.partial)
+                if len(piece) + (0 if end == -1 else 1) > room:  # the line runs past max_line (its newline counted, as readline does)
+                    self.partial += piece[:room]
+                    self.cut = len(piece) - room
+                else:
+                    self.partial += piece
+            if end == -1:
+                break
+            out.append(self.finish(now))
+            start = end + 1
+        return out
+
+    def pending(self) -> bool:
+        """A last line without its newline is held (given at EOF by `finish`)."""
+        return self.cut is not None or bool(self.partial)
+
+    def finish(self, now: float) -> tuple[str, int, float]:
+        text = bytes(self.partial).rstrip(b"\r\n").decode("utf-8", errors="replace")
+        cut = self.cut or 0
+        self.partial.clear()
+        self.cut = None
+        return text, cut, now
 
 
 @dataclass
@@ -40,8 +86,7 @@ class _Stream:
     child: Child
     name: str                  # stdout | stderr
     pipe: Any                  # the file object (closed at EOF)
-    partial: bytearray = field(default_factory=bytearray)  # the start of a line not ended yet
-    cut: int | None = None     # when a line ran past max_line: bytes of it skipped so far
+    lines: Lines
 
 
 class Pump:
@@ -50,6 +95,7 @@ class Pump:
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)  # a wake-up already pending is enough: never wait for room
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._adds: deque[tuple[Child, subprocess.Popen[bytes]]] = deque()
         self._stopping = False
@@ -62,9 +108,14 @@ class Pump:
         self._wake()
 
     def stop(self) -> None:
+        """Stop reading (after the engines are gone). What it still hands over is dropped:
+        nobody takes the inbox any more, and the thread may be waiting for room in it."""
         self._stopping = True
         self._wake()
-        self._thread.join(10)
+        deadline = time.monotonic() + 10
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            self.inbox.drain()
+            self._thread.join(0.05)
         self._wake_w.close()
 
     def _wake(self) -> None:
@@ -79,19 +130,38 @@ class Pump:
         try:
             while not self._stopping:
                 for key, _ in self._selector.select():
-                    what = key.data
-                    if what is None:
-                        self._take_adds()
-                    elif isinstance(what, _Stream):
-                        self._read(key.fileobj, what)
-                    else:
-                        self._reap(key.fileobj, *what)
+                    try:
+                        self._take(key)
+                    except Exception:  # a bug of ours: said, and that pipe or process is given up, never all of them
+                        self._give_up(key)
         finally:
             for key in list(self._selector.get_map().values()):
                 if isinstance(key.data, tuple):
                     os.close(key.fd)  # a pidfd of ours
             self._selector.close()
             self._wake_r.close()
+
+    def _take(self, key: selectors.SelectorKey) -> None:
+        what = key.data
+        if what is None:
+            self._take_adds()
+        elif isinstance(what, _Stream):
+            self._read(key.fileobj, what)
+        else:
+            self._reap(key.fileobj, *what)
+
+    def _give_up(self, key: selectors.SelectorKey) -> None:
+        print(f"bus supervisor: internal error in the output pump (please report it):\n{traceback.format_exc().rstrip()}", file=sys.stderr, flush=True)
+        what = key.data
+        if what is None:
+            return
+        self._selector.unregister(key.fileobj)
+        if isinstance(what, _Stream):  # its output is no longer read: said as its end, so the exit is not held up
+            what.pipe.close()
+            self.inbox.put(("eof", what.child, what.name))
+        else:  # its exit is waited for by a thread instead
+            os.close(key.fd)
+            threading.Thread(target=wait_exit, args=(what[0], what[1], self.inbox), name=f"{what[0].name}-wait", daemon=True).start()
 
     def _take_adds(self) -> None:
         try:
@@ -103,7 +173,7 @@ class Pump:
             child, proc = self._adds.popleft()
             for name, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
                 os.set_blocking(pipe.fileno(), False)  # type: ignore[union-attr]
-                self._selector.register(pipe, selectors.EVENT_READ, _Stream(child, name, pipe))
+                self._selector.register(pipe, selectors.EVENT_READ, _Stream(child, name, pipe, Lines(self.max_line)))
             pidfd = _pidfd(proc.pid)
             if pidfd is None:  # no pidfd here: a waiter thread, as before
                 threading.Thread(target=wait_exit, args=(child, proc, self.inbox), name=f"{child.name}-wait", daemon=True).start()
@@ -118,45 +188,16 @@ class Pump:
         except OSError:
             data = b""
         now = time.time()
-        lines = self._lines(stream, data, now)
-        if not data:  # EOF: what is left is the last line
-            if stream.cut is not None or stream.partial:
-                lines.append(self._finish(stream, now))
-        if lines:
-            self.inbox.put(("lines", stream.child, stream.name, lines), sum(len(text) for text, _, _ in lines))
+        lines = stream.lines.take(data, now)
+        if not data and stream.lines.pending():  # EOF: what is left is the last line
+            lines.append(stream.lines.finish(now))
+        for at in range(0, len(lines), LINES_PER_ITEM):  # (so a pass of the loop takes a bounded number of lines)
+            batch = lines[at : at + LINES_PER_ITEM]
+            self.inbox.put(("lines", stream.child, stream.name, batch), sum(len(text) + LINE_COST for text, _, _ in batch))
         if not data:
             self._selector.unregister(pipe)
             pipe.close()
             self.inbox.put(("eof", stream.child, stream.name))
-
-    def _lines(self, stream: _Stream, data: bytes, now: float) -> list[tuple[str, int, float]]:
-        """The lines `data` ends (a cut line is given once its end, or EOF, is seen)."""
-        out = []
-        start = 0
-        while start < len(data):
-            end = data.find(b"\n", start)
-            piece = data[start:] if end == -1 else data[start:end]
-            if stream.cut is not None:
-                stream.cut += len(piece)
-            else:
-                room = self.max_line - len(stream.partial)
-                if len(piece) + (0 if end == -1 else 1) > room:  # the line runs past max_line (its newline counted, as readline does)
-                    stream.partial += piece[:room]
-                    stream.cut = len(piece) - room
-                else:
-                    stream.partial += piece
-            if end == -1:
-                break
-            out.append(self._finish(stream, now))
-            start = end + 1
-        return out
-
-    def _finish(self, stream: _Stream, now: float) -> tuple[str, int, float]:
-        text = bytes(stream.partial).rstrip(b"\r\n").decode("utf-8", errors="replace")
-        cut = stream.cut or 0
-        stream.partial.clear()
-        stream.cut = None
-        return text, cut, now
 
     def _reap(self, pidfd: int, child: Child, proc: subprocess.Popen[bytes]) -> None:
         self._selector.unregister(pidfd)

@@ -9,7 +9,8 @@ full pipe raises EAGAIN, and the reply waits here, with every later request of
 that peer behind it (kept as requests, not replies, so a peer that never reads
 holds at most one reply in our memory). The loop retries waiting peers every
 pass. A peer that is gone (EHOSTUNREACH) loses what waited for it; a peer with
-MAX_WAITING requests waiting has its next ones dropped, and counted.
+MAX_WAITING requests waiting has its next ones dropped, and counted, as is
+anything past MAX_HELD bytes held for all peers together.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from typing import Any, Callable
 
 import zmq
 
-MAX_WAITING = 1000  # requests of one peer held while its pipe is full
-MAX_PEERS = 1000    # peers with something waiting
+MAX_WAITING = 1000             # requests of one peer held while its pipe is full
+MAX_PEERS = 1000               # peers with something waiting
+MAX_HELD = 128 * 1024 * 1024   # bytes of requests and replies held for all of them
 
 Answer = Callable[[list[bytes], "str | None"], list[Any]]
 
@@ -29,8 +31,9 @@ Answer = Callable[[list[bytes], "str | None"], list[Any]]
 class Replies:
     def __init__(self, router: zmq.Socket, answer: Answer) -> None:
         self.router, self.answer = router, answer
-        self.waiting: dict[bytes, deque[tuple[list[bytes], Any]]] = {}  # identity -> (envelope, reply frames | request)
-        self.dropped = 0    # requests dropped: their peer had MAX_WAITING waiting (or too many peers waited)
+        self.waiting: dict[bytes, deque[tuple[list[bytes], Any, int]]] = {}  # identity -> (envelope, reply frames | request, bytes)
+        self.held = 0       # bytes held in `waiting`
+        self.dropped = 0    # requests dropped: their peer had MAX_WAITING waiting, too many peers waited, or MAX_HELD was reached
         self.vanished = 0   # replies whose peer disconnected before it could take them
 
     def take(self, envelope: list[bytes], body: list[bytes], who: str | None) -> None:
@@ -38,10 +41,12 @@ class Replies:
         peer = envelope[0]
         queue = self.waiting.get(peer)
         if queue is not None:
-            if len(queue) >= MAX_WAITING:
+            size = _size(envelope + body)
+            if len(queue) >= MAX_WAITING or self.held + size > MAX_HELD:
                 self.dropped += 1
             else:
-                queue.append((envelope, _Request(body, who)))
+                queue.append((envelope, _Request(body, who), size))
+                self.held += size
             return
         reply = self.answer(body, who)
         try:
@@ -50,29 +55,35 @@ class Replies:
         except _Gone:
             self.vanished += 1
             return
-        if len(self.waiting) >= MAX_PEERS:
+        size = _size(envelope + reply)
+        if len(self.waiting) >= MAX_PEERS or self.held + size > MAX_HELD:
             self.dropped += 1
             return
-        self.waiting[peer] = deque([(envelope, reply)])
+        self.waiting[peer] = deque([(envelope, reply, size)])
+        self.held += size
 
     def flush(self) -> None:
         """Send what waits, peer by peer, in order, while each peer has room."""
         for peer in list(self.waiting):
             queue = self.waiting[peer]
             while queue:
-                envelope, item = queue[0]
-                if isinstance(item, _Request):
+                envelope, item, size = queue[0]
+                if isinstance(item, _Request):  # its turn: answered now (one reply per peer held at a time)
                     item = self.answer(item.body, item.who)
-                    queue[0] = (envelope, item)
+                    reply_size = _size(envelope + item)
+                    self.held += reply_size - size
+                    queue[0] = (envelope, item, size := reply_size)
                 try:
                     sent = self._send(envelope, item)
                 except _Gone:
                     self.vanished += len(queue)
+                    self.held -= sum(held for _, _, held in queue)
                     queue.clear()
                     break
                 if not sent:
                     break
                 queue.popleft()
+                self.held -= size
             if not queue:
                 del self.waiting[peer]
 
@@ -89,7 +100,11 @@ class Replies:
             raise
 
     def report(self) -> dict[str, int]:
-        return {"waiting": sum(len(q) for q in self.waiting.values()), "dropped": self.dropped, "vanished": self.vanished}
+        return {"waiting": sum(len(q) for q in self.waiting.values()), "held_bytes": self.held, "dropped": self.dropped, "vanished": self.vanished}
+
+
+def _size(frames: list[Any]) -> int:
+    return sum(len(f) for f in frames)
 
 
 class _Request:

@@ -25,7 +25,8 @@ REQUIRED = object()
 OPS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
     "hello": {
         "engine": ((str, type(None)), None),
-        "subscriber": ((str, type(None)), None),  # a subscriber saying how far it is (`at`), and whether its run ended for it (`done`)
+        "subscriber": ((str, type(None)), None),  # a subscriber saying how far it is in `run` (`at`), and whether that run ended for it (`done`)
+        "run": ((str, type(None)), None),
         "at": ((int, type(None)), None),
         "done": ((bool,), False),
     },

@@ -18,7 +18,7 @@ def test_the_benchmark_runs_and_loses_nothing(runtime_dir: Path, tmp_path: Path)
     assert run.returncode == 0, run.stderr[-2000:]
     results = json.loads(out.read_text())
     figures = [k for k in results if not k.startswith("_")]
-    assert [f.split("_", 1)[0] for f in figures] == ["1", "5", "2", "3", "4", "6", "7"]
+    assert [f.split("_", 1)[0] for f in figures] == ["1", "5", "2", "3", "4", "6", "7", "8"]
     assert all(v > 0 for v in results["1_small_events_per_s"].values())
     many = results["4_fifty_engines_five_subscribers"]
     assert many["lost"] == 0 and many["every_subscriber_complete"] is True
@@ -26,5 +26,6 @@ def test_the_benchmark_runs_and_loses_nothing(runtime_dir: Path, tmp_path: Path)
     assert memory["accepted"] >= memory["events"]
     stop = results["7_stop_100_engines_s"]
     assert stop["exited"] == stop["without SIGKILL"] == stop["engines"]  # an engine stopped before its SDK set its handler dies of SIGTERM: still graceful
+    assert all(v > 0 for v in results["8_start_trivial_engines"].values())
     for figure in figures:
         assert figure in run.stdout  # the table names every figure

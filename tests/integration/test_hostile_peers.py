@@ -95,7 +95,7 @@ def test_pipelined_control_requests_all_get_their_replies_in_order(runtime_dir: 
             other.close()
         dealer.close()
         said = status(ctx)
-        assert said["replies"] == {"waiting": 0, "dropped": 0, "vanished": 0}
+        assert said["replies"] == {"waiting": 0, "held_bytes": 0, "dropped": 0, "vanished": 0}
         assert said["internal_errors"] == 0
         assert bus_result("down").returncode == 0
         assert finish(launcher) == 0

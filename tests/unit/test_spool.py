@@ -66,3 +66,44 @@ def test_garbage_files_read_as_empty(tmp_path: Path) -> None:
     spool.close()
     assert read_spool(tmp_path / "s") == {}
     assert (tmp_path / "s").stat().st_size == 64 * 1024 and HEADER == 128
+
+
+def test_with_acks_it_never_overwrites_what_the_supervisor_has_not_received(tmp_path: Path) -> None:
+    from bus.spool import SpoolAcks
+
+    spool = SpoolWriter(tmp_path / "s", size=64 * 1024, acks=True)
+    record = [b"x" * 1000]
+    seq = 0
+    while spool.write(seq + 1, record) is not None:  # acked 0: nobody maps it yet, the ring keeps the newest
+        seq += 1
+        if seq == 200:
+            break
+    assert seq == 200, "before a supervisor maps it, the ring wraps as it always did"
+    acks = SpoolAcks(tmp_path / "s")
+    acks.ack(150)  # the supervisor has everything up to 150
+    written = []
+    while (start := spool.write(seq + 1, record)) is not None:
+        seq += 1
+        written.append(seq)
+    assert written, "room was made of what the supervisor already has"
+    assert sorted(read_spool(tmp_path / "s"))[0] == 151, "nothing above 150 was overwritten"
+    assert spool.write(seq + 1, record) is None  # full of what it has not received: the engine waits or drops
+    acks.ack(seq)
+    assert spool.write(seq + 1, record) is not None
+    spool.count_drop("screenshot")
+    spool.count_drop("screenshot")
+    spool.count_drop("log")
+    assert acks.drops() == {"screenshot": 2, "log": 1}
+    acks.close()
+    spool.close()
+
+
+def test_a_second_process_under_the_same_spool_does_not_truncate_it(tmp_path: Path) -> None:
+    import pytest
+
+    first = SpoolWriter(tmp_path / "s", size=64 * 1024)
+    first.write(1, [b"kept"])
+    with pytest.raises(FileExistsError):
+        SpoolWriter(tmp_path / "s", size=64 * 1024)
+    first.close()
+    assert read_spool(tmp_path / "s") == {1: [b"kept"]}
