@@ -26,6 +26,7 @@ def test_the_benchmark_runs_and_loses_nothing(runtime_dir: Path, tmp_path: Path)
     assert memory["accepted"] >= memory["events"]
     stop = results["7_stop_100_engines_s"]
     assert stop["exited"] == stop["without SIGKILL"] == stop["engines"]  # an engine stopped before its SDK set its handler dies of SIGTERM: still graceful
-    assert all(v > 0 for v in results["8_start_trivial_engines"].values())
+    scale = results["8_start_trivial_engines"]
+    assert all(v > 0 for k, v in scale.items() if k.endswith(" s"))  # (per-engine costs of a quick run are noise around 0)
     for figure in figures:
         assert figure in run.stdout  # the table names every figure
