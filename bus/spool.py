@@ -96,34 +96,37 @@ class SpoolWriter:
         if REC_HEAD.size + len(payload) > (self._size - HEADER) // 2:
             payload, flags = b"", TOO_BIG
         total = _aligned(REC_HEAD.size + len(payload))
-        wrap = self._pos + total > self._size
-        start = HEADER if wrap else self._pos
-        if not self._make_room(wrap, start, start + total):
-            return None
+        pos = self._pos
+        wrap = pos + total > self._size
+        start = HEADER if wrap else pos
+        records = self._records
+        if records:  # (checked inline: in the first lap nothing is overwritten, and this is the hot path)
+            _, first, first_end = records[0]
+            if ((wrap and first >= pos) or (first < start + total and first_end > start)) and not self._make_room(wrap, start, start + total):
+                return None
         if wrap and self._pos + len(WRAP_MAGIC) <= self._size:
             self._map[self._pos : self._pos + len(WRAP_MAGIC)] = WRAP_MAGIC
         body = start + REC_HEAD.size
         self._map[body : body + len(payload)] = payload
         self._map[start:body] = REC_HEAD.pack(REC_MAGIC, seq, len(frames), flags, len(payload), _crc(seq, len(frames), flags, payload))
         self._pos = start + total
-        self._records.append((seq, start, self._pos))
+        records.append((seq, start, self._pos))
         return start
 
     def _make_room(self, wrap: bool, start: int, end: int) -> bool:
         """Forget the oldest records this write destroys (those past the wrap point, and
         those under [start, end)); False, forgetting nothing, if one was not received yet."""
-        acked = self._acked.value if self._acks else None
-        if acked == 0:
-            acked = None  # no supervisor has mapped it (yet, or ever: a hello under another name): the ring keeps the newest
+        records, pos = self._records, self._pos
+        acked = self._acked.value if self._acks else 0  # 0: no supervisor maps it (yet): the ring keeps the newest
         doomed = 0
-        for seq, rec_start, rec_end in self._records:
-            if not ((wrap and rec_start >= self._pos) or (rec_start < end and rec_end > start)):
+        for seq, rec_start, rec_end in records:
+            if not ((wrap and rec_start >= pos) or (rec_start < end and rec_end > start)):
                 break
-            if acked is not None and seq > acked:
+            if acked and seq > acked:
                 return False
             doomed += 1
         for _ in range(doomed):
-            self._records.popleft()
+            records.popleft()
         return True
 
     def retract(self, start: int) -> None:

@@ -318,7 +318,10 @@ class Engine:
             frames = encode(event)
             droppable = _only_if_room or (cls.KIND in self._droppable and not (cls is Progress and event.pct == 100.0))  # type: ignore[attr-defined]
             # Spool first: from here on a SIGKILL cannot lose it.
-            mark = self._spool_event(self._seq + 1, frames, droppable, cls.KIND)
+            spool = self._spool
+            mark = spool.write(self._seq + 1, frames) if spool is not None else None
+            if mark is None and spool is not None:
+                mark = self._spool_full(self._seq + 1, frames, droppable, cls.KIND)
             if mark is not _FULL and self._send(frames, droppable, cls.KIND):
                 self._seq += 1
                 self._sent += 1
@@ -340,7 +343,10 @@ class Engine:
                 raise LocalProtocolError("this Engine was made in another process; make a new Engine after fork()")
             header["seq"] = seq = self._seq + 1
             frames = [_packb(header, use_bin_type=True)]
-            mark = self._spool_event(seq, frames, droppable, header["kind"])
+            spool = self._spool
+            mark = spool.write(seq, frames) if spool is not None else None
+            if mark is None and spool is not None:
+                mark = self._spool_full(seq, frames, droppable, header["kind"])
             if mark is not _FULL and self._send(frames, droppable, header["kind"]):
                 self._seq = seq
                 self._sent += 1
@@ -350,15 +356,11 @@ class Engine:
                 self._spool.retract(mark)
             self._drop(header["kind"], counted=True)
 
-    def _spool_event(self, seq: int, frames: list[Any], droppable: bool, kind: str) -> int | None | object:
-        """Copy an event into the crash spool: where (for retract), None without a spool, or
-        _FULL when the spool holds only events the supervisor has not received yet and
-        this one may be dropped, or has waited `send_timeout` for room (a full send queue, in bytes)."""
-        if self._spool is None:
-            return None
-        mark = self._spool.write(seq, frames)
-        if mark is not None:
-            return mark
+    def _spool_full(self, seq: int, frames: list[Any], droppable: bool, kind: str) -> int | object:
+        """The crash spool holds only events the supervisor has not received yet: where this one
+        went once there was room (for retract), or _FULL when it may be dropped, or waited
+        `send_timeout` for room (a full send queue, in bytes)."""
+        assert self._spool is not None
         if droppable or self._stalled:
             return _FULL
         deadline, pause = time.monotonic() + self._send_timeout_ms / 1000, 0.0002
