@@ -82,10 +82,12 @@ from bus.protocol import (
     Screenshot,
     encode,
 )
+from bus.errors import BusError
 from bus.keys import client_keys
 from bus.protocol.codec import plain_progress
 from bus.protocol.legacy import format_marker
 from bus.protocol.limits import PROTOCOL_VERSION
+from bus.runtime import tcp_address
 from bus.spool import DEFAULT_SIZE, SpoolWriter
 
 ZERO_COPY_ABOVE = 64 * 1024  # zmq zero-copy only pays for large frames
@@ -108,6 +110,11 @@ class Engine:
     ) -> None:
         self.name = name or os.environ.get("BUS_ENGINE") or _default_name()
         endpoint = endpoint or os.environ.get("BUS_ENDPOINT") or None
+        if endpoint is not None and not endpoint.startswith("ipc://"):
+            try:
+                tcp_address(endpoint, "BUS_ENDPOINT")  # checked before anything connects (zmq would only say EINVAL)
+            except BusError as exc:
+                raise LocalProtocolError(str(exc)) from None
         self.fallback = fallback or os.environ.get("BUS_FALLBACK", "markers")
         if self.fallback not in ("markers", "off"):
             raise LocalProtocolError(f"fallback must be 'markers' or 'off', got {self.fallback!r}")

@@ -78,3 +78,52 @@ def test_an_engine_under_pressure_drops_only_what_it_may_and_says_so(runtime_dir
     assert len(progress) - 1 + dropped == items, "every progress event was delivered or counted as dropped"
     assert [e.kind for e in mine if e.kind in ("phase.start", "phase.done", "result")] == ["phase.start", "phase.done", "result"]
     assert bye == {"sent": len(mine) - 1, "dropped": dropped, "dropped_kinds": {"progress": dropped}}
+
+
+def test_drops_of_a_kind_that_may_not_be_dropped_are_said_by_kind(runtime_dir: Path, tmp_path: Path, ctx: zmq.Context) -> None:
+    """Before: a remote engine's log() waited its send timeout, then the SDK dropped 211-268 log lines,
+    and the supervisor's note said it dropped events "of the kinds it may drop (progress,
+    screenshots, heartbeats)"; status showed one total."""
+    go, told = tmp_path / "go", tmp_path / "told"
+    os.mkfifo(go)
+    os.mkfifo(told)
+    engine = {
+        "command": [sys.executable, str(ENGINES / "pressure.py"), str(go), str(told), "log"],
+        "env": {"BUS_SNDHWM": "20", "BUS_SEND_TIMEOUT": "0.5"},  # a log waits half a second for room, then goes
+        "droppable": [],
+        "heartbeat_timeout": 0,
+    }
+    launcher = bus("up", "--plain", str(write_config(tmp_path, {"flood": engine})), stdout=open(tmp_path / "up.out", "w"))
+    control = ControlClient(ctx, resolve(None), timeout=10)
+    frozen = False
+    try:
+        with Subscriber(timeout=10, connect_timeout=60) as sub:
+            watch = Watcher(sub)
+            watch.wait(is_state("flood", "running"))
+            pid = control.request("hello")[0]["pid"]
+            os.kill(pid, signal.SIGSTOP)
+            frozen = True
+            with open(go, "w") as fifo:
+                fifo.write("go\n")
+            dropped, items = map(int, read_fifo(told, 120).split())
+            os.kill(pid, signal.SIGCONT)
+            frozen = False
+            watch.wait(lambda e: e.kind == "heartbeat" and e.fields()["dropped_kinds"] == {"log": dropped})  # told once there is room
+            engine_status = control.request("status")[0]["engines"][0]
+            assert engine_status["dropped_kinds"] == {"log": dropped} and dropped > 0, engine_status
+            with open(go, "w") as fifo:
+                fifo.write("go on\n")
+            watch.wait(lambda e: e.kind == "result")
+            assert bus_result("down").returncode == 0
+            events = watch.rest()
+    finally:
+        if frozen:
+            os.kill(pid, signal.SIGCONT)
+        control.close()
+        if launcher.poll() is None:
+            bus_result("down")
+        finish(launcher, 60)
+    notes = [e.fields()["message"] for e in events if e.kind == "log" and e.fields()["stream"] == "bus"]
+    assert f"bus: the engine dropped {dropped} event(s) because the bus did not keep up: {dropped} log; log may not be dropped for it: those waited BUS_SEND_TIMEOUT for room first" in notes, notes
+    mine = [e for e in events if e.engine == "flood" and e.kind == "log" and e.fields()["stream"] == "engine"]
+    assert len(mine) + dropped == items, "every log line was delivered or counted as dropped"

@@ -242,3 +242,27 @@ def test_an_engine_marked_stop_all_ends_the_run_when_it_ends(runtime_dir: Path, 
     assert stopping["reason"] == "main ended (exit code 0; on_exit = stop-all)"
     assert helper_states[-1]["state"] == "exited"
     assert events[-1].fields() == {"code": 0, "reason": "main ended (exit code 0; on_exit = stop-all)"}
+
+
+def test_the_supervisor_s_threads_do_not_grow_with_its_engines(runtime_dir: Path, tmp_path: Path) -> None:
+    """Before: three helper threads per engine (stdout, stderr, a waiter): 10,000 engines meant 30,000
+    threads, 121 s to start against 2.7 s for 1,000. Now one pump thread reads them all."""
+    config = write_config(tmp_path, {"idle": {"command": ["sh", "-c", "exec sleep 1000"], "instances": 60}})
+    launcher = bus("up", "--quiet", str(config))
+    try:
+        with Subscriber(timeout=10, connect_timeout=60, kinds=["state"]) as sub:
+            running: set[str] = set()
+            while len(running) < 60:
+                event = sub.recv(timeout=30)
+                assert event is not None
+                if event.fields()["state"] == "running":  # type: ignore[union-attr]
+                    running.add(event.engine)
+            pid = json.loads(local_session(None).info_file.read_text())["pid"]
+            threads = int(next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Threads:")))
+        assert threads < 20, f"{threads} threads for 60 engines"
+        assert bus_result("down").returncode == 0
+        assert launcher.wait(60) == 0
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
