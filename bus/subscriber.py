@@ -41,6 +41,7 @@ from .control_client import ControlClient, RequestFailed, no_answer, pick_endpoi
 from .errors import NotRunning
 from .follow import GONE_AFTER, QUIET, Following, SupervisorGone
 from .keys import HandshakeWatch
+from .protocol import AnyEvent
 from .protocol.control import encode_request
 from .runtime import Address
 

@@ -40,6 +40,35 @@ STREAMS = ("stdout", "stderr")
 LAST_LOGS = 20  # log lines a snapshot shows per engine
 
 
+class Wakeup:
+    """A socket pair that wakes a poller: `wake()` from any thread, `clear()` by the one that waits."""
+
+    def __init__(self) -> None:
+        self._reader, self._writer = socket.socketpair()
+        self._reader.setblocking(False)
+        self._writer.setblocking(False)  # a wake-up already pending is enough: never wait for room
+
+    def fileno(self) -> int:
+        return self._reader.fileno()
+
+    def wake(self) -> None:
+        try:
+            self._writer.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass  # a wake-up is already pending (or we are closing)
+
+    def clear(self) -> None:
+        try:
+            while self._reader.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    def close(self) -> None:
+        self._reader.close()
+        self._writer.close()
+
+
 class Inbox:
     """Thread-safe hand-off from helper threads to the loop, which polls `fileno()`.
 
@@ -54,12 +83,10 @@ class Inbox:
         self._bytes = 0
         self._maxsize, self._max_bytes = maxsize, max_bytes
         self._room = threading.Condition()
-        self._reader, self._writer = socket.socketpair()
-        self._reader.setblocking(False)
-        self._writer.setblocking(False)
+        self._wakeup = Wakeup()
 
     def fileno(self) -> int:
-        return self._reader.fileno()
+        return self._wakeup.fileno()
 
     def put(self, item: tuple[Any, ...], size: int = 0) -> None:
         """Queue `item` (`size`: the bytes it holds); blocks while the inbox is full."""
@@ -69,19 +96,12 @@ class Inbox:
                 self._room.wait()
             self._items.append((size, item))
             self._bytes += size
-        try:
-            self._writer.send(b"\0")
-        except (BlockingIOError, OSError):
-            pass  # a wake-up is already pending (or we are closing)
+        self._wakeup.wake()
 
     def drain(self, limit: int = 1000) -> list[tuple[Any, ...]]:
         # Empty the wake-up socket *before* the queue: an item put after this
         # point comes with a fresh wake-up, so none is ever left unseen.
-        try:
-            while self._reader.recv(4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass
+        self._wakeup.clear()
         items = []
         with self._room:
             while self._items and len(items) < limit:
@@ -95,14 +115,10 @@ class Inbox:
         return items
 
     def wake(self) -> None:
-        try:
-            self._writer.send(b"\0")
-        except (BlockingIOError, OSError):
-            pass
+        self._wakeup.wake()
 
     def close(self) -> None:
-        self._reader.close()
-        self._writer.close()
+        self._wakeup.close()
 
 
 @dataclass

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import selectors
-import socket
 import subprocess
 import sys
 import threading
@@ -32,7 +31,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from .children import Child, Inbox, wait_exit
+from .children import Child, Inbox, Wakeup, wait_exit
 
 CHUNK = 64 * 1024
 LINES_PER_ITEM = 32  # lines in one inbox item at most
@@ -93,10 +92,8 @@ class Pump:
     def __init__(self, inbox: Inbox, max_line: int) -> None:
         self.inbox, self.max_line = inbox, max_line
         self._selector = selectors.DefaultSelector()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)  # a wake-up already pending is enough: never wait for room
-        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._wakeup = Wakeup()
+        self._selector.register(self._wakeup.fileno(), selectors.EVENT_READ, None)
         self._adds: deque[tuple[Child, subprocess.Popen[bytes]]] = deque()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="bus-pump", daemon=True)
@@ -105,24 +102,17 @@ class Pump:
     def add(self, child: Child, proc: subprocess.Popen[bytes]) -> None:
         """Watch a process just spawned (called from the loop's thread)."""
         self._adds.append((child, proc))
-        self._wake()
+        self._wakeup.wake()
 
     def stop(self) -> None:
         """Stop reading (after the engines are gone). What it still hands over is dropped:
         nobody takes the inbox any more, and the thread may be waiting for room in it."""
         self._stopping = True
-        self._wake()
+        self._wakeup.wake()
         deadline = time.monotonic() + 10
         while self._thread.is_alive() and time.monotonic() < deadline:
             self.inbox.drain()
             self._thread.join(0.05)
-        self._wake_w.close()
-
-    def _wake(self) -> None:
-        try:
-            self._wake_w.send(b"\0")
-        except (BlockingIOError, OSError):
-            pass
 
     # -- the thread ------------------------------------------------------------------
 
@@ -139,7 +129,7 @@ class Pump:
                 if isinstance(key.data, tuple):
                     os.close(key.fd)  # a pidfd of ours
             self._selector.close()
-            self._wake_r.close()
+            self._wakeup.close()
 
     def _take(self, key: selectors.SelectorKey) -> None:
         what = key.data
@@ -164,11 +154,7 @@ class Pump:
             threading.Thread(target=wait_exit, args=(what[0], what[1], self.inbox), name=f"{what[0].name}-wait", daemon=True).start()
 
     def _take_adds(self) -> None:
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass
+        self._wakeup.clear()
         while self._adds:
             child, proc = self._adds.popleft()
             for name, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):

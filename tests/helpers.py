@@ -8,8 +8,9 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from bus import Subscriber
 from bus.protocol import AnyEvent
@@ -212,6 +213,21 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+@contextmanager
+def running(*args: str, **kwargs: Any) -> Iterator[subprocess.Popen[str]]:
+    """The real `bus` command (`up --keep ...`) for the block; at its end it is brought down
+    (`bus down`, exit 0, both checked), and killed if a check failed on the way."""
+    launcher = bus(*args, **kwargs)
+    try:
+        yield launcher
+        assert bus_result("down").returncode == 0
+        assert finish(launcher) == 0
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
 
 
 def finish(launcher: subprocess.Popen[str], timeout: float = 30) -> int:

@@ -14,7 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from helpers import Watcher, bus, bus_result, finish, free_ports, is_state, scripted, write_config
+from helpers import Watcher, bus, bus_result, finish, free_ports, running, scripted, write_config
 
 from bus import Subscriber
 from bus.follow import SupervisorGone
@@ -46,7 +46,7 @@ def test_a_tail_whose_supervisor_is_killed_says_so_at_once(runtime_dir: Path, tm
         assert tail.returncode == 4, err
         assert time.monotonic() - killed < 10, "it should know at once: the pid is gone"
         said = err.strip().splitlines()[-1]
-        assert said.startswith(f"bus tail: the supervisor of run ") and f"is gone (pid {pid} no longer runs: killed?): its journal ends after event " in said, said
+        assert said.startswith("bus tail: the supervisor of run ") and f"is gone (pid {pid} no longer runs: killed?): its journal ends after event " in said, said
         got = [json.loads(line)["gseq"] for line in (tmp_path / "tail.jsonl").read_text().splitlines()]
         after = int(said.split("ends after event ")[1].split(";")[0])
         assert got == list(range(1, after + 1))  # everything the journal has, once, in order
@@ -93,18 +93,11 @@ def test_an_engine_key_is_refused_for_tail_and_down_by_name(runtime_dir: Path, t
     base = free_ports(3)
     address = f"tcp://127.0.0.1:{base}"
     config = write_config(tmp_path, {"idle": scripted("--events", "1", "--hold")})
-    launcher = bus("up", "--plain", "--listen", address, "--keys", str(keys["dir"]), str(config), stdout=open(tmp_path / "up.out", "w"))
-    try:
+    with running("up", "--plain", "--listen", address, "--keys", str(keys["dir"]), str(config), stdout=open(tmp_path / "up.out", "w")):
         with Subscriber(timeout=10, connect_timeout=60, history=None) as sub:
             sub.wait_ready(timeout=60)
         as_engine = ["--server-key", str(keys["server"]), "--key", str(keys["eng"])]
         for args in (["tail", address, "-n", "0"], ["down", address]):
             result = bus_result(*args, *as_engine, timeout=60)
             assert result.returncode == 5, (args, result.stderr)
-            assert f"refused key 'eng'" in result.stderr, result.stderr
-        assert bus_result("down").returncode == 0
-        assert finish(launcher) == 0
-    finally:
-        if launcher.poll() is None:
-            launcher.kill()
-            launcher.wait()
+            assert "refused key 'eng'" in result.stderr, result.stderr

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import ENGINES, Watcher, bus, bus_result, finish, is_state, write_config
+from helpers import ENGINES, Watcher, is_state, running, write_config
 
 from bus import Subscriber
 
@@ -23,16 +23,9 @@ def stillness(mode: str, **keys: object) -> dict[str, object]:
 
 
 def run_until(config: Path, tmp_path: Path, check):  # type: ignore[no-untyped-def]
-    launcher = bus("up", "--plain", "--keep", str(config), stdout=open(tmp_path / "up.out", "w"))
-    try:
+    with running("up", "--plain", "--keep", str(config), stdout=open(tmp_path / "up.out", "w")):
         with Subscriber(timeout=10, connect_timeout=60, kinds=["state", "log"]) as sub:
             check(Watcher(sub))
-        assert bus_result("down").returncode == 0
-        assert finish(launcher) == 0
-    finally:
-        if launcher.poll() is None:
-            launcher.kill()
-            launcher.wait()
 
 
 def states(watcher: Watcher, engine: str) -> list[str]:

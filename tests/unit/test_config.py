@@ -122,7 +122,7 @@ NUMBERS = [(table, key) for table, checks in (("engines.a", ENGINE_CHECKS), ("su
 def test_every_number_in_a_config_has_a_finite_range(tmp_path: Path, table: str, key: str, value: str) -> None:
     """Seen before: `stop_timeout = inf` raised OverflowError at `bus down`, `backoff = 1e308` at the first restart."""
     head = "" if table == "engines.a" else f"[supervisor]\n{key} = {value}\n"
-    engine = f"[engines.a]\ncommand = ['x']\n" + (f"{key} = {value}\n" if table == "engines.a" else "")
+    engine = "[engines.a]\ncommand = ['x']\n" + (f"{key} = {value}\n" if table == "engines.a" else "")
     path = write(tmp_path, head + engine)
     with pytest.raises(ConfigError, match=f"{key} must be a number") as info:
         load_config(path)
