@@ -129,10 +129,10 @@ class _Run:
                 wait = max(0.0, next_beat - time.monotonic())
                 if zmq.select([inbox.fileno()], [], [], wait)[0]:
                     for item in inbox.drain():
-                        if item[0] == "line":
-                            _, _, stream, text, cut, ts = item
-                            self.echo(stream, text)
-                            self._send(line_event(self.name, stream, text, cut, ts)[0])
+                        if item[0] == "lines":
+                            for text, cut, ts in item[3]:
+                                self.echo(item[2], text)
+                                self._send(line_event(self.name, item[2], text, cut, ts)[0])
                         elif item[0] == "eof":
                             open_streams -= 1
                         else:

@@ -32,7 +32,7 @@ from .errors import BusError, Denied, NotRunning
 from .journal import open_journal
 from .keys import HandshakeWatch
 from .protocol import RemoteProtocolError, decode, split_batch
-from .runtime import Address, resolve
+from .runtime import MAX_WAIT, Address, resolve
 
 QUIET = 1.0          # seconds without a message before asking the supervisor what we may have missed
 GONE_AFTER = 30.0    # seconds without an answer before a subscriber says its supervisor is gone
@@ -67,7 +67,7 @@ class Following:
         self.address = address if isinstance(address, Address) else resolve(address)
         if not (history in (ALL, None) or (isinstance(history, int) and history >= 0)):
             raise BusError(f"history must be 'all', a number >= 0 or None, got {history!r}")
-        if gone_after is not None and not 0 < gone_after <= 7 * 86400:
+        if gone_after is not None and not 0 < gone_after <= MAX_WAIT:
             raise BusError(f"gone_after must be a number of seconds up to a week (or None), got {gone_after!r}")
         self.catchup = Catchup(history=history, since=since, kinds=kinds, engines=engines)
         self.timeout = timeout

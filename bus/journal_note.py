@@ -59,9 +59,9 @@ class StopNote:
 
     def record(self, run: str, **fields: Any) -> bool:
         """Add (or update) the stop of `run`; False if the file cannot be written."""
-        records = [r for r in self.read() if r["run"] != run]
-        mine = next((r for r in self.read() if r["run"] == run), {"run": run})
-        records.append({**mine, **fields})
+        known = self.read()
+        mine = next((r for r in known if r["run"] == run), {"run": run})
+        records = [r for r in known if r["run"] != run] + [{**mine, **fields}]
         return self._write(records[-KEEP:])
 
     def clear(self) -> bool:

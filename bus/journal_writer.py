@@ -70,7 +70,8 @@ class JournalWriter:
     def append_many(self, run: str, entries: list[Entry]) -> None:
         """Several events in one hand-over (the supervisor's loop: one per pass)."""
         if entries:
-            self._put(("events", run, entries), len(entries), sum(e.size for e in entries))
+            size = sum(e.size for e in entries)
+            self._put(("events", run, entries, size), len(entries), size)
 
     def end_run(self, run: str, stopped: float, code: int) -> None:
         if self.error:  # the database takes no more: the stop note keeps how the run ended
@@ -156,7 +157,7 @@ class JournalWriter:
             for item in items:
                 if item[0] == "events":
                     self._pending -= len(item[2])
-                    self._pending_bytes -= sum(e.size for e in item[2])
+                    self._pending_bytes -= item[3]
             self._room.notify_all()
         waited = time.monotonic() - started
         if waited > TOLD_AFTER:
@@ -170,7 +171,7 @@ class JournalWriter:
         for item in items:
             tag = item[0]
             if tag == "events":
-                _, run, entries = item
+                _, run, entries, _ = item
                 conn.executemany(
                     "INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [(run, e.gseq, e.ts, e.kind, e.engine, pack_frames(e.frames), e.size) for e in entries],

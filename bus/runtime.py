@@ -37,6 +37,7 @@ HAS_IPC = zmq.has("ipc")
 SESSION_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,31}")
 MAX_IPC_PATH = 100  # sun_path is 108 bytes on Linux (104 on macOS); keep a margin
 INFO_FILE = "supervisor.json"
+MAX_WAIT = 7 * 86400.0  # the longest wait anything takes: a week (longer ones overflow poll timeouts on some systems)
 
 
 def engine_name(name: str, what: str) -> str:

@@ -20,10 +20,11 @@ When a record does not fit before the end, b"BUSW" marks the wrap and writing
 starts over after the file header. A record larger than half the ring is
 replaced by a payload-less record flagged TOO_BIG, so its loss can be named.
 
-`acked` is written by the supervisor (BUS_SPOOL_ACKS=1 says it will), as one
-aligned 8-byte store: the newest seq it has received from this process (0
-until it has mapped the spool, at the engine's hello). The writer never
-overwrites a record above it, once it is not 0: when the ring is full of events the supervisor has not
+`acked` is written by the supervisor, as one aligned 8-byte store: the newest
+seq it has received from this process (0 until it has mapped the spool, at the
+engine's hello; a supervisor that does not acknowledge leaves it 0, and the
+ring then keeps the newest, as version 1 did). The writer never overwrites a
+record above it, once it is not 0: when the ring is full of events the supervisor has not
 received, `write` says so and the engine waits or drops, as for a full send
 queue. So what the engine has queued is always in the ring, however large its
 events: a SIGKILL loses nothing but a TOO_BIG record. `drops` count the events
@@ -46,11 +47,12 @@ FILE_MAGIC = b"BUSSPOOL"
 FILE_HEAD = struct.Struct("<8sII")  # magic, version, size (of the whole file)
 VERSION = 2
 HEADER = 128
-ACKED = struct.Struct("<Q")  # at ACKED_AT: written by the supervisor
-ACKED_AT = 16
-DROPS_AT = 24
+U64 = struct.Struct("<Q")
+ACKED_AT = 16  # u64, written by the supervisor
+DROPS_AT = 24  # u64 per kind
 # The kinds whose drops the header counts, in slot order (never reorder: it is a file format).
 SPOOL_KINDS = ("hello", "heartbeat", "phase.start", "phase.done", "phase.error", "progress", "log", "screenshot", "finding", "result", "error", "bye")
+_DROP_AT = {kind: DROPS_AT + 8 * k for k, kind in enumerate(SPOOL_KINDS)}
 REC_MAGIC = b"BUSR"
 WRAP_MAGIC = b"BUSW"
 REC_HEAD = struct.Struct("<4sQHHII")  # magic, seq, frames, flags, payload length, crc
@@ -68,10 +70,9 @@ def _crc(seq: int, frames: int, flags: int, payload: bytes | memoryview) -> int:
 
 
 class SpoolWriter:
-    """Used by one engine process, under its send lock. `acks`: the supervisor writes
-    `acked`, so records above it are kept (else the ring keeps the newest, whatever)."""
+    """Used by one engine process, under its send lock."""
 
-    def __init__(self, path: str | os.PathLike[str], size: int = DEFAULT_SIZE, *, acks: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], size: int = DEFAULT_SIZE) -> None:
         size = max(64 * 1024, _aligned(size))
         # O_EXCL: a second process under the same BUS_SPOOL (a shell running two programs) must not
         # truncate a spool the supervisor has mapped (that would be a SIGBUS there): it gets FileExistsError.
@@ -84,7 +85,6 @@ class SpoolWriter:
         self._map[: FILE_HEAD.size] = FILE_HEAD.pack(FILE_MAGIC, VERSION, size)
         self._size = size
         self._pos = HEADER
-        self._acks = acks
         self._acked = ctypes.c_uint64.from_buffer(self._map, ACKED_AT)  # one aligned 8-byte load: never torn
         self._records: deque[tuple[int, int, int]] = deque()  # (seq, start, end) in the ring, oldest first
 
@@ -117,7 +117,7 @@ class SpoolWriter:
         """Forget the oldest records this write destroys (those past the wrap point, and
         those under [start, end)); False, forgetting nothing, if one was not received yet."""
         records, pos = self._records, self._pos
-        acked = self._acked.value if self._acks else 0  # 0: no supervisor maps it (yet): the ring keeps the newest
+        acked = self._acked.value  # 0: no supervisor maps it (yet, or ever): the ring keeps the newest
         doomed = 0
         for seq, rec_start, rec_end in records:
             if not ((wrap and rec_start >= pos) or (rec_start < end and rec_end > start)):
@@ -137,9 +137,9 @@ class SpoolWriter:
 
     def count_drop(self, kind: str) -> None:
         """One more event of `kind` dropped (kinds not in SPOOL_KINDS are not counted here)."""
-        if kind in SPOOL_KINDS:
-            at = DROPS_AT + 8 * SPOOL_KINDS.index(kind)
-            ACKED.pack_into(self._map, at, ACKED.unpack_from(self._map, at)[0] + 1)
+        at = _DROP_AT.get(kind)
+        if at is not None:
+            U64.pack_into(self._map, at, U64.unpack_from(self._map, at)[0] + 1)
 
     def close(self) -> None:
         del self._acked  # (an exported buffer would keep the map from closing)
@@ -176,7 +176,7 @@ class SpoolAcks:
 
 def drops_in(header: bytes | mmap.mmap) -> dict[str, int]:
     """The per-kind drop counts in a spool's header (those not zero)."""
-    counts = {kind: ACKED.unpack_from(header, DROPS_AT + 8 * k)[0] for k, kind in enumerate(SPOOL_KINDS)}
+    counts = {kind: U64.unpack_from(header, at)[0] for kind, at in _DROP_AT.items()}
     return {kind: n for kind, n in counts.items() if n}
 
 

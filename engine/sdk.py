@@ -137,14 +137,13 @@ class Engine:
         self._sock: zmq.Socket | None = None
         self._spool: SpoolWriter | None = None
         spool_path = os.environ.pop("BUS_SPOOL", None)  # ours alone: not for our own children
-        spool_acks = os.environ.pop("BUS_SPOOL_ACKS", "") == "1"  # the supervisor says what it received in the spool
         if endpoint:
             self._ctx = zmq.Context()
             hwm = int(_env_float("BUS_SNDHWM", sockets.PUSH_HWM))
             keys = client_keys() if endpoint.startswith("tcp://") else None  # BUS_SERVER_KEY, BUS_KEY
             self._sock = sockets.push(self._ctx, endpoint, linger_ms=self._linger_ms, hwm=hwm, keys=keys)
             if spool_path:
-                self._spool = _open_spool(spool_path, self.name, spool_acks)
+                self._spool = _open_spool(spool_path, self.name)
         # The stop signal's handler goes in before hello: once the supervisor has
         # heard from us it may stop us at any moment, and we must then say bye.
         self._old_handlers: dict[int, Any] = {}
@@ -324,22 +323,11 @@ class Engine:
                 return
             frames = encode(event)
             droppable = _only_if_room or (cls.KIND in self._droppable and not (cls is Progress and event.pct == 100.0))  # type: ignore[attr-defined]
-            # Spool first: from here on a SIGKILL cannot lose it.
-            spool = self._spool
-            mark = spool.write(self._seq + 1, frames) if spool is not None else None
-            if mark is None and spool is not None:
-                mark = self._spool_full(self._seq + 1, frames, droppable, cls.KIND)
-            if mark is not _FULL and self._send(frames, droppable, cls.KIND):
-                self._seq += 1
-                self._sent += 1
+            if self._spool_send(self._seq + 1, frames, droppable, cls.KIND, counted=not _only_if_room):
                 if cls is Heartbeat:
                     self._dropped_told = max(self._dropped_told, fields.get("dropped", 0))
                 else:
-                    self._active = True
-                return
-            if mark is not _FULL and mark is not None and self._spool is not None:
-                self._spool.retract(mark)  # not sent: its number goes to the next event
-            self._drop(cls.KIND, counted=not _only_if_room)
+                    self._active = True  # (a heartbeat is no sign of work)
 
     def _emit_header(self, header: dict[str, Any], *, droppable: bool) -> None:
         """`_emit` for a header already checked: number it, pack it, spool and send it."""
@@ -349,19 +337,24 @@ class Engine:
             if os.getpid() != self._pid:
                 raise LocalProtocolError("this Engine was made in another process; make a new Engine after fork()")
             header["seq"] = seq = self._seq + 1
-            frames = [_packb(header, use_bin_type=True)]
-            spool = self._spool
-            mark = spool.write(seq, frames) if spool is not None else None
-            if mark is None and spool is not None:
-                mark = self._spool_full(seq, frames, droppable, header["kind"])
-            if mark is not _FULL and self._send(frames, droppable, header["kind"]):
-                self._seq = seq
-                self._sent += 1
+            if self._spool_send(seq, [_packb(header, use_bin_type=True)], droppable, header["kind"], counted=True):
                 self._active = True
-                return
-            if mark is not _FULL and mark is not None and self._spool is not None:
-                self._spool.retract(mark)
-            self._drop(header["kind"], counted=True)
+
+    def _spool_send(self, seq: int, frames: list[Any], droppable: bool, kind: str, *, counted: bool) -> bool:
+        """Spool, then send, event number `seq` (under the lock); True if it went. Spool first:
+        from there on a SIGKILL cannot lose it. What cannot go is dropped (`counted`: as a drop)."""
+        spool = self._spool
+        mark = spool.write(seq, frames) if spool is not None else None
+        if mark is None and spool is not None:
+            mark = self._spool_full(seq, frames, droppable, kind)
+        if mark is not _FULL and self._send(frames, droppable, kind):
+            self._seq = seq
+            self._sent += 1
+            return True
+        if mark is not None and mark is not _FULL:
+            spool.retract(mark)  # type: ignore[union-attr, arg-type]  # not sent: its number goes to the next event
+        self._drop(kind, counted=counted)
+        return False
 
     def _spool_full(self, seq: int, frames: list[Any], droppable: bool, kind: str) -> int | object:
         """The crash spool holds only events the supervisor has not received yet: where this one
@@ -377,14 +370,18 @@ class Engine:
             mark = self._spool.write(seq, frames)
             if mark is not None:
                 return mark
+        self._stall(kind, "received nothing of the last events in its crash spool")
+        return _FULL
+
+    def _stall(self, kind: str, what: str) -> None:
+        """Waiting `send_timeout` for room did not help: drop, and do not wait again until a send gets through."""
         self._stalled = True
         print(
-            f"bus engine {self.name}: the supervisor received nothing of the last events in its crash spool for "
-            f"{self._send_timeout_ms / 1000:g}s; dropped a {kind!r} event (and will drop without waiting until it reads again)",
+            f"bus engine {self.name}: the supervisor {what} for {self._send_timeout_ms / 1000:g}s; "
+            f"dropped a {kind!r} event (and will drop without waiting until it reads again)",
             file=sys.stderr,
             flush=True,
         )
-        return _FULL
 
     def _drop(self, kind: str, *, counted: bool) -> None:
         """An event that could not go: counted by kind (also in the spool, so a killed engine's last drops are known)."""
@@ -434,13 +431,7 @@ class Engine:
                     return True
                 except zmq.Again:
                     continue
-        self._stalled = True  # do not wait again until a send gets through
-        print(
-            f"bus engine {self.name}: the supervisor took nothing for {self._send_timeout_ms / 1000:g}s; "
-            f"dropped a {kind!r} event (and will drop without waiting until it reads again)",
-            file=sys.stderr,
-            flush=True,
-        )
+        self._stall(kind, "took nothing")
         return False
 
     def _print_fallback(self, event: Event) -> None:
@@ -467,7 +458,7 @@ class Engine:
                 return  # closed meanwhile
 
 
-_FULL = object()  # _spool_event: no room for it
+_FULL = object()  # _spool_full: no room for it
 
 
 class _WorkWatch:
@@ -529,12 +520,12 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
-def _open_spool(path: str, name: str, acks: bool) -> SpoolWriter | None:
+def _open_spool(path: str, name: str) -> SpoolWriter | None:
     size = int(_env_float("BUS_SPOOL_SIZE", DEFAULT_SIZE))
     if size <= 0:  # turned off: a little faster, but a SIGKILL may lose the last events
         return None
     try:
-        return SpoolWriter(path, size, acks=acks)
+        return SpoolWriter(path, size)
     except FileExistsError:
         print(f"bus engine {name}: another process of this engine uses its crash spool already ({path}); this one has none: a SIGKILL may lose its last events", file=sys.stderr)
         return None

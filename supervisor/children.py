@@ -293,7 +293,8 @@ def _thread(name: str, target: Any, *args: Any) -> None:
 
 
 def read_lines(child: Child, stream: str, pipe: IO[bytes], inbox: Inbox, max_line: int) -> None:
-    """Helper thread: one inbox item per line; over-long lines cut at `max_line` bytes."""
+    """Helper thread (where there is no pump: Windows, `bus attach`): an inbox item per line,
+    over-long lines cut at `max_line` bytes."""
     try:
         while True:
             line = pipe.readline(max_line)
@@ -303,7 +304,7 @@ def read_lines(child: Child, stream: str, pipe: IO[bytes], inbox: Inbox, max_lin
             if not line.endswith(b"\n") and len(line) >= max_line:
                 cut = _skip_rest_of_line(pipe, max_line)
             text = line.rstrip(b"\r\n").decode("utf-8", errors="replace")
-            inbox.put(("line", child, stream, text, cut, time.time()), len(line))
+            inbox.put(("lines", child, stream, [(text, cut, time.time())]), len(line))  # (the pump's format: a list of lines)
     except (OSError, ValueError):
         pass  # the pipe was closed under us
     finally:
@@ -353,7 +354,7 @@ def engine_env(child: Child, *, endpoint: str, session_dir: str) -> dict[str, st
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "") if bindir else env.get("PATH", "")
     if sys.prefix != sys.base_prefix:
         env["VIRTUAL_ENV"] = sys.prefix
-    for inherited in ("BUS_SPOOL", "BUS_SPOOL_ACKS", "BUS_HEARTBEAT", "BUS_INSTANCE"):  # never pass ours on
+    for inherited in ("BUS_SPOOL", "BUS_HEARTBEAT", "BUS_INSTANCE"):  # never pass ours on
         env.pop(inherited, None)
     env.update(child.spec.env)
     env.update(
@@ -365,7 +366,6 @@ def engine_env(child: Child, *, endpoint: str, session_dir: str) -> dict[str, st
     )
     if child.spool is not None:
         env["BUS_SPOOL"] = str(child.spool)
-        env["BUS_SPOOL_ACKS"] = "1"  # we write what we received into it, so it never overwrites what we did not
     env["BUS_HEARTBEAT"] = f"{child.spec.heartbeat_timeout / 3:g}"  # 0: none (unset would mean a remote engine's default)
     if child.spec.droppable is not None:
         env["BUS_DROPPABLE"] = ",".join(child.spec.droppable) or "none"

@@ -422,16 +422,13 @@ class Supervisor:
     def _inbox_item(self, item: tuple[Any, ...]) -> None:
         """One thing a helper thread saw: an engine's output line, end of a stream, or exit."""
         tag, child = item[0], item[1]
-        if tag == "lines":  # what one read of a pipe held (supervisor/pump.py)
+        if tag == "lines":  # what one read of a pipe held (supervisor/pump.py, or a reader thread's one line)
             for text, cut, ts in item[3]:
                 self._on_line(child, item[2], text, cut, ts)
-        elif tag == "line":  # one line (a reader thread's, where there is no pump)
-            self._on_line(child, *item[2:])
         elif tag == "eof":
             self.fleet.streams_closed(child, item[2])
         elif tag == "exit":
             self.fleet.exited(child, item[2], item[3])
-
 
     def _on_line(self, child: Child, stream: str, text: str, cut: int, ts: float) -> None:
         child.lines += 1

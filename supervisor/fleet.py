@@ -347,10 +347,9 @@ class Fleet:
         child.check_at = None
         if child.hello or child.state not in (State.STARTING, State.RUNNING):
             return
-        given = [key for key in SDK_SETTINGS if key in child.spec.explicit]
-        after = child.spec.heartbeat_timeout or STARTED_AFTER * 10
+        given = _sdk_settings(child.spec)
         does = "does" if len(given) == 1 else "do"
-        self._note(child, "warning", f"{' and '.join(given)} {does} nothing for this engine: it said no hello within {after:g}s of starting, "
+        self._note(child, "warning", f"{' and '.join(given)} {does} nothing for this engine: it said no hello within {_hello_wait(child.spec):g}s of starting, "
                    "so it does not use the engine SDK; idle_timeout watches a program that only prints")
 
     @staticmethod
@@ -413,8 +412,7 @@ class Fleet:
             self.watchdog.watch(child.pid)  # type: ignore[arg-type]
         child.last_seen = child.last_active = now
         child.killed_at = child.kill_at = None
-        given = any(key in child.spec.explicit for key in SDK_SETTINGS)
-        child.check_at = now + (child.spec.heartbeat_timeout or STARTED_AFTER * 10) if given else None
+        child.check_at = now + _hello_wait(child.spec) if _sdk_settings(child.spec) else None
         self._move(child, Trigger.SPAWN, ", ".join(filter(None, [f"pid {child.pid}", reason])))
         child.started_at = now + STARTED_AFTER
         self._arm(child)
@@ -513,6 +511,16 @@ class Fleet:
 
     def _note(self, child: Child, level: str, message: str) -> None:
         self.publish(Log(engine=child.name, message=f"bus: {message}", level=level, stream="bus"))
+
+
+def _sdk_settings(spec: EngineSpec) -> list[str]:
+    """The settings only the SDK honours that this engine's config gave."""
+    return [key for key in SDK_SETTINGS if key in spec.explicit]
+
+
+def _hello_wait(spec: EngineSpec) -> float:
+    """How long after its start an engine that says no hello is taken for one without the SDK."""
+    return spec.heartbeat_timeout or STARTED_AFTER * 10
 
 
 def _cannot_signal(child: Child) -> str:

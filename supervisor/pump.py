@@ -15,7 +15,8 @@ ts), ...])`, then `("eof", child, stream)` and `("exit", child, code, ts)`. A
 full inbox makes this thread wait: the engines' pipes fill and they wait on
 their writes (slowed, never lost), as before.
 
-Windows has no selectable pipes: there `spawn_readers` keeps a thread per pipe.
+Windows has no selectable pipes: there `Child.spawn` keeps a reader thread per
+pipe (children.read_lines) and a waiter, as before; `bus attach` uses those too.
 """
 
 from __future__ import annotations

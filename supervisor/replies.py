@@ -11,6 +11,9 @@ holds at most one reply in our memory). The loop retries waiting peers every
 pass. A peer that is gone (EHOSTUNREACH) loses what waited for it; a peer with
 MAX_WAITING requests waiting has its next ones dropped, and counted, as is
 anything past MAX_HELD bytes held for all peers together.
+
+`Readers` keeps what subscribers said of how far they are (`hello` with
+`subscriber`, `at`, `done`), so a supervisor whose run is over knows whom to wait for.
 """
 
 from __future__ import annotations

@@ -16,12 +16,12 @@ from bus import exitcodes
 from bus.errors import BusError, NotRunning
 from bus.keys import keys_dir as load_keys_dir
 from bus.protocol import AnyEvent
+from bus.runtime import MAX_WAIT
 from bus.subscriber import Subscriber
 
 from .render import JsonRenderer, LineRenderer, LiveRenderer, ShotSaver
 
 
-MAX_WAIT = 7 * 86400.0  # the longest wait any option takes: a week (longer ones overflow poll timeouts on some systems)
 
 
 class Seconds(click.FloatRange):

@@ -26,7 +26,7 @@ def by_threads(data: bytes) -> list[tuple[str, int]]:
     reader.join(10)
     items = inbox.drain(1_000_000)
     inbox.close()
-    return [(item[3], item[4]) for item in items if item[0] == "line"]
+    return [(text, cut) for item in items if item[0] == "lines" for text, cut, _ in item[3]]
 
 
 def by_pump(chunks: list[bytes]) -> list[tuple[str, int]]:

@@ -71,7 +71,7 @@ def test_garbage_files_read_as_empty(tmp_path: Path) -> None:
 def test_with_acks_it_never_overwrites_what_the_supervisor_has_not_received(tmp_path: Path) -> None:
     from bus.spool import SpoolAcks
 
-    spool = SpoolWriter(tmp_path / "s", size=64 * 1024, acks=True)
+    spool = SpoolWriter(tmp_path / "s", size=64 * 1024)
     record = [b"x" * 1000]
     seq = 0
     while spool.write(seq + 1, record) is not None:  # acked 0: nobody maps it yet, the ring keeps the newest
