@@ -327,7 +327,7 @@ class Engine:
                 if cls is Heartbeat:
                     self._dropped_told = max(self._dropped_told, fields.get("dropped", 0))
                 else:
-                    self._active = True  # (a heartbeat is no sign of work)
+                    self._active = True  # work went out (a heartbeat is no sign of work)
 
     def _emit_header(self, header: dict[str, Any], *, droppable: bool) -> None:
         """`_emit` for a header already checked: number it, pack it, spool and send it."""
