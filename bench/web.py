@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ENGINE = """
 import os, sys, time
 sys.path.insert(0, {examples!r})
-from engine import Engine
+from bus.engine import Engine
 from pngdraw import page_screenshot
 rate, seconds = float(sys.argv[1]), float(sys.argv[2])
 n = int(rate * seconds)

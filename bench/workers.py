@@ -72,7 +72,7 @@ def main(argv: list[str]) -> None:
         sys.stdout.flush()
         return
 
-    from engine import Engine
+    from bus.engine import Engine
 
     with Engine() as eng:
         if mode == "sdk-idle":

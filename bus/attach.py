@@ -93,8 +93,8 @@ class _Run:
         self.undelivered = 0  # our own events the socket had no room for
 
     def run(self) -> int:
-        from supervisor.children import Inbox, exit_info, read_lines, signal_group, wait_exit
-        from supervisor.config import MAX_LINE
+        from bus.supervisor.children import Inbox, exit_info, read_lines, signal_group, wait_exit
+        from bus.supervisor.config import MAX_LINE
 
         env = dict(os.environ)
         for ours in ("BUS_SPOOL", "BUS_INSTANCE", "BUS_SESSION_DIR"):

@@ -1,6 +1,6 @@
 """The engine SDK: what a worker process calls to report what it does.
 
-    from engine import Engine
+    from bus.engine import Engine
 
     with Engine() as eng:               # name and endpoint from the environment
         with eng.phase("scan"):

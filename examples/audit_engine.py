@@ -16,7 +16,7 @@ import hashlib
 import os
 import time
 
-from engine import Engine
+from bus.engine import Engine
 from pngdraw import page_screenshot
 
 PACE = float(os.environ.get("DEMO_PACE", "1"))  # 0 runs flat out; tests use a small pace

@@ -16,7 +16,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from engine import Engine, LogHandler
+from bus.engine import Engine, LogHandler
 from pngdraw import cover_art
 
 PACE = float(os.environ.get("DEMO_PACE", "1"))

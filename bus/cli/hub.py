@@ -8,8 +8,8 @@ import click
 
 from bus.errors import UsageError
 from bus.keys import client_keys
-from supervisor import SupervisorConfig
-from supervisor.hub import Hub, parse_upstream
+from bus.supervisor import SupervisorConfig
+from bus.supervisor.hub import Hub, parse_upstream
 
 from .common import command_body, journal_option, make_renderer, output_options, quiet_option, security_settings, server_security_options
 from .launch import launch

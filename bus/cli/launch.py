@@ -14,8 +14,8 @@ import click
 import zmq
 
 from bus.protocol import AnyEvent
-from supervisor import Supervisor, SupervisorConfig
-from supervisor.hub import Hub
+from bus.supervisor import Supervisor, SupervisorConfig
+from bus.supervisor.hub import Hub
 
 
 def launch(config: SupervisorConfig, renderer: Any, *, announce: bool, make: Callable[[zmq.Context], Supervisor] | None = None) -> int:

@@ -9,7 +9,7 @@ import click
 
 from bus.errors import BusError
 from bus.runtime import engine_name
-from supervisor import EngineSpec, SupervisorConfig
+from bus.supervisor import EngineSpec, SupervisorConfig
 
 from .common import command_body, journal_option, make_renderer, output_options, quiet_option, security_settings, server_security_options, session_option, stop_timeout_option
 from .launch import launch

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from supervisor import SupervisorConfig, load_config
+from bus.supervisor import SupervisorConfig, load_config
 
 from .common import command_body, journal_option, make_renderer, output_options, quiet_option, security_settings, server_security_options, session_option, stop_timeout_option
 from .launch import launch

@@ -39,7 +39,7 @@ def main() -> None:
             out.write(line)
     out.flush()
 
-    from engine import Engine
+    from bus.engine import Engine
 
     with Engine() as eng:
         eng.log("after the noise")

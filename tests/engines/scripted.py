@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--pace", type=float, default=0.0, help="spread the script over this many seconds")
     args = parser.parse_args()
 
-    from engine import Engine
+    from bus.engine import Engine
 
     with Engine() as eng:
         if args.threads > 1:

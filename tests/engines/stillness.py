@@ -15,7 +15,7 @@ import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from engine import Engine  # noqa: E402
+from bus.engine import Engine  # noqa: E402
 
 
 def main() -> None:

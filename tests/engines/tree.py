@@ -23,7 +23,7 @@ args = parser.parse_args()
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 engine = None
 if args.sdk:
-    from engine import Engine
+    from bus.engine import Engine
 
     engine = Engine(handle_sigterm=False)
 kids = [subprocess.Popen([sys.executable, "-c", GRANDCHILD], stdout=subprocess.PIPE, text=True) for _ in range(args.grandchildren)]

@@ -168,7 +168,7 @@ def test_a_tail_waiting_before_a_very_short_run_prints_all_of_it(runtime_dir: Pa
         out = tmp_path / f"tail{attempt}.jsonl"
         tail = bus("tail", "--json", stdout=open(out, "w"))
         # An SDK engine that says bye at once: no drain grace, the whole run lasts a blink.
-        quick = "from engine import Engine\nwith Engine() as eng: eng.log('quick')"
+        quick = "from bus.engine import Engine\nwith Engine() as eng: eng.log('quick')"
         run = bus_result("run", "--plain", "--", "python", "-c", quick)
         assert run.returncode == 0, run.stderr
         assert tail.wait(60) == 0, tail.stderr.read()  # type: ignore[union-attr]

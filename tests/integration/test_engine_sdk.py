@@ -13,11 +13,11 @@ import pytest
 
 from bus.protocol import Finding, LocalProtocolError, PhaseCompleted, PhaseStarted, Progress, Result, Screenshot
 from bus.protocol.legacy import is_marker, parse_marker
-from engine import Engine
+from bus.engine import Engine
 
 SDK_SCRIPT = textwrap.dedent(
     """
-    from engine import Engine
+    from bus.engine import Engine
     with Engine("demo") as eng:
         with eng.phase("scan"):
             eng.progress(done=1, total=4, detail="one")
@@ -57,7 +57,7 @@ def test_fallback_off_prints_nothing() -> None:
 def test_a_vanished_supervisor_never_hangs_the_engine(tmp_path: Path) -> None:
     code = textwrap.dedent(
         """
-        from engine import Engine
+        from bus.engine import Engine
         eng = Engine("lonely")
         for i in range(50):
             eng.progress(done=i, total=50)   # droppable: dropped at once when full
@@ -123,7 +123,7 @@ def test_an_engine_used_after_fork_refuses() -> None:
 def test_phase_block_reports_an_error_and_the_engine_reports_the_exception() -> None:
     code = textwrap.dedent(
         """
-        from engine import Engine
+        from bus.engine import Engine
         with Engine("crashy") as eng:
             with eng.phase("scan"):
                 raise ValueError("bad page")

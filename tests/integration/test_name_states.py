@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from bus.protocol import EngineBye, EngineExited, EngineHello, Heartbeat, Log, Progress, encode
 from bus.protocol.control import encode_request
 from bus.protocol.errors import CONTROL_ERRORS, ENGINE_REJECTS
-from supervisor import EngineSpec, Supervisor, SupervisorConfig
+from bus.supervisor import EngineSpec, Supervisor, SupervisorConfig
 
 EXAMPLES = int(os.environ.get("BUS_PROPERTY_EXAMPLES", "1000"))
 NAMES = ["sup", "done", "rem", "gone"]  # supervised and running, supervised and ended, remote, remote and ended

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.config import ENGINE_CHECKS, SUPERVISOR_CHECKS, ConfigError, load_config
+from bus.supervisor.config import ENGINE_CHECKS, SUPERVISOR_CHECKS, ConfigError, load_config
 
 
 def _takes_numbers(check: object) -> bool:

@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 from bus.protocol import Event
-from supervisor.children import Inbox
-from supervisor.config import EngineSpec, SupervisorConfig
-from supervisor.fleet import Fleet
-from supervisor.lifecycle import State
+from bus.supervisor.children import Inbox
+from bus.supervisor.config import EngineSpec, SupervisorConfig
+from bus.supervisor.fleet import Fleet
+from bus.supervisor.lifecycle import State
 
 
 def test_a_graceful_stop_leaves_no_timer_behind() -> None:

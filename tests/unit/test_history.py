@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from supervisor.history import Entry, History
+from bus.supervisor.history import Entry, History
 
 
 def fill(history: History, count: int, size: int = 10) -> None:

@@ -13,7 +13,7 @@ import zmq.auth
 from bus.errors import BusError
 from bus.keys import KeyFileError, Security, client_keys, is_loopback, keygen, keys_dir, load_public
 from bus.runtime import local_session
-from supervisor.config import ConfigError, SupervisorConfig, load_config
+from bus.supervisor.config import ConfigError, SupervisorConfig, load_config
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from supervisor.lifecycle import ALIVE, FINAL, TRANSITIONS, IllegalTransition, State, Trigger, next_state
+from bus.supervisor.lifecycle import ALIVE, FINAL, TRANSITIONS, IllegalTransition, State, Trigger, next_state
 
 
 def walk(*triggers: Trigger, start: State = State.PENDING) -> list[State]:

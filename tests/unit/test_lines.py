@@ -10,8 +10,8 @@ import threading
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supervisor.children import Inbox, read_lines
-from supervisor.pump import Lines
+from bus.supervisor.children import Inbox, read_lines
+from bus.supervisor.pump import Lines
 
 MAX_LINE = 8
 

@@ -4,9 +4,9 @@ import random
 
 import pytest
 
-from supervisor.config import RestartPolicy
-from supervisor.lifecycle import Trigger
-from supervisor.restart import RestartTracker
+from bus.supervisor.config import RestartPolicy
+from bus.supervisor.lifecycle import Trigger
+from bus.supervisor.restart import RestartTracker
 
 
 def tracker(**policy: object) -> RestartTracker:

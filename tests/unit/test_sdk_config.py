@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bus.protocol import LocalProtocolError
-from engine import Engine
+from bus.engine import Engine
 
 
 @pytest.mark.parametrize("endpoint", ["tcp://", "tcp://x:99999", "tcp://:7010", "udp://x:1", "tcp://*:7010"])
