@@ -36,11 +36,11 @@ from ._version import __version__
 from .control_client import ControlClient, pick_endpoint
 from .errors import BusError, Denied
 from .keys import HANDSHAKE_FAILED, describe_failure, monitor_events
+from .process import MAX_LINE, POSIX, Inbox, OutputLines, ProcessExited, StreamClosed, exit_info, read_lines, signal_group, wait_exit
 from .protocol import EngineExited, EngineHello, Event, Heartbeat, encode
 from .protocol.legacy import line_event
 from .runtime import Address
 
-POSIX = os.name == "posix"
 LINGER = 3.0  # seconds to deliver the last events when the command has ended
 
 
@@ -93,9 +93,6 @@ class _Run:
         self.undelivered = 0  # our own events the socket had no room for
 
     def run(self) -> int:
-        from bus.supervisor.children import Inbox, exit_info, read_lines, signal_group, wait_exit
-        from bus.supervisor.config import MAX_LINE
-
         env = dict(os.environ)
         for ours in ("BUS_SPOOL", "BUS_INSTANCE", "BUS_SESSION_DIR"):
             env.pop(ours, None)
@@ -129,14 +126,14 @@ class _Run:
                 wait = max(0.0, next_beat - time.monotonic())
                 if zmq.select([inbox.fileno()], [], [], wait)[0]:
                     for item in inbox.drain():
-                        if item[0] == "lines":
-                            for text, cut, ts in item[3]:
-                                self.echo(item[2], text)
-                                self._send(line_event(self.name, item[2], text, cut, ts)[0])
-                        elif item[0] == "eof":
+                        if isinstance(item, OutputLines):
+                            for text, cut, ts in item.lines:
+                                self.echo(item.stream, text)
+                                self._send(line_event(self.name, item.stream, text, cut, ts)[0])
+                        elif isinstance(item, StreamClosed):
                             open_streams -= 1
-                        else:
-                            returncode, ended = item[2], item[3]
+                        elif isinstance(item, ProcessExited):
+                            returncode, ended = item.code, item.at
                 if time.monotonic() >= next_beat:
                     self._send(Heartbeat(engine=self.name))
                     next_beat = time.monotonic() + self.heartbeat

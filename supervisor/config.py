@@ -48,12 +48,12 @@ from typing import Any, Callable, Iterable, Mapping
 
 from bus.errors import BusError
 from bus.keys import Security, is_loopback, load_security
+from bus.process import MAX_LINE
 from bus.protocol import MAY_BE_DROPPED
 from bus.protocol.limits import ENGINE_NAME
 from bus.runtime import tcp_endpoints
 
 MAX_INSTANCES = 1000
-MAX_LINE = 64 * 1024  # stdout/stderr lines longer than this are cut (bus attach cuts at the same length)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable, Mapping, Protocol
 
 import zmq
 
 from bus._version import __version__
 from bus.journal import Entry, JournalReader
-from bus.keys import ROLES
+from bus.keys import ROLES, Gatekeeper
 from bus.protocol import RemoteProtocolError
 from bus.protocol.control import (
     MAX_HISTORY_BATCH,
@@ -25,19 +25,57 @@ from bus.protocol.control import (
     encode_error,
     encode_reply,
 )
+from bus.view import add_counts
 
-from .children import add_counts
+from .children import Child
+from .config import SupervisorConfig
+from .connections import Connections
+from .fleet import Answer, Fleet
+from .history import History
 from .lifecycle import FINAL
+from .outcome import Cause
+from .replies import Readers, Replies
 from .sources import user_id
 
-if TYPE_CHECKING:
-    from .children import Child
-    from .core import Supervisor
+
+class Served(Protocol):
+    """What control requests read and do of the supervisor (core.Supervisor; a hub adds its upstreams)."""
+
+    config: SupervisorConfig
+    router: zmq.Socket
+    replies: Replies
+    readers: Readers
+    connections: Connections
+    gatekeeper: Gatekeeper | None
+    fleet: Fleet
+    children: Mapping[str, Child]
+    history: History
+    journal: Any
+    run_id: str
+    started: float
+    gseq: int
+    endpoints: dict[str, list[str]]
+    counters: dict[str, int]
+    internal_errors: int
+    rejects: dict[str, int]
+    reject_sources: dict[str, dict[str, int]]
+    stop_reason: str
+    finished: bool
+    stop: Callable[..., None]
+
+    def command(self, op: str, name: str) -> dict[str, Answer]: ...
+    def engines_status(self, *, snapshot: bool = False) -> list[dict[str, Any]]: ...
+    def extra_status(self) -> dict[str, Any]: ...
+    def journal_status(self) -> dict[str, Any]: ...
+    def journal_reader(self) -> JournalReader | None: ...
+    def flush_journal(self) -> None: ...
+    def _internal_error(self, what: str, exc: Exception) -> None: ...
+
 
 BATCH = 100  # requests answered before the other sockets get a turn
 
 
-def serve(sup: Supervisor) -> None:
+def serve(sup: Served) -> None:
     for _ in range(BATCH):
         try:
             received = sup.router.recv_multipart(zmq.NOBLOCK, copy=False)
@@ -50,7 +88,7 @@ def serve(sup: Supervisor) -> None:
         sup.replies.take(envelope, body, who)
 
 
-def guarded_answer(sup: Supervisor, body: list[bytes], who: str | None) -> list[Any]:
+def guarded_answer(sup: Served, body: list[bytes], who: str | None) -> list[Any]:
     """`answer`, and an error reply if it fails: a request that reaches a bug of ours is said, never fatal."""
     try:
         return answer(sup, body, who)
@@ -59,7 +97,7 @@ def guarded_answer(sup: Supervisor, body: list[bytes], who: str | None) -> list[
         return [encode_error(None, "internal-error", f"the supervisor failed on this request ({type(exc).__name__}: {exc}); it keeps running")]
 
 
-def answer(sup: Supervisor, body: list[bytes], who: str | None = None) -> list[Any]:
+def answer(sup: Served, body: list[bytes], who: str | None = None) -> list[Any]:
     """The reply to one request; `who` is the CURVE client's key (None: a local client, who may do anything)."""
     if len(body) != 1:
         return [encode_error(None, "bad-request", f"a request is one frame, got {len(body)}")]
@@ -76,7 +114,7 @@ def answer(sup: Supervisor, body: list[bytes], who: str | None = None) -> list[A
     if request.op == "history":
         return history(sup, request)
     if request.op == "down":
-        sup.stop("down requested")
+        sup.stop("down requested", Cause.DOWN)
         return [encode_reply(request.id, stopping=True, finished=sup.finished)]
     if request.op in ("start", "stop", "restart"):
         if sup.stop_reason:
@@ -85,10 +123,10 @@ def answer(sup: Supervisor, body: list[bytes], who: str | None = None) -> list[A
             outcome = sup.command(request.op, request.args["name"])
         except LookupError as exc:
             return [encode_error(request.id, "unknown-engine", str(exc.args[0]))]
-        if all(said.startswith("remote:") for said in outcome.values()):
-            said = "; ".join(f"{name}: {text.removeprefix('remote: ')}" for name, text in outcome.items())
+        if all(answer.remote for answer in outcome.values()):
+            said = "; ".join(f"{name}: {answer.remote}" for name, answer in outcome.items())
             return [encode_error(request.id, "remote", f"cannot {request.op} a remote engine: {said}")]
-        return [encode_reply(request.id, engines=outcome)]
+        return [encode_reply(request.id, engines={name: a.text() for name, a in outcome.items()}, outcome={name: a.fields() for name, a in outcome.items()})]
     if request.op == "status":
         return [encode_reply(request.id, **status(sup))]
     if request.op == "runs":
@@ -102,7 +140,7 @@ def answer(sup: Supervisor, body: list[bytes], who: str | None = None) -> list[A
     return [encode_reply(request.id, **hello(sup), **({"engine": name_state(sup, name)} if name is not None else {}))]
 
 
-def name_state(sup: Supervisor, name: str) -> str:
+def name_state(sup: Served, name: str) -> str:
     """What an engine name is here, for a launcher about to attach under it: free,
     supervised (this supervisor starts it: attaching is refused), remote or ended (a remote one)."""
     child = sup.children.get(name)
@@ -113,7 +151,7 @@ def name_state(sup: Supervisor, name: str) -> str:
     return "ended" if child.state in FINAL else "remote"
 
 
-def hello(sup: Supervisor) -> dict[str, Any]:
+def hello(sup: Served) -> dict[str, Any]:
     return {
         "run": sup.run_id,
         "pid": os.getpid(),
@@ -124,12 +162,12 @@ def hello(sup: Supervisor) -> dict[str, Any]:
     }
 
 
-def status(sup: Supervisor) -> dict[str, Any]:
+def status(sup: Served) -> dict[str, Any]:
     return {
         **hello(sup),
         "uptime": time.time() - sup.started,
         "stopping": sup.stop_reason or None,
-        "counters": dict(sup.counters),
+        "counters": {**sup.counters, "accepted": sup.fleet.accepted},
         "internal_errors": sup.internal_errors,
         "replies": sup.replies.report(),
         "connections": sup.connections.report(),
@@ -143,7 +181,7 @@ def status(sup: Supervisor) -> dict[str, Any]:
     }
 
 
-def security_status(sup: Supervisor) -> dict[str, Any]:
+def security_status(sup: Served) -> dict[str, Any]:
     """How the tcp endpoints are guarded, and who was turned away."""
     config = sup.config
     out: dict[str, Any] = {
@@ -157,52 +195,30 @@ def security_status(sup: Supervisor) -> dict[str, Any]:
     return out
 
 
-def snapshot(sup: Supervisor) -> dict[str, Any]:
+def snapshot(sup: Served) -> dict[str, Any]:
     """Status, plus what a late joiner wants to see first of each engine. It holds
     everything published up to gseq `last`: follow live from last + 1."""
     return {**status(sup), "engines": sup.engines_status(snapshot=True), "taken": time.time()}
 
 
-def seen_of(view: Any) -> dict[str, Any]:
-    """What a snapshot adds to an engine's status: its newest logs, screenshot, result, error, findings."""
-    return {"logs": list(view.logs), "screenshot": view.screenshot, "result": view.result, "error": view.error, "findings": view.findings}
-
-
-def engine_status(child: Child) -> dict[str, Any]:
+def engine_status(child: Child, *, snapshot: bool = False) -> dict[str, Any]:
+    """An engine's view (bus/view.py), with what only the supervisor knows of it (snapshot: and its newest logs, ...)."""
     exit_ = child.exit
     end = exit_.at if exit_ is not None else time.time()
-    return {
-        "name": child.name,
-        "engine": child.spec.name,
-        "instance": child.instance,
-        "instances": child.spec.instances,
-        "state": str(child.state),
-        "reason": child.reason,
-        "pid": child.pid,
-        "started": child.started or None,
-        "uptime": (end - child.started) if child.started else None,
-        "restarts": child.tracker.total,
-        "spawns": child.spawns,
-        "exit": None if exit_ is None else {"code": exit_.code, "signal": exit_.signal, "signame": exit_.signame},
-        "error": child.spawn_error or None,
-        "events": child.events,
-        "lost": child.lost,
-        "dropped": sum(child.dropped.values()) + sum(child.dropped_now.values()),
-        "dropped_kinds": add_counts(child.dropped, child.dropped_now),
-        "recovered": child.recovered,
-        "lines": child.lines,
-        "markers": child.markers,
-        "bad_markers": child.bad_markers,
-        "phase": child.phase,
-        "progress": child.progress,
-        "last_event": child.last_event_ts or None,
-        "remote": child.remote,
-        "host": child.host or None,
-        "via": child.via or None,
-    }
+    status = child.view.status(
+        instance=child.instance, instances=child.spec.instances, engine=child.spec.name,
+        state=str(child.state), reason=child.reason, pid=child.pid, restarts=child.tracker.total,
+        started=child.started or None, uptime=(end - child.started) if child.started else None, spawns=child.spawns,
+        exit=None if exit_ is None else {"code": exit_.code, "signal": exit_.signal, "signame": exit_.signame},
+        error=child.spawn_error or None, events=child.events, lost=child.lost,
+        dropped=sum(child.dropped.values()) + sum(child.dropped_now.values()), dropped_kinds=add_counts(child.dropped, child.dropped_now),
+        recovered=child.recovered, lines=child.lines, markers=child.markers, bad_markers=child.bad_markers,
+        remote=child.remote, host=child.host or None, via=child.via or None,
+    )
+    return {**status, **child.view.seen()} if snapshot else status
 
 
-def history(sup: Supervisor, request: Request) -> list[Any]:
+def history(sup: Served, request: Request) -> list[Any]:
     """From memory while it holds the range, else from the journal; earlier runs from the journal."""
     args = request.args
     run = args["run"] or sup.run_id
@@ -253,7 +269,7 @@ def _last_of(reader: JournalReader | None, run: str) -> int:
     return next((info.last for info in reader.runs() if info.run == run), 0) if reader else 0
 
 
-def runs(sup: Supervisor) -> dict[str, Any]:
+def runs(sup: Served) -> dict[str, Any]:
     """The runs this session's journal holds, oldest first; the current one marked."""
     reader = sup.journal_reader()
     if sup.journal is not None:

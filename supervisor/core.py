@@ -36,24 +36,25 @@ from bus import exitcodes, sockets
 from bus._version import __version__
 from bus.protocol import Event, Log, RemoteProtocolError, SupervisorStarted, SupervisorStopped, Welcome
 from bus.protocol.codec import decode_engine, encode, header_map, stamp_header, topic_of
-from bus.protocol.legacy import line_event
 from bus.errors import BusError
 from bus.journal import Entry, JournalReader
 from bus.journal_writer import JournalWriter
 from bus.keys import Gatekeeper
+from bus.process import Inbox, OutputLines, ProcessExited, StreamClosed
 from bus.runtime import HAS_IPC, Session, SessionLock, journal_path, local_session, tcp_endpoints
 
 from . import control
-from .children import Child, Inbox
 from .config import SupervisorConfig
 from .connections import Connections
-from .fleet import Fleet
+from .fleet import Answer, Fleet, Output, Publish, StopAll
 from .history import History
 from .memory import Trimmer
-from .outcome import run_exit_code
+from .outcome import Cause, run_exit_code
+from .processes import Processes
 from .replies import Readers, Replies
 from .sources import source_of
 from .wake import SignalWake
+from .timers import KILL_WAIT
 from .watchdog import Watchdog
 
 Sink = Callable[[Event], None]
@@ -74,14 +75,14 @@ class Supervisor:
         self.sinks = list(sinks)
         self.run_id = uuid.uuid4().hex[:16]
         self._inbox = Inbox()
-        self.fleet = Fleet(config, publish=self._publish, accept=self._accept, inbox=self._inbox)
-        self.fleet.on_stop_all = self.stop
+        self.fleet = Fleet(config)  # decides; this loop does (publishes what it says, starts what it asks through processes)
+        self.processes: Processes | None = None
         self.children = self.fleet.children
         self.history = History(config.history_events, config.history_bytes)
         self.gseq = 0
         self.started = time.time()
         self.endpoints: dict[str, list[str]] = {}
-        self.counters = {"received": 0, "accepted": 0, "rejected": 0, "published": 0, "lines": 0}
+        self.counters = {"received": 0, "accepted": 0, "rejected": 0, "published": 0, "lines": 0}  # accepted: the fleet's count
         self.internal_errors = 0  # bugs of ours that a message or request reached (each said on stderr)
         self.rejects: dict[str, int] = {}
         self.reject_sources: dict[str, dict[str, int]] = {}  # who sent what was rejected, by reason
@@ -89,6 +90,7 @@ class Supervisor:
         self.readers = Readers()  # subscribers that say how far they are
         self.connections = Connections(say=self._say)  # who is connected to each socket; the bound on TCP connections
         self.stop_reason = ""
+        self.stop_cause: Cause | None = None
         self.journal: JournalWriter | None = None
         self._unjournaled: list[Entry] = []  # handed to the journal once per loop pass
         self._journal_told = False  # its failure has been said
@@ -115,7 +117,12 @@ class Supervisor:
                 {"pid": os.getpid(), "run": self.run_id, "version": __version__, "started": self.started,
                  "watchdog": watchdog.proc.pid if watchdog is not None and watchdog.proc is not None else None, **self.endpoints}
             )
-            self.fleet.open(endpoint=self.endpoints["pull"][0], session_dir=session.dir, watchdog=watchdog)
+            spools = session.dir / "spool"
+            spools.mkdir(mode=0o700, exist_ok=True)
+            for stale in spools.iterdir():  # left by a supervisor that was killed; we hold the session lock
+                stale.unlink(missing_ok=True)
+            self.processes = Processes(self._inbox, self.config.max_line, watchdog)
+            self.fleet.open(self.processes, endpoint=self.endpoints["pull"][0], session_dir=str(session.dir), spool_dir=spools)
             wake = SignalWake() if handle_signals else None
             try:
                 self._publish(SupervisorStarted(run=self.run_id, pid=os.getpid(), version=__version__, engines=list(self.children)))
@@ -130,8 +137,11 @@ class Supervisor:
                 if wake:
                     wake.close()
                 self._end()
+                if self.processes is not None:
+                    self.processes.kill_all(KILL_WAIT)  # nothing may outlive us (also on errors)
                 self.fleet.kill_everything()
-                self.fleet.close()
+                if self.processes is not None:
+                    self.processes.close()
             self.flush_journal()  # a journal that failed is known, and said, before the run's exit code
             code = self.exit_code()
             self._publish(SupervisorStopped(code=code, reason=self.stop_reason))
@@ -206,7 +216,7 @@ class Supervisor:
             ready = dict(poller.poll(timeout))
             if wake and wake.fileno() in ready:
                 for signum in wake.signals():
-                    self.stop(f"signal {signal.Signals(signum).name}", signum=signum)
+                    self.stop(f"signal {signal.Signals(signum).name}", Cause.SIGNAL, signum=signum)
             if self.pull in ready:
                 self._ingest()
             if self._inbox.fileno() in ready:
@@ -263,42 +273,53 @@ class Supervisor:
         now = time.monotonic()
         self._trimmer.maybe(now)
         try:
-            next_due = self.fleet.tick(now)
+            outputs, next_due = self.fleet.tick(now)
+            self._do(outputs)
         except Exception as exc:  # a bug of ours in a timer: said, and tried again in a second (never a spin)
             self._internal_error("the engines' timers", exc)
             next_due = now + 1.0
         if self.fleet.all_final():
             if self.config.exit_when_done and not self.stop_reason:
-                self.stop_reason = "all engines exited"
+                self.stop_reason, self.stop_cause = "all engines exited", Cause.DONE
             self._done = bool(self.stop_reason)
         elif self.stop_reason and self.fleet.stuck(now):
             self._done = True  # something survived SIGKILL (uninterruptible sleep): stop waiting
         return next_due
 
-    def stop(self, reason: str, *, signum: int | None = None) -> None:
+    def stop(self, reason: str, cause: Cause, *, signum: int | None = None) -> None:
         """Begin a graceful stop of everything; a second stop by signal kills at once."""
         if self.stop_reason:
             if signum is not None:
                 self.fleet.kill_now()
             return
-        self.stop_reason, self._stop_signal = reason, signum
-        self.fleet.shutdown(reason)
+        self.stop_reason, self.stop_cause, self._stop_signal = reason, cause, signum
+        self._do(self.fleet.shutdown(reason))
+
+    def _do(self, outputs: list[Output]) -> None:
+        """What the fleet decided: publish, or stop the run."""
+        for out in outputs:
+            if isinstance(out, Publish):
+                self._publish(out.event, out.blobs, out.raw)
+            elif isinstance(out, StopAll):
+                self.stop(out.reason, Cause.STOP_ALL)
 
     # -- what control requests see (a hub adds its upstreams' engines) --------------------
 
     def engines_status(self, *, snapshot: bool = False) -> list[dict[str, Any]]:
-        return [{**control.engine_status(c), **(control.seen_of(c) if snapshot else {})} for c in self.children.values()]
+        return [control.engine_status(c, snapshot=snapshot) for c in self.children.values()]
 
     def extra_status(self) -> dict[str, Any]:
         return {}
 
-    def command(self, op: str, name: str) -> dict[str, str]:
+    def command(self, op: str, name: str) -> dict[str, Answer]:
         """start, stop or restart an engine (or instance) by name; LookupError if there is none."""
-        return getattr(self.fleet, op)(name)  # type: ignore[no-any-return]
+        answers, outputs = getattr(self.fleet, op)(name)
+        self._do(outputs)
+        return answers  # type: ignore[no-any-return]
 
     def exit_code(self) -> int:
         decider = self.children[self.config.exit_code_from] if self.config.exit_code_from else None
-        code = run_exit_code([c for c in self.children.values() if not c.remote], stop_signal=self._stop_signal, stop_reason=self.stop_reason, decider=decider)
+        code = run_exit_code([c for c in self.children.values() if not c.remote], stop_signal=self._stop_signal, cause=self.stop_cause, decider=decider)
         if code == exitcodes.OK and self.journal is not None and self.journal.error:
             return exitcodes.ENGINE_FAILED  # events were lost from the record on disk
         return code
@@ -365,19 +386,8 @@ class Supervisor:
         if extra:
             raise RemoteProtocolError(f"message has {MAX_FRAMES + extra} frames, more than {MAX_FRAMES}", reason="bad-frames")
         event, raw = decode_engine([frames[0].bytes, *(f.buffer for f in frames[1:])])
-        child = self.children.get(event.engine)
-        if event.KIND == "hello" and (child is None or child.remote or event.seq is None):
-            child = self.fleet.attach(event, source_of(frames[0], self.gatekeeper))  # type: ignore[arg-type]
-        elif child is None:
-            raise RemoteProtocolError(f"unknown engine {event.engine!r} (a remote engine says hello first)", reason="unknown-engine")
-        elif event.KIND == "exit":
-            if not child.remote:
-                raise RemoteProtocolError("kind 'exit' is sent only by the supervisor, or by bus attach for a remote engine", reason="reserved-kind")
-            self.counters["accepted"] += 1
-            self.fleet.seen(child, event)
-            self.fleet.remote_exit(child, event)  # type: ignore[arg-type]  # published after its last events
-            return
-        self._accept(child, event, frames[1:], raw)
+        via = source_of(frames[0], self.gatekeeper) if event.KIND == "hello" else ""  # (a hello may attach a remote engine)
+        self._do(self.fleet.engine_event(event, frames[1:], raw, via))
 
     def _internal_error(self, what: str, exc: Exception) -> None:
         """Say a bug loudly (stderr with its traceback, and a `bus` log), then carry on."""
@@ -400,48 +410,23 @@ class Supervisor:
         counts = self.reject_sources.setdefault(source, {})
         counts[reason] = counts.get(reason, 0) + 1
 
-    def _accept(self, child: Child, event: Event, blobs: Sequence[Any] | None = None, raw: bytes | None = None) -> None:
-        """An event from an engine's SDK (received, or recovered from its spool)."""
-        if event.seq is not None and event.seq <= child.max_seq and child.exit is not None:
-            return  # recovered from its spool already; the late original is a duplicate
-        self.counters["accepted"] += 1
-        child.events += 1
-        if event.seq is not None or not child.remote:  # not what a remote engine's launcher sends for it
-            child.run_events += 1
-        self._publish(event, blobs, raw)
-        self.fleet.seen(child, event)
-
     def _drain_inbox(self) -> None:
         self._tell_notes()
         for item in self._inbox.drain(INBOX_BATCH):
             try:
                 self._inbox_item(item)
             except Exception as exc:  # a bug of ours that an engine's output or exit reached: said, never fatal
-                self._internal_error(f"{item[0]!r} of an engine", exc)
+                self._internal_error(f"{type(item).__name__} of an engine", exc)
 
-    def _inbox_item(self, item: tuple[Any, ...]) -> None:
-        """One thing a helper thread saw: an engine's output line, end of a stream, or exit."""
-        tag, child = item[0], item[1]
-        if tag == "lines":  # what one read of a pipe held (supervisor/pump.py, or a reader thread's one line)
-            for text, cut, ts in item[3]:
-                self._on_line(child, item[2], text, cut, ts)
-        elif tag == "eof":
-            self.fleet.streams_closed(child, item[2])
-        elif tag == "exit":
-            self.fleet.exited(child, item[2], item[3])
-
-    def _on_line(self, child: Child, stream: str, text: str, cut: int, ts: float) -> None:
-        child.lines += 1
-        self.counters["lines"] += 1
-        event, said = line_event(child.name, stream, text, cut, ts)
-        if said == "marker":
-            child.markers += 1
-            self._publish(event)
-            self.fleet.seen(child, event)
-        else:
-            child.bad_markers += said == "bad-marker"
-            self._publish(event)
-        self.fleet.line_seen(child)
+    def _inbox_item(self, item: object) -> None:
+        """One thing a helper thread saw: an engine's output lines, the end of a stream, an exit."""
+        if isinstance(item, OutputLines):  # what one read of a pipe held (supervisor/pump.py, or a reader thread's one line)
+            self.counters["lines"] += len(item.lines)
+            self._do(self.fleet.output(item.source, item.stream, item.lines))  # type: ignore[arg-type]
+        elif isinstance(item, StreamClosed):
+            self.fleet.stream_closed(item.source, item.stream)  # type: ignore[arg-type]
+        elif isinstance(item, ProcessExited):
+            self.fleet.exited(item.source, item.code, item.at)  # type: ignore[arg-type]
 
     # -- publishing --------------------------------------------------------------
 

@@ -24,23 +24,22 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import zmq
 
 from bus.control_client import ControlClient
 from bus.errors import BusError, NotRunning
-from bus.protocol import AnyEvent, Event, UnknownEvent, Upstream
+from bus.protocol import AnyEvent, UnknownEvent, Upstream
 from bus.protocol.limits import ENGINE_NAME
 from bus.runtime import Address, resolve
 from bus.subscriber import Subscriber
+from bus.view import EngineView
 
-from .children import LAST_LOGS, observe
 from .config import SupervisorConfig
-from .control import seen_of
 from .core import Sink, Supervisor
+from .fleet import Answer
 
 RETRY = 1.0  # seconds between attempts to reach an upstream that does not answer
 
@@ -62,52 +61,30 @@ def parse_upstream(text: str) -> UpstreamSpec:
     return UpstreamSpec(name, resolve(address))
 
 
-@dataclass
-class _Seen:
-    """What the hub knows of one engine of one upstream, from the events it relayed."""
+@dataclass(frozen=True, slots=True)
+class Relayed:
+    """Inbox message: an upstream's event, in that upstream's order."""
 
     origin: str
-    name: str
-    state: str = ""
-    reason: str = ""
-    pid: int | None = None
-    restarts: int = 0
-    exit: dict[str, Any] | None = None
-    host: str | None = None
-    remote: bool = False
-    events: int = 0
-    phase: str = ""
-    progress: dict[str, Any] | None = None
-    last_event_ts: float = 0.0
-    logs: deque[list[Any]] = field(default_factory=lambda: deque(maxlen=LAST_LOGS))
-    screenshot: dict[str, Any] | None = None
-    result: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
-    findings: int = 0
+    event: AnyEvent
 
-    def take(self, event: Event, gseq: int) -> None:
-        f = event.fields()
-        if event.KIND == "state":
-            self.state, self.reason, self.pid, self.restarts = f["state"], f["reason"], f["pid"], f["restarts"]
-            self.remote = self.remote or f["reason"].startswith("remote:")
-        elif event.KIND == "exit":
-            self.exit = {"code": f["code"], "signal": f["signal"], "signame": f["signame"]}
-        elif event.KIND == "hello":
-            self.host = f["host"] or self.host
-        if event.seq is not None:
-            self.events += 1
-        observe(self, event, gseq)
 
-    def status(self, snapshot: bool) -> dict[str, Any]:
-        out = {
-            "name": self.name, "engine": self.name.split(".", 1)[0], "origin": self.origin, "instance": None, "instances": None,
-            "state": self.state, "reason": self.reason, "pid": self.pid, "started": None, "uptime": None,
-            "restarts": self.restarts, "spawns": None, "exit": self.exit, "error": None, "events": self.events,
-            "lost": 0, "dropped": 0, "recovered": 0, "lines": 0, "markers": 0, "bad_markers": 0,
-            "phase": self.phase, "progress": self.progress, "last_event": self.last_event_ts or None,
-            "remote": self.remote, "host": self.host, "via": None,
-        }
-        return {**out, **seen_of(self)} if snapshot else out
+@dataclass(frozen=True, slots=True)
+class UpstreamSaid:
+    """Inbox message: a follower follows its upstream again, or lost it."""
+
+    origin: str
+    state: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunCut:
+    """Inbox message: an upstream's run ended without its sup.stop (its supervisor went away)."""
+
+    origin: str
+    run: str
+    at: int
 
 
 class Hub(Supervisor):
@@ -117,7 +94,7 @@ class Hub(Supervisor):
         if not upstreams or len(set(labels)) != len(labels):
             raise BusError("a hub needs at least one upstream, each with its own label (NAME=ADDRESS)")
         self.upstreams = {u.origin: _Follower(u, self) for u in upstreams}
-        self.seen: dict[tuple[str, str], _Seen] = {}
+        self.seen: dict[tuple[str, str], EngineView] = {}
 
     # -- following ----------------------------------------------------------------------
 
@@ -131,15 +108,15 @@ class Hub(Supervisor):
         for follower in self.upstreams.values():
             follower.join(10)
 
-    def _inbox_item(self, item: tuple[Any, ...]) -> None:
-        if item[0] == "relay":
-            self._relay(self.upstreams[item[1]], item[2])
-        elif item[0] == "upstream":
-            self._tell(self.upstreams[item[1]], item[2], item[3])
-        elif item[0] == "cut":
-            up = self.upstreams[item[1]]
-            self._publish(Upstream(state="cut", address=up.spec.address.label, run=item[2], origin=up.spec.origin,
-                                   reason=f"its supervisor went away after event {item[3]} without ending the run (no sup.stop); a new run follows"))
+    def _inbox_item(self, item: object) -> None:
+        if isinstance(item, Relayed):
+            self._relay(self.upstreams[item.origin], item.event)
+        elif isinstance(item, UpstreamSaid):
+            self._tell(self.upstreams[item.origin], item.state, item.reason)
+        elif isinstance(item, RunCut):
+            up = self.upstreams[item.origin]
+            self._publish(Upstream(state="cut", address=up.spec.address.label, run=item.run, origin=up.spec.origin,
+                                   reason=f"its supervisor went away after event {item.at} without ending the run (no sup.stop); a new run follows"))
         else:
             super()._inbox_item(item)
 
@@ -167,7 +144,7 @@ class Hub(Supervisor):
             key = (up.spec.origin, relayed.engine)
             seen = self.seen.get(key)
             if seen is None:
-                seen = self.seen[key] = _Seen(*key)
+                seen = self.seen[key] = EngineView(relayed.engine, origin=up.spec.origin)
             seen.take(relayed, self.gseq)
 
     def _tell(self, up: _Follower, state: str, reason: str) -> None:
@@ -178,7 +155,7 @@ class Hub(Supervisor):
     # -- what control requests see --------------------------------------------------------
 
     def engines_status(self, *, snapshot: bool = False) -> list[dict[str, Any]]:
-        return super().engines_status(snapshot=snapshot) + [seen.status(snapshot) for seen in self.seen.values()]
+        return super().engines_status(snapshot=snapshot) + [{**seen.status(), **(seen.seen() if snapshot else {})} for seen in self.seen.values()]
 
     def extra_status(self) -> dict[str, Any]:
         return {"upstreams": [
@@ -186,7 +163,7 @@ class Hub(Supervisor):
             for up in self.upstreams.values()
         ]}
 
-    def command(self, op: str, name: str) -> dict[str, str]:
+    def command(self, op: str, name: str) -> dict[str, Answer]:
         """Engines the hub relays are not its to start or stop: it says whom to ask."""
         if name in self.children:
             return super().command(op, name)
@@ -194,7 +171,7 @@ class Hub(Supervisor):
         for origin, engine in self.seen:
             if name in (engine, engine.split(".", 1)[0], f"{origin}/{engine}"):
                 address = self.upstreams[origin].spec.address.label
-                said[f"{origin}/{engine}"] = f"remote: the hub only relays it; ask its supervisor: bus {op} {engine} {address}"
+                said[f"{origin}/{engine}"] = Answer(self.seen[origin, engine].state, remote=f"the hub only relays it; ask its supervisor: bus {op} {engine} {address}")
         return said or super().command(op, name)
 
 
@@ -212,7 +189,7 @@ class _Follower(threading.Thread):
 
     def _say(self, state: str, reason: str = "") -> None:
         self.told = state
-        self.hub._inbox.put(("upstream", self.spec.origin, state, reason))
+        self.hub._inbox.put(UpstreamSaid(self.spec.origin, state, reason))
 
     def run(self) -> None:
         ended: str | None = None  # the run whose sup.stop we relayed: wait for another before subscribing again
@@ -247,9 +224,9 @@ class _Follower(threading.Thread):
             if self.told != "following":
                 self._say("following", "" if self.told == "connecting" else "it answers again; what it published meanwhile comes from its history")
             for run, at in sub.cut[self.cut_told:]:  # its run ended without its sup.stop: said as that run's end
-                self.hub._inbox.put(("cut", self.spec.origin, run, at))
+                self.hub._inbox.put(RunCut(self.spec.origin, run, at))
             self.cut_told = len(sub.cut)
-            self.hub._inbox.put(("relay", self.spec.origin, event), _size(event))
+            self.hub._inbox.put(Relayed(self.spec.origin, event), _size(event))
 
     def _lost(self, reason: str) -> None:
         if self.told != "lost":

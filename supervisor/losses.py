@@ -15,8 +15,9 @@ from typing import Callable, Iterable
 
 from bus.protocol import DROPPABLE_KINDS, Event, RemoteProtocolError, decode
 from bus.spool import SpoolAcks, read_spool
+from bus.view import most_counts
 
-from .children import Child, most_counts
+from .children import Child
 
 Note = Callable[[Child, str, str], None]       # (child, level, message)
 Accept = Callable[[Child, Event], None]

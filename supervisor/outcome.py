@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from enum import Enum
 from typing import Iterable
 
 from bus import exitcodes
@@ -10,11 +11,23 @@ from bus import exitcodes
 from .children import Child
 
 
-def run_exit_code(children: Iterable[Child], *, stop_signal: int | None, stop_reason: str, decider: Child | None) -> int:
+class Cause(str, Enum):
+    """Why a run stops (the exit code follows from it, never from the words of its reason)."""
+
+    SIGNAL = "signal"        # SIGINT, SIGTERM, SIGHUP
+    DOWN = "down"            # a `down` request (bus down)
+    STOP_ALL = "stop-all"    # an engine with on_exit = stop-all ended
+    DONE = "done"            # every engine ended by itself
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def run_exit_code(children: Iterable[Child], *, stop_signal: int | None, cause: Cause | None, decider: Child | None) -> int:
     """Signal -> 128+N; `bus down` -> 0; `bus run` -> its engine's code; else 0 if all exited 0, 1 if not."""
     if stop_signal is not None:
         return exitcodes.from_signal(stop_signal)
-    if stop_reason.startswith("down"):
+    if cause is Cause.DOWN:
         return exitcodes.OK
     if decider is not None:
         return child_code(decider)

@@ -10,13 +10,13 @@ engine no longer grows with the number of engines.
 
 It splits output into lines as the threads did: lines longer than `max_line`
 bytes are cut (the rest of the line is counted, never held), and each read's
-lines go to the loop as one inbox item `("lines", child, stream, [(text, cut,
-ts), ...])`, then `("eof", child, stream)` and `("exit", child, code, ts)`. A
+lines go to the loop as one inbox message `OutputLines` (bus/process.py), then
+`StreamClosed` and `ProcessExited`, each naming the process's `Proc`. A
 full inbox makes this thread wait: the engines' pipes fill and they wait on
 their writes (slowed, never lost), as before.
 
-Windows has no selectable pipes: there `Child.spawn` keeps a reader thread per
-pipe (children.read_lines) and a waiter, as before; `bus attach` uses those too.
+Windows has no selectable pipes: there processes.py keeps a reader thread per
+pipe (bus.process.read_lines) and a waiter, as before; `bus attach` uses those too.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from .children import Child, Inbox, Wakeup, wait_exit
+from bus.process import Inbox, OutputLines, ProcessExited, StreamClosed, Wakeup, wait_exit
+
+from .children import Proc
 
 CHUNK = 64 * 1024
 LINES_PER_ITEM = 32  # lines in one inbox item at most
@@ -41,7 +43,7 @@ LINE_COST = 100      # bytes a line costs in the inbox besides its text (its tup
 
 @dataclass
 class Lines:
-    """One pipe's bytes into lines, as read_lines (supervisor/children.py) makes them with readline."""
+    """One pipe's bytes into lines, as read_lines (bus/process.py) makes them with readline."""
 
     max_line: int
     partial: bytearray = field(default_factory=bytearray)  # the start of a line not ended yet
@@ -83,7 +85,7 @@ class Lines:
 
 @dataclass
 class _Stream:
-    child: Child
+    source: Proc
     name: str                  # stdout | stderr
     pipe: Any                  # the file object (closed at EOF)
     lines: Lines
@@ -95,14 +97,14 @@ class Pump:
         self._selector = selectors.DefaultSelector()
         self._wakeup = Wakeup()
         self._selector.register(self._wakeup.fileno(), selectors.EVENT_READ, None)
-        self._adds: deque[tuple[Child, subprocess.Popen[bytes]]] = deque()
+        self._adds: deque[tuple[Proc, subprocess.Popen[bytes]]] = deque()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="bus-pump", daemon=True)
         self._thread.start()
 
-    def add(self, child: Child, proc: subprocess.Popen[bytes]) -> None:
+    def add(self, source: Proc, proc: subprocess.Popen[bytes]) -> None:
         """Watch a process just spawned (called from the loop's thread)."""
-        self._adds.append((child, proc))
+        self._adds.append((source, proc))
         self._wakeup.wake()
 
     def stop(self) -> None:
@@ -149,23 +151,23 @@ class Pump:
         self._selector.unregister(key.fileobj)
         if isinstance(what, _Stream):  # its output is no longer read: said as its end, so the exit is not held up
             what.pipe.close()
-            self.inbox.put(("eof", what.child, what.name))
+            self.inbox.put(StreamClosed(what.source, what.name))
         else:  # its exit is waited for by a thread instead
             os.close(key.fd)
-            threading.Thread(target=wait_exit, args=(what[0], what[1], self.inbox), name=f"{what[0].name}-wait", daemon=True).start()
+            threading.Thread(target=wait_exit, args=(what[0], what[1], self.inbox), name=f"{what[0].owner}-wait", daemon=True).start()
 
     def _take_adds(self) -> None:
         self._wakeup.clear()
         while self._adds:
-            child, proc = self._adds.popleft()
+            source, proc = self._adds.popleft()
             for name, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
                 os.set_blocking(pipe.fileno(), False)  # type: ignore[union-attr]
-                self._selector.register(pipe, selectors.EVENT_READ, _Stream(child, name, pipe, Lines(self.max_line)))
+                self._selector.register(pipe, selectors.EVENT_READ, _Stream(source, name, pipe, Lines(self.max_line)))
             pidfd = _pidfd(proc.pid)
             if pidfd is None:  # no pidfd here: a waiter thread, as before
-                threading.Thread(target=wait_exit, args=(child, proc, self.inbox), name=f"{child.name}-wait", daemon=True).start()
+                threading.Thread(target=wait_exit, args=(source, proc, self.inbox), name=f"{source.owner}-wait", daemon=True).start()
             else:
-                self._selector.register(pidfd, selectors.EVENT_READ, (child, proc))
+                self._selector.register(pidfd, selectors.EVENT_READ, (source, proc))
 
     def _read(self, pipe: Any, stream: _Stream) -> None:
         try:
@@ -180,17 +182,17 @@ class Pump:
             lines.append(stream.lines.finish(now))
         for at in range(0, len(lines), LINES_PER_ITEM):  # (so a pass of the loop takes a bounded number of lines)
             batch = lines[at : at + LINES_PER_ITEM]
-            self.inbox.put(("lines", stream.child, stream.name, batch), sum(len(text) + LINE_COST for text, _, _ in batch))
+            self.inbox.put(OutputLines(stream.source, stream.name, batch), sum(len(text) + LINE_COST for text, _, _ in batch))
         if not data:
             self._selector.unregister(pipe)
             pipe.close()
-            self.inbox.put(("eof", stream.child, stream.name))
+            self.inbox.put(StreamClosed(stream.source, stream.name))
 
-    def _reap(self, pidfd: int, child: Child, proc: subprocess.Popen[bytes]) -> None:
+    def _reap(self, pidfd: int, source: Proc, proc: subprocess.Popen[bytes]) -> None:
         self._selector.unregister(pidfd)
         os.close(pidfd)
         code = proc.wait()  # it has exited: this returns at once
-        self.inbox.put(("exit", child, code, time.time()))
+        self.inbox.put(ProcessExited(source, code, time.time()))
 
 
 def _pidfd(pid: int) -> int | None:

@@ -47,21 +47,24 @@ def act(op: str, name: str, address: str | None, *, wait: bool, timeout: float) 
     with watching(address, ["state", "sup.stop"]) as sub:
         reply, _ = sub.control.request(op, name=name)
         engines: dict[str, str] = reply["engines"]
-        final = _wait(sub, op, engines, time.monotonic() + timeout) if wait else engines
-    for instance, state in final.items():
-        click.echo(f"{instance}: {state}")
+        outcome: dict[str, dict[str, Any]] = reply["outcome"]
+        states = {name: said["state"] for name, said in outcome.items()}
+        final, lines = _wait(sub, op, states, engines, time.monotonic() + timeout) if wait else (states, engines)
+    for instance, line in lines.items():
+        click.echo(f"{instance}: {line}")
     if not wait:
         return exitcodes.OK
-    done = all(state.split(" ")[0] in GOOD[op] or state.startswith("already") for state in final.values())
+    done = all(not outcome[name]["remote"] and (state in GOOD[op] or outcome[name]["already"]) for name, state in final.items())
     return exitcodes.OK if done else exitcodes.ENGINE_FAILED
 
 
-def _wait(sub: Subscriber, op: str, engines: dict[str, str], deadline: float) -> dict[str, str]:
-    """Follow state events until every instance that was on its way got there."""
+def _wait(sub: Subscriber, op: str, states: dict[str, str], said: dict[str, str], deadline: float) -> tuple[dict[str, str], dict[str, str]]:
+    """Follow state events until every instance that was on its way got there: the states
+    each ended in, and the line to show for each (the reply's words, or where it got)."""
     ends, after_spawn = ENDS[op]
-    final = dict(engines)
-    pending = {name for name, state in engines.items() if state in IN_TRANSITION}
-    spawned = {name for name, state in engines.items() if state == "starting"}
+    final, lines = dict(states), dict(said)
+    pending = {name for name, state in states.items() if state in IN_TRANSITION}
+    spawned = {name for name, state in states.items() if state == "starting"}
     for event in events_until(sub, deadline) if pending else ():
         if event.kind != "state" or event.engine not in pending:
             continue
@@ -70,13 +73,14 @@ def _wait(sub: Subscriber, op: str, engines: dict[str, str], deadline: float) ->
             spawned.add(event.engine)
         elif fields["state"] in ends and (event.engine in spawned or not after_spawn):
             detail = f"pid {fields['pid']}" if fields["state"] == "running" else fields["reason"]
-            final[event.engine] = f"{fields['state']} ({detail})"
+            final[event.engine] = fields["state"]
+            lines[event.engine] = f"{fields['state']} ({detail})"
             pending.discard(event.engine)
             if not pending:
                 break
     for name in pending:
-        final[name] = f"{final[name]} (not done within the timeout)"
-    return final
+        lines[name] = f"{lines[name]} (not done within the timeout)"
+    return final, lines
 
 
 start = _command("start", "Start an engine that is not running (a fresh restart budget).", "audit")

@@ -50,16 +50,8 @@ def describe(event: AnyEvent) -> str | None:
     """One line of text for an event, or None if it is not shown as a line."""
     if isinstance(event, UnknownEvent):
         return f"({event.kind} event, not known to this version)"
-    f = event.fields()
-    kind = event.KIND
-    if kind in ("heartbeat", "hello", "bye", "progress"):
-        return None
-    if kind == "state":
-        return _STATES.get(f["state"], lambda f: None)(f)
-    if kind == "log":
-        return f["message"] if f["level"] == "info" else f"{f['level'].upper()}: {f['message']}"
-    describe_kind = _DESCRIBE.get(kind)
-    return describe_kind(f) if describe_kind else None
+    describe_kind = _DESCRIBE[event.KIND]  # every kind is named there (tests/unit/test_kinds.py)
+    return describe_kind(event.fields()) if describe_kind else None
 
 
 def _pairs(data: dict[str, Any]) -> str:
@@ -71,17 +63,34 @@ def _exit(f: dict[str, Any]) -> str:
     return f"{how} after {f['runtime']:.1f}s"
 
 
-_STATES: dict[str, Callable[[dict[str, Any]], str | None]] = {
+# Every state (tests/unit/test_kinds.py); None: not shown as a line (the exit event says it, or nothing happened).
+_STATES: dict[str, Callable[[dict[str, Any]], str | None] | None] = {
+    "pending": None,
+    "exited": None,
     "starting": lambda f: f"started ({f['reason']})",
     "unresponsive": lambda f: f"UNRESPONSIVE: {f['reason']}",
     "stopping": lambda f: f"stopping: {f['reason']}",
-    "backoff": lambda f: f["reason"] if not f["delay"] else f"{f['reason'].split(':')[0]}; restart {f['restarts']} in {f['delay']:.2f}s",
+    "backoff": lambda f: f["reason"] if not f["delay"] or not f["ended"] else f"{f['ended']}; restart {f['restarts']} in {f['delay']:.2f}s",
     "fatal": lambda f: f"FATAL: {f['reason']}",
     "lost": lambda f: f"LOST: {f['reason']}",
-    "running": lambda f: f"attached ({f['reason'].removeprefix('remote: attached from ')})" if f["reason"].startswith("remote: attached") else None,
+    "running": lambda f: f"attached ({f['reason'].removeprefix('remote: attached from ')})" if f["cause"] == "attached" else None,
 }
 
-_DESCRIBE: dict[str, Callable[[dict[str, Any]], str]] = {
+
+def _state(f: dict[str, Any]) -> str | None:
+    describe_state = _STATES.get(f["state"])  # (a state newer than us: not shown)
+    return describe_state(f) if describe_state else None
+
+
+def _log(f: dict[str, Any]) -> str:
+    return f["message"] if f["level"] == "info" else f"{f['level'].upper()}: {f['message']}"
+
+
+# Every kind (tests/unit/test_kinds.py); None: not shown as a line (progress has its bars and its own lines).
+_DESCRIBE: dict[str, Callable[[dict[str, Any]], str | None] | None] = {
+    "heartbeat": None, "hello": None, "bye": None, "progress": None, "welcome": None,
+    "state": _state,
+    "log": _log,
     "phase.start": lambda f: f"phase {f['phase']} started" + (f": {f['detail']}" if f["detail"] else ""),
     "phase.done": lambda f: f"phase {f['phase']} done" + (f" in {f['elapsed']:.2f}s" if f["elapsed"] is not None else ""),
     "phase.error": lambda f: f"phase {f['phase']} FAILED: {f['message']}",
@@ -271,7 +280,7 @@ class LiveRenderer:
             self.bars.update(task, description=printable(f["phase"]), total=total, completed=f["pct"] or 0, count=count, rate=rate, detail=printable(f["detail"][:40]))
         elif event.KIND == "phase.start":
             self.bars.update(task, description=printable(f["phase"]), total=None, completed=0, count="", detail="")
-        elif event.KIND == "state" and f["state"] == "exited" and f["reason"].endswith(": stopped"):
+        elif event.KIND == "state" and f["state"] == "exited" and f["cause"] == "stopped":
             self.bars.update(task, description=Text("stopped", "dim"), detail="")
         elif event.KIND == "state" and f["state"] in BAR_STATES:
             label, style = BAR_STATES[f["state"]]

@@ -274,6 +274,9 @@ class EngineState(Event):
     reason: Text = doc("why, in words", "")
     restarts: int = doc("restarts of this instance so far", 0)
     delay: float | None = doc("backoff: seconds until the restart", None)
+    cause: Label = doc("what moved it, for code to act on (the table in section 5.1); empty from supervisors before 0.2", "")
+    ended: Text = doc("exited, backoff, fatal: how its process ended, in words (\"exit code 1\", \"killed by SIGKILL\")", "")
+    remote: bool = doc("a remote engine: one the supervisor did not start and cannot signal", False)
 
 
 @kind("exit", origin="launcher")

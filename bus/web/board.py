@@ -40,6 +40,14 @@ class Card:
         "result": None, "error": None, "exit": None, "events": 0, "updated": None,
     }
     FIELDS = tuple(NEW)
+    # Every kind (tests/unit/test_kinds.py): what `apply` shows of it, or None for nothing
+    # (screenshots: the Board keeps their bytes and calls `shot`).
+    KINDS: dict[str, str | None] = {
+        "state": "state, reason, pid, restarts", "hello": "pid", "phase.start": "phase", "phase.error": "error",
+        "progress": "progress, rate, eta", "log": "logs", "finding": "findings", "result": "result", "error": "error",
+        "exit": "exit", "screenshot": "screenshot (by Board.apply)",
+        "phase.done": None, "heartbeat": None, "bye": None, "sup.start": None, "sup.stop": None, "welcome": None, "upstream": None,
+    }
 
     def __init__(self, name: str) -> None:
         self.data: dict[str, Any] = {**Card.NEW, "name": name}

@@ -10,7 +10,7 @@ import threading
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bus.supervisor.children import Inbox, read_lines
+from bus.process import Inbox, OutputLines, read_lines
 from bus.supervisor.pump import Lines
 
 MAX_LINE = 8
@@ -26,7 +26,7 @@ def by_threads(data: bytes) -> list[tuple[str, int]]:
     reader.join(10)
     items = inbox.drain(1_000_000)
     inbox.close()
-    return [(text, cut) for item in items if item[0] == "lines" for text, cut, _ in item[3]]
+    return [(text, cut) for item in items if isinstance(item, OutputLines) for text, cut, _ in item.lines]
 
 
 def by_pump(chunks: list[bytes]) -> list[tuple[str, int]]:
