@@ -286,7 +286,7 @@ class Supervisor:
             self._done = True  # something survived SIGKILL (uninterruptible sleep): stop waiting
         return next_due
 
-    def stop(self, reason: str, cause: Cause, *, signum: int | None = None) -> None:
+    def stop(self, reason: str, cause: Cause = Cause.DOWN, *, signum: int | None = None) -> None:
         """Begin a graceful stop of everything; a second stop by signal kills at once."""
         if self.stop_reason:
             if signum is not None:

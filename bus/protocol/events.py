@@ -274,7 +274,7 @@ class EngineState(Event):
     reason: Text = doc("why, in words", "")
     restarts: int = doc("restarts of this instance so far", 0)
     delay: float | None = doc("backoff: seconds until the restart", None)
-    cause: Label = doc("what moved it, for code to act on (the table in section 5.1); empty from supervisors before 0.2", "")
+    cause: Label = doc("what moved it, for code to act on (section 6, \"State causes\"); empty from supervisors before 0.2", "")
     ended: Text = doc("exited, backoff, fatal: how its process ended, in words (\"exit code 1\", \"killed by SIGKILL\")", "")
     remote: bool = doc("a remote engine: one the supervisor did not start and cannot signal", False)
 
