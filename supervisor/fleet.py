@@ -99,6 +99,7 @@ class Fleet:
         self.config = config
         self.clock, self.wall, self.rng = clock, wall, rng
         self.children: dict[str, Child] = {}
+        self._added: set[str] = set()  # instances added while running (`add`), not from the config
         self._open = {False: 0, True: 0}  # children not in a final state: spawned ones, remote ones
         for spec in config.engines:
             self._add_spec(spec)
@@ -130,6 +131,7 @@ class Fleet:
 
     def _drop(self, child: Child) -> None:
         del self.children[child.name]
+        self._added.discard(child.name)
         self._open[child.remote] -= child.state not in FINAL
 
     def _take_out(self) -> list[Output]:
@@ -154,10 +156,12 @@ class Fleet:
         taken = [name for name in spec.instance_names() if name in self.children]
         if taken:
             raise ValueError(f"engine name {taken[0]!r} is taken")
-        ended = [c for c in self.children.values() if not c.remote and c.state in FINAL]
-        for gone in ended[: max(0, len(ended) + spec.instances - MAX_ENDED)]:  # the oldest ended ones make room
+        ended = [c for c in self.children.values() if c.name in self._added and c.state in FINAL]
+        for gone in ended[: max(0, len(ended) - MAX_ENDED + 1)]:  # the oldest ended ones go (the config's own are kept: they make the exit code)
             self._drop(gone)
-        self._to_start.extend(self._add_spec(spec))
+        added = self._add_spec(spec)
+        self._added.update(c.name for c in added)
+        self._to_start.extend(added)
         return self._take_out()
 
     def forget(self, name: str) -> None:

@@ -393,3 +393,16 @@ def test_a_remote_engine_is_lost_when_silent_and_cannot_be_signalled() -> None:
     answers, _ = run.fleet.stop("far")
     assert answers["far"].remote.startswith("the supervisor cannot signal it (pid 7 on h2)")
     assert run.procs.sent == []
+
+
+def test_ended_engines_added_at_run_time_are_kept_up_to_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("bus.supervisor.fleet.MAX_ENDED", 2)
+    run = Run()
+    run.start()
+    run.exit(0)  # the config's own engine ended: it is kept whatever the bound (it makes the exit code)
+    for k in range(4):
+        run.out += run.fleet.add(EngineSpec(name=f"job{k}", command=("prog",)))
+        run.tick()
+        run.exit(0)
+    assert sorted(run.fleet.children) == ["e", "job2", "job3"], "the oldest ended ones were forgotten"
+    assert run.fleet.all_final()
