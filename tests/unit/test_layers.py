@@ -135,3 +135,12 @@ def test_the_old_top_level_names_are_gone() -> None:
     found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd="/", env=env)
     assert found.returncode == 0, found.stderr
     assert found.stdout.strip() == "None None"
+
+
+def test_every_package_of_the_tree_is_installed() -> None:
+    """pyproject.toml lists the packages by name (the folders map to bus.*): a new one must be listed."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    packages = {module for module, path in modules().items() if path.name == "__init__.py"}
+    assert packages == listed, f"in the tree, not in pyproject.toml: {sorted(packages - listed)}; listed, not in the tree: {sorted(listed - packages)}"
