@@ -61,4 +61,9 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
 
 
-__all__ = ["__version__", *sorted(_LAZY)]
+__all__ = [
+    "__version__",
+    "AnyEvent", "AsyncSubscriber", "BusError", "EngineBye", "EngineError", "EngineExited", "EngineHello", "EngineState",
+    "Event", "Finding", "Heartbeat", "Log", "NotRunning", "PhaseCompleted", "PhaseFailed", "PhaseStarted", "Progress",
+    "Replay", "Result", "Screenshot", "Subscriber", "SupervisorStarted", "SupervisorStopped", "UnknownEvent",
+]

@@ -73,7 +73,7 @@ class EngineView:
 
 def _state(view: EngineView, f: Any, gseq: int) -> None:
     view.state, view.reason, view.pid, view.restarts = f.state, f.reason, f.pid, f.restarts
-    view.remote = view.remote or f.remote
+    view.remote = view.remote or f.remote or (not f.cause and f.reason.startswith("remote:"))  # (a supervisor before 0.2 said it in words)
 
 
 def _exit(view: EngineView, f: Any, gseq: int) -> None:

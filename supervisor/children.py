@@ -1,8 +1,8 @@
 """One engine instance as the fleet knows it: `Child`, in three parts.
 
-- `Proc`: the handle of one process of it, as the process seam made it
-  (supervisor/processes.py; a fake one in tests). Inbox messages name it, so
-  what an earlier process said is told apart from the current one's.
+- `Proc`: the handle of one process of it, as the process seam (`ProcessSeam`:
+  supervisor/processes.py, or a fake in tests) made it. Inbox messages name it,
+  so what an earlier process said is told apart from the current one's.
 - `Timers`: the times something is due for it (the fleet's heap holds the earliest).
 - `EngineView` (bus/view.py): what status and snapshots show, from its published events.
 
@@ -16,6 +16,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping, Protocol, Sequence
 
 from bus.process import ExitInfo
 from bus.spool import SpoolAcks
@@ -32,6 +33,19 @@ class Proc:
 
     pid: int
     owner: str   # the instance name
+
+
+class ProcessSeam(Protocol):
+    """What the fleet asks of the operating system (processes.Processes; a fake in tests)."""
+
+    def spawn(self, owner: str, command: Sequence[str], cwd: str | None, env: Mapping[str, str]) -> Proc:
+        """Start a process; raises OSError (or ValueError: what the OS cannot take) if it cannot start."""
+    def terminate(self, pid: int, signame: str) -> bool:
+        """Its stop signal to its process group; False when nothing of it is left."""
+    def kill(self, pid: int) -> bool:
+        """SIGKILL to its process group; False when nothing of it is left."""
+    def forget(self, pid: int) -> None:
+        """It and its group are gone: let go of its handle (the watchdog stops guarding it)."""
 
 
 @dataclass

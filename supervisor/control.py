@@ -167,7 +167,7 @@ def status(sup: Served) -> dict[str, Any]:
         **hello(sup),
         "uptime": time.time() - sup.started,
         "stopping": sup.stop_reason or None,
-        "counters": {**sup.counters, "accepted": sup.fleet.accepted},
+        "counters": {**sup.counters, "accepted": sup.fleet.accepted, "lines": sup.fleet.lines},
         "internal_errors": sup.internal_errors,
         "replies": sup.replies.report(),
         "connections": sup.connections.report(),

@@ -82,7 +82,7 @@ class Supervisor:
         self.gseq = 0
         self.started = time.time()
         self.endpoints: dict[str, list[str]] = {}
-        self.counters = {"received": 0, "accepted": 0, "rejected": 0, "published": 0, "lines": 0}  # accepted: the fleet's count
+        self.counters = {"received": 0, "accepted": 0, "rejected": 0, "published": 0, "lines": 0}  # accepted, lines: the fleet's counts
         self.internal_errors = 0  # bugs of ours that a message or request reached (each said on stderr)
         self.rejects: dict[str, int] = {}
         self.reject_sources: dict[str, dict[str, int]] = {}  # who sent what was rejected, by reason
@@ -286,7 +286,7 @@ class Supervisor:
             self._done = True  # something survived SIGKILL (uninterruptible sleep): stop waiting
         return next_due
 
-    def stop(self, reason: str, cause: Cause = Cause.DOWN, *, signum: int | None = None) -> None:
+    def stop(self, reason: str, cause: Cause = Cause.REQUEST, *, signum: int | None = None) -> None:
         """Begin a graceful stop of everything; a second stop by signal kills at once."""
         if self.stop_reason:
             if signum is not None:
@@ -296,12 +296,15 @@ class Supervisor:
         self._do(self.fleet.shutdown(reason))
 
     def _do(self, outputs: list[Output]) -> None:
-        """What the fleet decided: publish, or stop the run."""
+        """What the fleet decided: publish, or record that the run stops (the fleet began stopping the engines)."""
         for out in outputs:
-            if isinstance(out, Publish):
-                self._publish(out.event, out.blobs, out.raw)
-            elif isinstance(out, StopAll):
-                self.stop(out.reason, Cause.STOP_ALL)
+            try:
+                if isinstance(out, Publish):
+                    self._publish(out.event, out.blobs, out.raw)
+                elif isinstance(out, StopAll) and not self.stop_reason:
+                    self.stop_reason, self.stop_cause = out.reason, Cause.STOP_ALL
+            except Exception as exc:  # a bug of ours (a sink, say): said; the outputs after it still go out
+                self._internal_error(f"publishing {type(out).__name__}", exc)
 
     # -- what control requests see (a hub adds its upstreams' engines) --------------------
 
@@ -421,7 +424,6 @@ class Supervisor:
     def _inbox_item(self, item: object) -> None:
         """One thing a helper thread saw: an engine's output lines, the end of a stream, an exit."""
         if isinstance(item, OutputLines):  # what one read of a pipe held (supervisor/pump.py, or a reader thread's one line)
-            self.counters["lines"] += len(item.lines)
             self._do(self.fleet.output(item.source, item.stream, item.lines))  # type: ignore[arg-type]
         elif isinstance(item, StreamClosed):
             self.fleet.stream_closed(item.source, item.stream)  # type: ignore[arg-type]

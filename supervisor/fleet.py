@@ -42,12 +42,11 @@ from bus.protocol import EngineExited, EngineHello, EngineState, Event, Log, Rem
 from bus.protocol.legacy import line_event
 from bus.view import most_counts
 
-from .children import Child, Proc, engine_env
+from .children import Child, Proc, ProcessSeam, engine_env
 from .config import EngineSpec, SupervisorConfig
 from .lifecycle import ALIVE, FINAL, State, Trigger, next_state
 from .losses import check_bye, drops_of, map_acks, recover_spool
 from .outcome import spawn_error
-from .processes import ProcessSeam
 from .restart import Decision, RestartTracker
 from .timers import KILL_WAIT, STARTED_AFTER, TimerHeap, heartbeat_watched, hello_wait, quiet_watched, sdk_settings
 
@@ -67,7 +66,8 @@ class Publish:
 
 @dataclass(frozen=True, slots=True)
 class StopAll:
-    """Output: stop the whole run (an engine with on_exit = stop-all ended)."""
+    """Output: the run stops (an engine with on_exit = stop-all ended); the fleet has begun
+    stopping every engine already, the loop records why."""
 
     reason: str
 
@@ -108,6 +108,7 @@ class Fleet:
         self._stuck_looked = 0.0
         self._out: list[Output] = []
         self.accepted = 0  # engine events taken (published, or a launcher's exit report)
+        self.lines = 0     # output lines taken
         self.shutting_down = False
         self.lingering: dict[int, float] = {}  # process group left by an exited engine -> SIGKILL time
         self.procs: ProcessSeam | None = None
@@ -212,13 +213,16 @@ class Fleet:
         return answers, self._take_out()
 
     def shutdown(self, reason: str) -> list[Output]:
+        self._shutdown(reason)
+        return self._take_out()
+
+    def _shutdown(self, reason: str) -> None:
         self.shutting_down = True
         for child in self.children.values():
             if not child.remote:
                 self._stop(child, "shutdown", reason)
             elif child.state is State.RUNNING:
                 self._note(child, "warning", f"this remote engine keeps running on {child.host or 'its host'} (pid {child.pid}): the supervisor cannot stop it")
-        return self._take_out()
 
     def kill_now(self) -> None:
         """A second Ctrl-C: no more grace."""
@@ -308,8 +312,10 @@ class Fleet:
         child = self.children.get(proc.owner) if proc is not None else None
         if child is None:
             return []
+        now = self.clock()
         for text, cut, ts in lines:
             child.lines += 1
+            self.lines += 1
             event, said = line_event(child.name, stream, text, cut, ts)
             self._out.append(Publish(event))
             if said == "marker":
@@ -317,9 +323,9 @@ class Fleet:
                 self._seen(child, event)
             else:
                 child.bad_markers += said == "bad-marker"
-        child.last_active = self.clock()
-        if child.state is State.UNRESPONSIVE and child.unresponsive == "quiet":
-            self._move(child, Trigger.ALIVE, "it printed again", "printed")
+            child.last_active = now
+            if child.state is State.UNRESPONSIVE and child.unresponsive == "quiet":
+                self._move(child, Trigger.ALIVE, "it printed again", "printed")
         return self._take_out()
 
     def stream_closed(self, proc: Proc, stream: str) -> None:
@@ -511,7 +517,7 @@ class Fleet:
             decision = child.tracker.decide(failed=True, uptime=0.0, now=now)
             if decision.trigger is not Trigger.RETRY:  # what cannot start and will not be retried is given up
                 decision = Decision(Trigger.GIVE_UP, reason=decision.reason)
-            self._conclude(child, decision, now, child.spawn_error, "cannot-start")
+            self._conclude(child, decision, now, child.spawn_error, "cannot-start", ended=f"cannot start {child.name!r}")
             return
         child.proc = proc
         child.new_process(proc.pid, self.wall())
@@ -570,14 +576,16 @@ class Fleet:
             cause = "budget" if decision.trigger is Trigger.GIVE_UP else "exit"
         self._conclude(child, decision, now, how, cause)
 
-    def _conclude(self, child: Child, decision: Decision, now: float, how: str, cause: str) -> None:
+    def _conclude(self, child: Child, decision: Decision, now: float, how: str, cause: str, ended: str = "") -> None:
         delay = decision.delay if decision.trigger is Trigger.RETRY else None
-        self._move(child, decision.trigger, f"{how}: {decision.reason}", cause, delay, ended=how)
+        self._move(child, decision.trigger, f"{how}: {decision.reason}", cause, delay, ended=ended or how)
         if decision.trigger is Trigger.RETRY:
             child.timers.restart_at = now + decision.delay
             self._arm(child)
         elif child.spec.on_exit == "stop-all" and not child.stopped_by_us and not self.shutting_down:
-            self._out.append(StopAll(f"{child.name} ended ({how}; on_exit = stop-all)"))
+            reason = f"{child.name} ended ({how}; on_exit = stop-all)"
+            self._out.append(StopAll(reason))
+            self._shutdown(reason)  # at once: nothing due later in this tick may start
 
     def _release_group(self, child: Child, now: float) -> None:
         """The engine is gone; processes it left in its group get its stop signal now and SIGKILL later."""

@@ -15,7 +15,8 @@ class Cause(str, Enum):
     """Why a run stops (the exit code follows from it, never from the words of its reason)."""
 
     SIGNAL = "signal"        # SIGINT, SIGTERM, SIGHUP
-    DOWN = "down"            # a `down` request (bus down), or a stop the program asked for (Supervisor.stop)
+    DOWN = "down"            # a `down` request (bus down): the run ends 0
+    REQUEST = "request"      # a stop the program running the supervisor asked for (Supervisor.stop): the engines' codes count
     STOP_ALL = "stop-all"    # an engine with on_exit = stop-all ended
     DONE = "done"            # every engine ended by itself
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import threading
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Mapping, Sequence
 
 from bus.process import POSIX, STREAMS, Inbox, read_lines, signal_group, wait_exit
 
@@ -27,19 +27,8 @@ from .pump import Pump
 from .watchdog import Watchdog
 
 
-class ProcessSeam(Protocol):
-    def spawn(self, owner: str, command: Sequence[str], cwd: str | None, env: Mapping[str, str]) -> Proc:
-        """Start a process; raises OSError (or ValueError: what the OS cannot take) if it cannot start."""
-    def terminate(self, pid: int, signame: str) -> bool:
-        """Its stop signal to its process group; False when nothing of it is left."""
-    def kill(self, pid: int) -> bool:
-        """SIGKILL to its process group; False when nothing of it is left."""
-    def forget(self, pid: int) -> None:
-        """It and its group are gone: let go of its handle (the watchdog stops guarding it)."""
-
-
 class Processes:
-    """The real seam: subprocess, the pump (or reader threads), the watchdog."""
+    """The real seam (children.ProcessSeam): subprocess, the pump (or reader threads), the watchdog."""
 
     def __init__(self, inbox: Inbox, max_line: int, watchdog: Watchdog | None) -> None:
         self.inbox, self.max_line, self.watchdog = inbox, max_line, watchdog

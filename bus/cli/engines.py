@@ -47,9 +47,9 @@ def act(op: str, name: str, address: str | None, *, wait: bool, timeout: float) 
     with watching(address, ["state", "sup.stop"]) as sub:
         reply, _ = sub.control.request(op, name=name)
         engines: dict[str, str] = reply["engines"]
-        outcome: dict[str, dict[str, Any]] = reply["outcome"]
+        outcome: dict[str, dict[str, Any]] = reply.get("outcome") or _outcome_in_words(engines)
         states = {name: said["state"] for name, said in outcome.items()}
-        final, lines = _wait(sub, op, states, engines, time.monotonic() + timeout) if wait else (states, engines)
+        final, lines = _wait(sub, op, outcome, engines, time.monotonic() + timeout) if wait else (states, engines)
     for instance, line in lines.items():
         click.echo(f"{instance}: {line}")
     if not wait:
@@ -58,13 +58,20 @@ def act(op: str, name: str, address: str | None, *, wait: bool, timeout: float) 
     return exitcodes.OK if done else exitcodes.ENGINE_FAILED
 
 
-def _wait(sub: Subscriber, op: str, states: dict[str, str], said: dict[str, str], deadline: float) -> tuple[dict[str, str], dict[str, str]]:
+def _outcome_in_words(engines: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """What a supervisor before 0.2 (no `outcome` in its reply) said, from its words."""
+    return {name: {"state": "" if text.startswith("remote:") else text.removeprefix("already ").split(" ")[0],
+                   "already": text.startswith("already "), "remote": text.startswith("remote:")} for name, text in engines.items()}
+
+
+def _wait(sub: Subscriber, op: str, outcome: dict[str, dict[str, Any]], said: dict[str, str], deadline: float) -> tuple[dict[str, str], dict[str, str]]:
     """Follow state events until every instance that was on its way got there: the states
     each ended in, and the line to show for each (the reply's words, or where it got)."""
     ends, after_spawn = ENDS[op]
-    final, lines = dict(states), dict(said)
-    pending = {name for name, state in states.items() if state in IN_TRANSITION}
-    spawned = {name for name, state in states.items() if state == "starting"}
+    final, lines = {name: o["state"] for name, o in outcome.items()}, dict(said)
+    moving = {name for name, o in outcome.items() if not o["already"] and not o["remote"]}  # (one already there, or not ours to signal, is not waited for)
+    pending = {name for name in moving if final[name] in IN_TRANSITION}
+    spawned = {name for name in moving if final[name] == "starting"}
     for event in events_until(sub, deadline) if pending else ():
         if event.kind != "state" or event.engine not in pending:
             continue

@@ -70,11 +70,24 @@ _STATES: dict[str, Callable[[dict[str, Any]], str | None] | None] = {
     "starting": lambda f: f"started ({f['reason']})",
     "unresponsive": lambda f: f"UNRESPONSIVE: {f['reason']}",
     "stopping": lambda f: f"stopping: {f['reason']}",
-    "backoff": lambda f: f["reason"] if not f["delay"] or not f["ended"] else f"{f['ended']}; restart {f['restarts']} in {f['delay']:.2f}s",
+    "backoff": lambda f: f["reason"] if not f["delay"] else f"{_ended(f)}; restart {f['restarts']} in {f['delay']:.2f}s",
     "fatal": lambda f: f"FATAL: {f['reason']}",
     "lost": lambda f: f"LOST: {f['reason']}",
-    "running": lambda f: f"attached ({f['reason'].removeprefix('remote: attached from ')})" if f["cause"] == "attached" else None,
+    "running": lambda f: f"attached ({f['reason'].removeprefix('remote: attached from ')})" if _cause(f) == "attached" else None,
 }
+
+
+def _cause(f: dict[str, Any]) -> str:
+    """A state event's cause; for one from a supervisor before 0.2 (a run in an old journal), read from its words."""
+    if f["cause"] or not f["reason"]:
+        return str(f["cause"])
+    reason = f["reason"]
+    return "attached" if reason.startswith("remote: attached") else "stopped" if reason.endswith(": stopped") else ""
+
+
+def _ended(f: dict[str, Any]) -> str:
+    """How its process ended; for a state event from a supervisor before 0.2, the start of its reason."""
+    return str(f["ended"]) if f["ended"] else str(f["reason"]).split(":")[0]
 
 
 def _state(f: dict[str, Any]) -> str | None:
@@ -280,7 +293,7 @@ class LiveRenderer:
             self.bars.update(task, description=printable(f["phase"]), total=total, completed=f["pct"] or 0, count=count, rate=rate, detail=printable(f["detail"][:40]))
         elif event.KIND == "phase.start":
             self.bars.update(task, description=printable(f["phase"]), total=None, completed=0, count="", detail="")
-        elif event.KIND == "state" and f["state"] == "exited" and f["cause"] == "stopped":
+        elif event.KIND == "state" and f["state"] == "exited" and _cause(f) == "stopped":
             self.bars.update(task, description=Text("stopped", "dim"), detail="")
         elif event.KIND == "state" and f["state"] in BAR_STATES:
             label, style = BAR_STATES[f["state"]]

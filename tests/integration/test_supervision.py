@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import ENGINES, Collector, Watcher, alive, bus, bus_result, finish, is_state, scripted, write_config
+from helpers import ENGINES, Collector, Watcher, alive, bus, bus_result, finish, is_state, running, scripted, write_config
 
 from bus import Subscriber
 from bus.runtime import local_session
@@ -266,3 +266,15 @@ def test_the_supervisor_s_threads_do_not_grow_with_its_engines(runtime_dir: Path
         if launcher.poll() is None:
             launcher.kill()
             launcher.wait()
+
+
+def test_start_of_an_engine_already_stopping_answers_at_once(runtime_dir: Path, tmp_path: Path) -> None:
+    """`bus start` of an engine on its way down says so and returns: there is nothing to wait for."""
+    config = write_config(tmp_path, {"stubborn": {"command": [*TREE, "--grandchildren", "0"], "stop_timeout": 3}})
+    with running("up", "--plain", "--keep", str(config), stdout=open(tmp_path / "up.out", "w")):
+        with Subscriber(timeout=10, connect_timeout=60) as sub:
+            Watcher(sub).wait(is_state("stubborn", "running"))
+        stop = bus_result("stop", "--no-wait", "stubborn")
+        assert (stop.returncode, stop.stdout) == (0, "stubborn: stopping\n"), stop.stderr
+        start = bus_result("start", "stubborn", "--timeout", "20")  # it ignores SIGTERM: stopping for 3 s yet
+        assert (start.returncode, start.stdout) == (0, "stubborn: already stopping\n"), start.stderr

@@ -406,3 +406,29 @@ def test_ended_engines_added_at_run_time_are_kept_up_to_a_bound(monkeypatch: pyt
         run.exit(0)
     assert sorted(run.fleet.children) == ["e", "job2", "job3"], "the oldest ended ones were forgotten"
     assert run.fleet.all_final()
+
+
+def test_stop_all_stops_everything_at_once_so_nothing_due_later_in_the_tick_starts() -> None:
+    clock, procs = Clock(), FakeProcesses()
+    boss = EngineSpec(name="boss", command=("prog",), on_exit="stop-all")
+    worker = EngineSpec(name="worker", command=("prog",), restart=RestartPolicy(mode="always", backoff=1.0, jitter=0.0))
+    fleet = Fleet(SupervisorConfig(engines=(boss, worker), drain_grace=0.0), clock=clock, wall=clock)
+    fleet.open(procs, endpoint="ipc:///nowhere")
+    fleet.start_all()
+    out, _ = fleet.tick()
+    boss_proc, worker_proc = procs.started
+    for proc, when in ((worker_proc, 0.0), (boss_proc, 0.5)):  # the worker ends (restart due at +1 s), then the boss
+        clock.now += when
+        procs.exited.add(proc.pid)
+        fleet.stream_closed(proc, "stdout")
+        fleet.stream_closed(proc, "stderr")
+        fleet.exited(proc, 0, clock.now)
+        if proc is worker_proc:
+            out += fleet.tick()[0]
+    clock.now += 0.5  # the boss's exit and the worker's restart are both due now: the boss's comes first
+    more, _ = fleet.tick()
+    assert len(procs.started) == 2, "the worker was not started again: the run is stopping"
+    assert fleet.children["worker"].state is State.EXITED and fleet.all_final()
+    said = [(o.event.engine, o.event.state) if isinstance(o, Publish) and o.event.KIND == "state" else type(o).__name__  # type: ignore[attr-defined]
+            for o in more if not (isinstance(o, Publish) and o.event.KIND != "state")]
+    assert said == [("boss", "exited"), "StopAll", ("worker", "exited")]

@@ -144,3 +144,10 @@ def test_every_package_of_the_tree_is_installed() -> None:
     listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     packages = {module for module, path in modules().items() if path.name == "__init__.py"}
     assert packages == listed, f"in the tree, not in pyproject.toml: {sorted(packages - listed)}; listed, not in the tree: {sorted(listed - packages)}"
+
+
+def test_bus_exports_every_lazy_name_and_each_resolves() -> None:
+    import bus
+
+    assert set(bus.__all__) == {"__version__", *bus._LAZY}
+    assert all(getattr(bus, name) is not None for name in bus.__all__)

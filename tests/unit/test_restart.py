@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import random
 
-import pytest
 
 from bus.supervisor.config import RestartPolicy
 from bus.supervisor.lifecycle import Trigger
