@@ -53,8 +53,8 @@ from .outcome import Cause, run_exit_code
 from .processes import Processes
 from .replies import Readers, Replies
 from .sources import source_of
-from .wake import SignalWake
 from .timers import KILL_WAIT
+from .wake import SignalWake
 from .watchdog import Watchdog
 
 Sink = Callable[[Event], None]
@@ -82,7 +82,7 @@ class Supervisor:
         self.gseq = 0
         self.started = time.time()
         self.endpoints: dict[str, list[str]] = {}
-        self.counters = {"received": 0, "accepted": 0, "rejected": 0, "published": 0, "lines": 0}  # accepted, lines: the fleet's counts
+        self.counters = {"received": 0, "rejected": 0, "published": 0}  # (what the fleet took: fleet.accepted, fleet.lines)
         self.internal_errors = 0  # bugs of ours that a message or request reached (each said on stderr)
         self.rejects: dict[str, int] = {}
         self.reject_sources: dict[str, dict[str, int]] = {}  # who sent what was rejected, by reason
