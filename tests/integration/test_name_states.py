@@ -74,7 +74,9 @@ class Bench:
             EngineSpec(name="done", command=("true",)),
         )
         self.ctx = zmq.Context()
-        self.sup = Supervisor(SupervisorConfig(engines=engines, session="prop", exit_when_done=False, watchdog=False, journal=False), ctx=self.ctx)
+        # serve_after short: the random hellos include subscribers that say they are behind, and the
+        # supervisor would wait for them 30 s after its run (racing close()'s join, then ctx.term()).
+        self.sup = Supervisor(SupervisorConfig(engines=engines, session="prop", exit_when_done=False, watchdog=False, journal=False, serve_after=0.5), ctx=self.ctx)
         self.failed: list[BaseException] = []
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
