@@ -25,7 +25,6 @@ import signal
 import socket as stdsocket
 import subprocess
 import sys
-import threading
 import time
 from typing import Any, Callable
 
@@ -36,7 +35,7 @@ from ._version import __version__
 from .control_client import ControlClient, pick_endpoint
 from .errors import BusError, Denied
 from .keys import HANDSHAKE_FAILED, describe_failure, monitor_events
-from .process import MAX_LINE, POSIX, Inbox, OutputLines, ProcessExited, StreamClosed, exit_info, read_lines, signal_group, wait_exit
+from .process import MAX_LINE, POSIX, Inbox, OutputLines, ProcessExited, StreamClosed, exit_info, helper_thread, own_group, read_lines, signal_group, wait_exit
 from .protocol import EngineExited, EngineHello, Event, Heartbeat, encode
 from .protocol.legacy import line_event
 from .runtime import Address
@@ -97,9 +96,8 @@ class _Run:
         for ours in ("BUS_SPOOL", "BUS_INSTANCE", "BUS_SESSION_DIR"):
             env.pop(ours, None)
         env.update(BUS_ENDPOINT=self.endpoint, BUS_ENGINE=self.name, BUS_HEARTBEAT=f"{self.heartbeat:g}", PYTHONUNBUFFERED="1")
-        options: dict[str, Any] = {"start_new_session": True} if POSIX else {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
         try:
-            proc = subprocess.Popen(list(self.command), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, **options)
+            proc = subprocess.Popen(list(self.command), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, **own_group())
         except OSError as exc:
             code = exitcodes.COMMAND_NOT_FOUND if isinstance(exc, FileNotFoundError) else 126  # (126: not executable, as a shell says)
             error = BusError(f"cannot start {self.command[0]}: {exc.strerror or exc}")
@@ -118,8 +116,8 @@ class _Run:
             self._send(EngineHello(engine=self.name, pid=proc.pid, sdk=f"bus-attach/{__version__}", host=stdsocket.gethostname(), heartbeat=self.heartbeat))
             inbox = Inbox()
             for stream, pipe in (("stdout", proc.stdout), ("stderr", proc.stderr)):
-                _thread(read_lines, None, stream, pipe, inbox, MAX_LINE)  # cut where the supervisor cuts its own engines' lines
-            _thread(wait_exit, None, proc, inbox)
+                helper_thread(f"attach-{stream}", read_lines, None, stream, pipe, inbox, MAX_LINE)  # cut where the supervisor cuts its own engines' lines
+            helper_thread("attach-wait", wait_exit, None, proc, inbox)
             open_streams, returncode, ended = 2, None, 0.0
             next_beat = time.monotonic() + self.heartbeat
             while open_streams or returncode is None:
@@ -159,7 +157,4 @@ class _Run:
 
 _FORWARDED = [signal.SIGTERM, signal.SIGINT] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
 
-
-def _thread(target: Any, *args: Any) -> None:
-    threading.Thread(target=target, args=args, daemon=True).start()
 

@@ -22,11 +22,23 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import IO, Sequence
+from typing import IO, Any, Callable, Sequence
 
 POSIX = os.name == "posix"
 STREAMS = ("stdout", "stderr")
 MAX_LINE = 64 * 1024  # stdout/stderr lines longer than this are cut (the supervisor's default, and bus attach's)
+
+
+def own_group() -> dict[str, Any]:
+    """Popen options that put a process in a process group of its own (POSIX: its own session)."""
+    if POSIX:
+        return {"start_new_session": True}
+    return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # pragma: no cover - Windows
+
+
+def helper_thread(name: str, target: Callable[..., None], *args: Any) -> None:
+    """Start a daemon thread that owns no sockets (a pipe reader, a waiter)."""
+    threading.Thread(target=target, args=args, name=name, daemon=True).start()
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,13 +121,13 @@ class Child:
         self.exit, self.timers.exit_deadline, self.spawn_error = None, None, ""
 
 
-def engine_env(child: Child, *, endpoint: str, session_dir: str, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The engine's environment: ours (`base`), its own `env`, then the bus variables.
+def engine_env(child: Child, *, endpoint: str, session_dir: str) -> dict[str, str]:
+    """The engine's environment: ours, its own `env`, then the bus variables.
 
     The directory of the Python running the supervisor goes first on PATH, so
     `python` in an engine's command is the interpreter (and venv) bus runs in.
     """
-    env = dict(os.environ if base is None else base)
+    env = dict(os.environ)
     bindir = os.path.dirname(sys.executable)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "") if bindir else env.get("PATH", "")
     if sys.prefix != sys.base_prefix:

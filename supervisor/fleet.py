@@ -337,9 +337,13 @@ class Fleet:
     def exited(self, proc: Proc, returncode: int, at: float) -> None:
         child = self._current(proc)
         if child is not None:
-            child.exit = exit_info(returncode, at)
-            child.timers.exit_deadline = self.clock() + self.config.drain_grace
-            self._arm(child)
+            self._ended(child, returncode, at)
+
+    def _ended(self, child: Child, returncode: int, at: float) -> None:
+        """Its process ended: its exit is published once its last events are in (drain_grace at most)."""
+        child.exit = exit_info(returncode, at)
+        child.timers.exit_deadline = self.clock() + self.config.drain_grace
+        self._arm(child)
 
     def _current(self, proc: Proc) -> Child | None:
         """The engine whose current process `proc` is (None: an earlier one, or a forgotten engine)."""
@@ -388,9 +392,7 @@ class Fleet:
         """`bus attach` reports how the process it launched ended."""
         if report.pid != child.pid or child.exit is not None:
             return  # an earlier process of this name, or already known
-        child.exit = exit_info(report.code if report.signal is None else -report.signal, report.ts)
-        child.timers.exit_deadline = self.clock() + self.config.drain_grace
-        self._arm(child)
+        self._ended(child, report.code if report.signal is None else -report.signal, report.ts)
 
     # -- time ----------------------------------------------------------------------
 

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import threading
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
-from bus.process import POSIX, STREAMS, Inbox, read_lines, signal_group, wait_exit
+from bus.process import POSIX, STREAMS, Inbox, helper_thread, own_group, read_lines, signal_group, wait_exit
 
 from .children import Proc
 from .files import give_back
@@ -36,13 +35,8 @@ class Processes:
         self.pump = Pump(inbox, max_line) if POSIX else None  # one thread reads every engine's output
 
     def spawn(self, owner: str, command: Sequence[str], cwd: str | None, env: Mapping[str, str]) -> Proc:
-        options: dict[str, Any] = {}
-        if POSIX:
-            options["start_new_session"] = True  # own session + process group
-        else:  # pragma: no cover - Windows
-            options["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
         popen = subprocess.Popen(list(command), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 cwd=cwd, env=dict(env), close_fds=True, **options)
+                                 cwd=cwd, env=dict(env), close_fds=True, **own_group())
         proc = Proc(popen.pid, owner)
         self._popen[popen.pid] = popen
         give_back(popen.pid)  # the open-files limit we started with, not our raised one
@@ -52,8 +46,8 @@ class Processes:
             self.pump.add(proc, popen)
         else:  # pragma: no cover - Windows: a reader thread per pipe, and a waiter
             for name, pipe in zip(STREAMS, (popen.stdout, popen.stderr)):
-                _thread(f"{owner}-{name}", read_lines, proc, name, pipe, self.inbox, self.max_line)
-            _thread(f"{owner}-wait", wait_exit, proc, popen, self.inbox)
+                helper_thread(f"{owner}-{name}", read_lines, proc, name, pipe, self.inbox, self.max_line)
+            helper_thread(f"{owner}-wait", wait_exit, proc, popen, self.inbox)
         return proc
 
     def terminate(self, pid: int, signame: str) -> bool:
@@ -98,6 +92,3 @@ class Processes:
             self.pump.stop()
             self.pump = None
 
-
-def _thread(name: str, target: Any, *args: Any) -> None:
-    threading.Thread(target=target, args=args, name=name, daemon=True).start()
