@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from bus import Subscriber  # noqa: E402
 from bus._version import __version__  # noqa: E402
 from bus.control_client import ControlClient  # noqa: E402
-from bus.protocol import decode  # noqa: E402
+from bus.protocol.codec import decode_sent  # noqa: E402
 from bus.runtime import resolve  # noqa: E402
 
 WORKERS = ROOT / "bench" / "workers.py"
@@ -150,7 +150,7 @@ class Bench:
         return float("nan")
 
     def _receive(self, sock: zmq.Socket, count: int, on_event: Callable[[Any], None] | None) -> float:
-        """The proxy's subscriber: decodes every message, as ours does."""
+        """The proxy's subscriber: decodes every event, as ours does (`count` events)."""
         got = 0
         while got < count:
             if not sock.poll(120_000):
@@ -158,10 +158,10 @@ class Bench:
             frames = sock.recv_multipart()
             if frames == [b"probe"]:
                 continue  # a late probe from the start-up handshake
-            event = decode(frames)
-            if on_event is not None:
-                on_event(event)
-            got += 1
+            for event in decode_sent(frames):  # (the SDK's batches, relayed as they came)
+                if on_event is not None:
+                    on_event(event)
+                got += 1
         return time.perf_counter()
 
     # -- zmq.proxy ---------------------------------------------------------------------

@@ -59,7 +59,6 @@ from types import TracebackType
 from typing import Any, Iterable, Iterator
 
 import zmq
-from msgpack import packb as _packb
 
 from bus import sockets
 from bus._version import __version__
@@ -84,13 +83,14 @@ from bus.protocol import (
 )
 from bus.errors import BusError
 from bus.keys import client_keys
-from bus.protocol.codec import plain_progress
+from bus.protocol.codec import pack as _pack, plain_progress
 from bus.protocol.legacy import format_marker
 from bus.protocol.limits import PROTOCOL_VERSION
 from bus.runtime import tcp_address
 from bus.spool import DEFAULT_SIZE, SpoolWriter
 
-ZERO_COPY_ABOVE = 64 * 1024  # zmq zero-copy only pays for large frames
+from .batch import BATCH_GAP, ZERO_COPY_ABOVE, Batcher
+
 TELL_DROPS_EVERY = 0.5  # seconds after a drop: a heartbeat saying how many (retried until there is room)
 REMOTE_HEARTBEAT = 5.0  # seconds between heartbeats when no supervisor started us (BUS_HEARTBEAT unset)
 
@@ -136,12 +136,15 @@ class Engine:
         self._ctx: zmq.Context | None = None
         self._sock: zmq.Socket | None = None
         self._spool: SpoolWriter | None = None
+        self._batch: Batcher | None = None  # what a burst sends goes out in batches (batch.py)
+        self._last_send = 0.0
         spool_path = os.environ.pop("BUS_SPOOL", None)  # ours alone: not for our own children
         if endpoint:
             self._ctx = zmq.Context()
             hwm = int(_env_float("BUS_SNDHWM", sockets.PUSH_HWM))
             keys = client_keys() if endpoint.startswith("tcp://") else None  # BUS_SERVER_KEY, BUS_KEY
             self._sock = sockets.push(self._ctx, endpoint, linger_ms=self._linger_ms, hwm=hwm, keys=keys)
+            self._batch = Batcher(self._sock, hwm, self._got_through)
             if spool_path:
                 self._spool = _open_spool(spool_path, self.name)
         # The stop signal's handler goes in before hello: once the supervisor has
@@ -215,22 +218,30 @@ class Engine:
         phase: str | None = None,
     ) -> None:
         phase = self._phase if phase is None else phase
-        if self._sock is not None and plain_progress(phase, done, total, pct, detail):
-            # The hot call: checked inline and packed straight from a dict (the same
-            # header the Progress event would make), about 3x cheaper than building it.
-            if pct is None and done is not None and total:
-                pct = min(100.0, 100.0 * done / total)
-            header = {"v": PROTOCOL_VERSION, "kind": "progress", "engine": self.name, "seq": 0, "ts": time.time(), "phase": phase}
-            if done is not None:
-                header["done"] = done
-            if total is not None:
-                header["total"] = total
-            if pct is not None:
-                header["pct"] = float(pct)
-            header["detail"] = detail
-            self._emit_header(header, droppable="progress" in self._droppable and pct != 100.0)
+        if self._sock is None or not plain_progress(phase, done, total, pct, detail):
+            self._emit(Progress, phase=phase, done=done, total=total, pct=pct, detail=detail)  # (says what is wrong)
             return
-        self._emit(Progress, phase=phase, done=done, total=total, pct=pct, detail=detail)
+        # The hot call: checked inline and packed straight from a dict (the same
+        # header the Progress event would make), several times cheaper than building it.
+        if pct is None:
+            if done is not None and total:
+                pct = min(100.0, 100.0 * done / total)
+        else:
+            pct = float(pct)
+        header = {"v": PROTOCOL_VERSION, "kind": "progress", "engine": self.name, "seq": 0, "ts": _now(), "phase": phase}
+        if done is not None:
+            header["done"] = done
+        if total is not None:
+            header["total"] = total
+        if pct is not None:
+            header["pct"] = pct
+        header["detail"] = detail
+        with self._lock:
+            if self._closed or _getpid() != self._pid:
+                self._refuse("progress")
+            header["seq"] = seq = self._seq + 1
+            if self._spool_send(seq, [_pack(header)], pct != 100.0 and "progress" in self._droppable, "progress", counted=True):
+                self._active = True
 
     def log(self, message: str, level: str = "info") -> None:
         self._emit(Log, message=message, level=level, stream="engine")
@@ -295,6 +306,11 @@ class Engine:
                 signal.signal(signum, old)
         if self._sock is not None and self._ctx is not None:
             started = time.monotonic()
+            if self._batch is not None:
+                self._batch.close(self._linger_ms / 1000)  # what a burst left waiting goes first
+                if self._batch.lost:
+                    print(f"bus engine {self.name}: {self._batch.lost} event(s) were still waiting to be sent when "
+                          f"the linger ({self._linger_ms / 1000:g}s, BUS_LINGER) ran out; they are lost", file=sys.stderr, flush=True)
             self._sock.close()  # keeps the socket's linger: queued events still go out
             self._ctx.term()    # returns once flushed, or when linger expires
             if self._linger_ms > 0 and time.monotonic() - started >= 0.95 * self._linger_ms / 1000:
@@ -329,30 +345,31 @@ class Engine:
                 else:
                     self._active = True  # work went out (a heartbeat is no sign of work)
 
-    def _emit_header(self, header: dict[str, Any], *, droppable: bool) -> None:
-        """`_emit` for a header already checked: number it, pack it, spool and send it."""
-        with self._lock:
-            if self._closed:
-                raise LocalProtocolError(f"engine {self.name!r} is closed; {header['kind']} not sent")
-            if os.getpid() != self._pid:
-                raise LocalProtocolError("this Engine was made in another process; make a new Engine after fork()")
-            header["seq"] = seq = self._seq + 1
-            if self._spool_send(seq, [_packb(header, use_bin_type=True)], droppable, header["kind"], counted=True):
-                self._active = True
+    def _refuse(self, kind: str) -> None:
+        if self._closed:
+            raise LocalProtocolError(f"engine {self.name!r} is closed; {kind} not sent")
+        raise LocalProtocolError("this Engine was made in another process; make a new Engine after fork()")
 
     def _spool_send(self, seq: int, frames: list[Any], droppable: bool, kind: str, *, counted: bool) -> bool:
         """Spool, then send, event number `seq` (under the lock); True if it went. Spool first:
         from there on a SIGKILL cannot lose it. What cannot go is dropped (`counted`: as a drop)."""
         spool = self._spool
-        mark = spool.write(seq, frames) if spool is not None else None
-        if mark is None and spool is not None:
+        if spool is None:  # (no crash spool: a remote engine, or BUS_SPOOL_SIZE=0)
+            if self._send(frames, droppable, kind):
+                self._seq = seq
+                self._sent += 1
+                return True
+            self._drop(kind, counted=counted)
+            return False
+        mark = spool.write(seq, frames)
+        if mark is None:
             mark = self._spool_full(seq, frames, droppable, kind)
         if mark is not _FULL and self._send(frames, droppable, kind):
             self._seq = seq
             self._sent += 1
             return True
-        if mark is not None and mark is not _FULL:
-            spool.retract(mark)  # type: ignore[union-attr, arg-type]  # not sent: its number goes to the next event
+        if mark is not _FULL:
+            spool.retract(mark)  # type: ignore[arg-type]  # not sent: its number goes to the next event
         self._drop(kind, counted=counted)
         return False
 
@@ -409,8 +426,19 @@ class Engine:
             if self._dropped > self._dropped_told and self._tell_timer is None:
                 self._tell_later()
 
+    def _got_through(self) -> None:
+        self._stalled = False  # (the flusher's send got through: wait for room again)
+
     def _send(self, frames: list[Any], droppable: bool, kind: str) -> bool:
-        assert self._sock is not None
+        """Hand one event to zmq (under the lock). An event that comes less than BATCH_GAP
+        after the last send, or while a batch is on its way, joins the batch the flusher
+        thread sends next; any other goes out at once, as it always did."""
+        assert self._sock is not None and self._batch is not None
+        now = _perf()
+        if now - self._last_send < BATCH_GAP or self._batch.busy():
+            self._last_send = now
+            return self._batch.put(frames, droppable, self, kind)
+        self._last_send = now
         big = any(len(f) > ZERO_COPY_ABOVE for f in frames)
         try:
             if len(frames) == 1:
@@ -459,6 +487,7 @@ class Engine:
 
 
 _FULL = object()  # _spool_full: no room for it
+_now, _perf, _getpid = time.time, time.perf_counter, os.getpid
 
 
 class _WorkWatch:

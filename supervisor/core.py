@@ -29,13 +29,12 @@ import uuid
 from collections import deque
 from typing import Any, Callable, Sequence
 
-import msgpack
 import zmq
 
 from bus import exitcodes, sockets
 from bus._version import __version__
 from bus.protocol import Event, Log, RemoteProtocolError, SupervisorStarted, SupervisorStopped, Welcome
-from bus.protocol.codec import decode_engine, encode, header_map, stamp_header, topic_of
+from bus.protocol.codec import batch_headers, decode_engine, encode, header_map, is_batch, pack, stamp_header, topic_of
 from bus.errors import BusError
 from bus.journal import Entry, JournalReader
 from bus.journal_writer import JournalWriter
@@ -375,20 +374,46 @@ class Supervisor:
                     frames.append(frame)
                 else:
                     extra += 1  # read and dropped: a message cannot grow our memory by its frame count
-            self.counters["received"] += 1
             try:
-                self._take(frames, extra)
+                first = frames[0].bytes
+                if is_batch(first) and not extra:
+                    self._take_batch(first, frames)
+                    continue
+                self.counters["received"] += 1
+                self._take(first, frames, extra)
             except RemoteProtocolError as exc:
                 self._count_reject(exc.reason, frames[0])
             except Exception as exc:  # a bug of ours that this message reached: counted and said, never fatal
                 self._count_reject("internal-error", frames[0])
                 self._internal_error("an engine message", exc)
 
-    def _take(self, frames: list[zmq.Frame], extra: int) -> None:
-        """One engine message: decode, check who may say it, publish. RemoteProtocolError: rejected."""
+    def _take_batch(self, first: bytes, frames: list[zmq.Frame]) -> None:
+        """A batch (docs/PROTOCOL.md section 2): each event in it as if it came alone, in order;
+        one that is rejected is counted, and the others still count."""
+        if len(frames) > 1:
+            self.counters["received"] += 1
+            raise RemoteProtocolError(f"a batch is one frame, this message has {len(frames)}", reason="bad-frames")
+        try:
+            headers = batch_headers(first)
+        except RemoteProtocolError:
+            self.counters["received"] += 1
+            raise
+        self.counters["received"] += len(headers)
+        for header in headers:
+            try:
+                self._take(header, frames, 0)
+            except RemoteProtocolError as exc:
+                self._count_reject(exc.reason, frames[0])
+            except Exception as exc:  # noqa: BLE001 - as in _ingest
+                self._count_reject("internal-error", frames[0])
+                self._internal_error("an event of an engine's batch", exc)
+
+    def _take(self, header: bytes, frames: list[zmq.Frame], extra: int) -> None:
+        """One engine message (`header`, then frames[1:]): decode, check who may say it, publish.
+        RemoteProtocolError: rejected."""
         if extra:
             raise RemoteProtocolError(f"message has {MAX_FRAMES + extra} frames, more than {MAX_FRAMES}", reason="bad-frames")
-        event, raw = decode_engine([frames[0].bytes, *(f.buffer for f in frames[1:])])
+        event, raw = decode_engine([header, *(f.buffer for f in frames[1:])])
         via = source_of(frames[0], self.gatekeeper) if event.KIND == "hello" else ""  # (a hello may attach a remote engine)
         self._do(self.fleet.engine_event(event, frames[1:], raw, via))
 
@@ -438,7 +463,7 @@ class Supervisor:
         self.gseq += 1
         gseq = self.gseq
         numbered = event.stamped(gseq) if self.sinks or raw is None else event  # sinks see gseq; observe gets it apart
-        header = stamp_header(raw, gseq) if raw is not None else msgpack.packb(header_map(numbered), use_bin_type=True)
+        header = stamp_header(raw, gseq) if raw is not None else pack(header_map(numbered))
         if blobs is None:
             blobs = [getattr(numbered, name) for name in numbered.BLOB_FIELDS]
         pub = self.pub

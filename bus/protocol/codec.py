@@ -13,12 +13,17 @@ import time
 from typing import Any, Iterable, Sequence
 
 import msgpack
+import msgspec
 
 from .errors import LocalProtocolError, RemoteProtocolError
 from .events import COMMON_FIELDS, KINDS, AnyEvent, Event, Progress, UnknownEvent
-from .limits import ENGINE_NAME, INT_END, INT_MIN, MAX_BLOB, MAX_HEADER, MAX_NAME, MAX_TEXT, PROTOCOL_VERSION
+from .limits import ENGINE_NAME, INT_END, INT_MIN, MAX_BATCH, MAX_BLOB, MAX_HEADER, MAX_NAME, MAX_TEXT, PROTOCOL_VERSION
 
 Buffer = bytes | bytearray | memoryview
+
+# msgpack out: msgspec writes the same bytes as msgpack.packb(use_bin_type=True), in C, about 2.5x faster.
+pack = msgspec.msgpack.Encoder().encode
+_RAWS = msgspec.msgpack.Decoder(list[msgspec.Raw])
 
 
 def topic(kind: str, engine: str) -> bytes:
@@ -49,7 +54,7 @@ def header_map(event: AnyEvent) -> dict[str, Any]:
 
 def encode(event: AnyEvent) -> list[Buffer]:
     """`[header, *blobs]`, as an engine sends it (and as history replies carry it)."""
-    header = msgpack.packb(header_map(event), use_bin_type=True)
+    header = pack(header_map(event))
     if len(header) > MAX_HEADER:
         raise LocalProtocolError(
             f"{event.kind}: encoded header is {len(header)} bytes, more than {MAX_HEADER}",
@@ -116,7 +121,27 @@ def decode_engine(frames: Sequence[Buffer]) -> tuple[Event, bytes | None]:
 
 def stamp_header(header: bytes, gseq: int) -> bytes:
     """An engine's header (a msgpack fixmap, from `decode_engine`) with `gseq` added."""
-    return bytes((header[0] + 1,)) + header[1:] + b"\xa4gseq" + msgpack.packb(gseq)
+    return bytes((header[0] + 1,)) + header[1:] + b"\xa4gseq" + pack(gseq)
+
+
+def is_batch(frame: Buffer) -> bool:
+    """A batch frame: a msgpack array (fixarray, array 16 or array 32), not a map."""
+    return len(frame) > 0 and (0x90 <= frame[0] <= 0x9F or frame[0] in (0xDC, 0xDD))
+
+
+def batch_headers(frame: Buffer) -> list[bytes]:
+    """The header frames a batch frame holds (each element, as the bytes it was): one event
+    each, to decode as a single-event message `[header]`. RemoteProtocolError when the frame
+    is not an array of at most MAX_BATCH elements; each element is checked when decoded."""
+    if len(frame) > MAX_HEADER:
+        raise _reject(f"batch frame is {len(frame)} bytes, more than {MAX_HEADER}", "too-large")
+    try:
+        raws = _RAWS.decode(frame)
+    except msgspec.DecodeError as exc:
+        raise _reject(f"batch frame is not a valid msgpack array: {exc}", "bad-msgpack") from None
+    if not 2 <= len(raws) <= MAX_BATCH:
+        raise _reject(f"a batch holds 2 to {MAX_BATCH} events, this one {len(raws)}", "bad-batch")
+    return [bytes(raw) for raw in raws]
 
 
 def _decode(frames: Sequence[Buffer], header: dict[str, Any], from_engine: bool) -> AnyEvent:
@@ -186,6 +211,16 @@ def _unknown(kind_name: str, version: int, header: dict[str, Any], blobs: tuple[
         header=header,
         blobs=tuple(b if isinstance(b, (bytes, memoryview)) else memoryview(b) for b in blobs),
     )
+
+
+def decode_sent(frames: Sequence[Buffer]) -> list[AnyEvent]:
+    """What an engine sent, read by anything but the supervisor (a test, a plain zmq.proxy's
+    reader): the one event of a single-event message, or each event of a batch, in order."""
+    if frames and is_batch(frames[0]):
+        if len(frames) > 1:
+            raise _reject(f"a batch is one frame, this message has {len(frames)}", "bad-frames")
+        return [decode([header]) for header in batch_headers(frames[0])]
+    return [decode(frames)]
 
 
 def decode_published(frames: Sequence[Buffer]) -> AnyEvent:

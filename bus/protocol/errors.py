@@ -11,7 +11,7 @@ from __future__ import annotations
 # tokens, and docs/PROTOCOL.md lists each one.
 ENGINE_REJECTS = (
     "no-frames", "too-large", "bad-msgpack", "bad-utf8", "not-a-map", "bad-version", "newer-version",
-    "bad-kind", "unknown-kind", "reserved-kind", "missing-field", "bad-field", "bad-frames", "unknown-engine",
+    "bad-kind", "unknown-kind", "reserved-kind", "missing-field", "bad-field", "bad-frames", "bad-batch", "unknown-engine",
     "name-taken", "too-many-engines",
     "internal-error",  # a bug of ours that a message reached: counted and said (a `bus` log), never fatal
 )

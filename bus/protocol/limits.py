@@ -20,3 +20,7 @@ MIME = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+\-]*/[A-Za-z0-9][A-Za-z0-9!#$&^
 
 # The integers msgpack carries: int64 and uint64.
 INT_MIN, INT_END = -(2**63), 2**64
+
+# A batch: one frame holding several header-only events (a msgpack array of their maps).
+MAX_BATCH = 1024          # events in one batch frame
+MAX_BATCH_BYTES = 256 * 1024  # what the SDK puts in one batch frame (a receiver takes up to MAX_HEADER)

@@ -34,7 +34,11 @@ def garbage() -> list[tuple[list[bytes], str]]:
         ([b""], "bad-msgpack"),
         ([b"\xc1"], "bad-msgpack"),
         ([packed(**log)[:-2]], "bad-msgpack"),
-        ([msgpack.packb([1, 2, 3])], "not-a-map"),
+        ([msgpack.packb("a string")], "not-a-map"),
+        ([msgpack.packb([1])], "bad-batch"),  # (an array is a batch: 2 to 1,024 events)
+        ([b"\xdc\x04\x01" + b"\xc0" * 1025], "bad-batch"),
+        ([b"\x92" + packed(**log)], "bad-msgpack"),  # a batch cut short
+        ([msgpack.packb([1, 2]), b"frame"], "bad-frames"),  # a batch is one frame
         ([packed(**{**log, "message": 42})], "bad-field"),
         ([packed(**{**log, "seq": "one"})], "bad-field"),
         ([packed(**{**log, "ts": "noon"})], "bad-field"),
@@ -48,7 +52,7 @@ def garbage() -> list[tuple[list[bytes], str]]:
         ([b"\x82\xa1v\x01\xa4kind\xa3\xff\xfe\xfd"], "bad-utf8"),
         ([b"\x81" + b"\xa1x" + b"\xc6" + (2 * 1024 * 1024).to_bytes(4, "big") + b"\0" * (2 * 1024 * 1024)], "too-large"),
     ]
-    return cases * 150  # 2,550 messages
+    return cases * 150  # 3,150 messages
 
 
 def test_garbage_is_counted_and_dropped_while_a_real_engine_streams(runtime_dir: Path, tmp_path: Path, ctx: zmq.Context) -> None:
