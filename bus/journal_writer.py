@@ -109,7 +109,8 @@ class JournalWriter:
 
     def _run(self) -> None:
         try:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            # No statement cache: a cached INSERT of many rows would keep their values bound (MBs each).
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, cached_statements=0)
             conn.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -168,16 +169,22 @@ class JournalWriter:
         """One transaction; returns True when asked to close."""
         barriers, closing, last = [], False, self._committed
         conn.execute("BEGIN")
+        rows: list[Any] = []  # the events' values, laid end to end (ROW_VALUES each), written in statements of many rows
         for item in items:
             tag = item[0]
             if tag == "events":
                 _, run, entries, _ = item
-                conn.executemany(
-                    "INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(run, e.gseq, e.ts, e.kind, e.engine, pack_frames(e.frames), e.size) for e in entries],
-                )
+                held = 0
+                for e in entries:
+                    rows += (run, e.gseq, e.ts, e.kind, e.engine, pack_frames(e.frames), e.size)
+                    held += e.size
+                    if len(rows) == _STATEMENT_VALUES or held >= STATEMENT_BYTES:  # (written as they come: no copy of a whole batch)
+                        _insert(conn, rows)
+                        held = 0
                 last = max(last, entries[-1].gseq)
-            elif tag == "run":
+                continue
+            _insert(conn, rows)
+            if tag == "run":
                 conn.execute("INSERT OR REPLACE INTO runs (run, started, pid) VALUES (?, ?, ?)", item[1:])
             elif tag == "stop":
                 conn.execute("UPDATE runs SET stopped = ?, code = ? WHERE run = ?", (item[2], item[3], item[1]))
@@ -185,6 +192,7 @@ class JournalWriter:
                 barriers.append(item[1])
             elif tag == "close":
                 closing = True
+        _insert(conn, rows)
         conn.execute("COMMIT")
         self.written += sum(len(item[2]) for item in items if item[0] == "events")
         self._committed = last
@@ -227,6 +235,32 @@ class JournalWriter:
         except sqlite3.Error:
             return  # still no room: the note keeps them
         self.note.clear()
+
+
+def _insert(conn: sqlite3.Connection, rows: list[Any]) -> None:
+    """Insert these rows (ROW_VALUES values each, end to end, at most ROWS_PER_STATEMENT)
+    in one statement, and empty the list.
+
+    Many rows per INSERT, not one: Python's sqlite3 lets go of the GIL
+    around every statement it steps, and taking it back waits for the supervisor's
+    loop to give it up (up to the 5 ms switch interval). Measured with a busy Python
+    thread beside it: 3,385 us per row one by one (executemany), 66 us per row 100 at
+    a time; alone, 4.3 and 3.9 us."""
+    if rows:
+        conn.execute(_INSERTS.get(len(rows)) or _insert_sql(len(rows)), rows)
+        rows.clear()
+
+
+def _insert_sql(values: int) -> str:
+    sql = _INSERTS[values] = "INSERT OR REPLACE INTO events VALUES " + ",".join(["(?, ?, ?, ?, ?, ?, ?)"] * (values // ROW_VALUES))
+    return sql
+
+
+ROW_VALUES = 7            # columns of the events table
+ROWS_PER_STATEMENT = 128  # 896 values: under SQLite's oldest limit on variables (999)
+STATEMENT_BYTES = 1024 * 1024  # ... or fewer rows, once their events hold this many bytes
+_STATEMENT_VALUES = ROWS_PER_STATEMENT * ROW_VALUES
+_INSERTS: dict[int, str] = {}
 
 
 def _locked(exc: sqlite3.Error) -> bool:

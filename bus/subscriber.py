@@ -114,6 +114,10 @@ class Subscriber(Following):
             self._report(done=True)
         return event
 
+    def holds(self) -> bool:
+        """True when `recv` has an event at hand, without waiting for the network."""
+        return bool(self.catchup.ready)
+
     def wait_ready(self, timeout: float | None = None) -> None:
         """Return once the subscription is live (welcomed, history fetched); TimeoutError if not."""
         sub = self._sub or self._connect(timeout)

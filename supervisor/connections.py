@@ -147,6 +147,11 @@ class Connections:
                    for l in self.listeners.values()},
             }
 
+    def connected(self, *names: str) -> int:
+        """How many peers are connected to these sockets now (pull, pub, control)."""
+        with self._lock:
+            return sum(len(l.tcp) + len(l.local) for l in self.listeners.values() if l.name in names)
+
     def handshakes_failed(self) -> dict[str, int]:
         with self._lock:
             return {l.name: l.handshakes_failed for l in self.listeners.values() if l.ports}

@@ -34,7 +34,7 @@ import zmq
 from bus import exitcodes, sockets
 from bus._version import __version__
 from bus.protocol import Event, Log, RemoteProtocolError, SupervisorStarted, SupervisorStopped, Welcome
-from bus.protocol.codec import batch_headers, decode_engine, encode, header_map, is_batch, pack, stamp_header, topic_of
+from bus.protocol.codec import batch_headers, decode_engine, encode, is_batch, pack_event_header, stamp_header, topic_of
 from bus.errors import BusError
 from bus.journal import Entry, JournalReader
 from bus.journal_writer import JournalWriter
@@ -57,8 +57,9 @@ from .wake import SignalWake
 from .watchdog import Watchdog
 
 Sink = Callable[[Event], None]
+_send, _SNDMORE = zmq.backend.Socket.send, zmq.SNDMORE
 INGEST_BATCH = 1000  # messages read from one socket before the others get a turn
-INBOX_BATCH = 64     # inbox items taken per pass (each up to pump.LINES_PER_ITEM lines)
+INBOX_BATCH = 8      # inbox items taken per pass (each up to pump.CHUNK bytes of lines)
 MAX_FRAMES = 8       # frames kept of one engine message; the rest are read and dropped (the message is rejected)
 MAX_SOURCES = 100    # distinct reject sources status tracks; the rest count as "other"
 LATE_QUIET = 0.3     # after sup.stop, serve late subscribers until this long without requests
@@ -72,6 +73,7 @@ class Supervisor:
         self.config = config
         self.ctx = ctx
         self.sinks = list(sinks)
+        self.after_pass: list[Callable[[], None]] = []  # called after each pass of the loop (a display flushes what it buffered)
         self.run_id = uuid.uuid4().hex[:16]
         self._inbox = Inbox()
         self.fleet = Fleet(config)  # decides; this loop does (publishes what it says, starts what it asks through processes)
@@ -227,6 +229,14 @@ class Supervisor:
             if self.router in ready:
                 control.serve(self)
             self._hand_to_journal()
+            self._after_pass()
+
+    def _after_pass(self) -> None:
+        for hook in self.after_pass:
+            try:
+                hook()
+            except Exception as exc:  # a bug of ours (or a display whose output broke): said, the loop goes on
+                self._internal_error("the end of a pass of the loop", exc)
 
     def _begin(self) -> None:
         """Everything is bound and started; the loop comes next (a hub starts following here)."""
@@ -337,6 +347,8 @@ class Supervisor:
         poller.register(self.router, zmq.POLLIN)
         ended = heard = time.monotonic()
         told = False
+        if not self.readers.behind(self.gseq, ended, self.config.serve_after) and not self.replies.waiting and not self.connections.connected("pub", "control"):
+            return  # nobody is there to serve (one who comes later reads the journal)
         while True:
             now = time.monotonic()
             behind = self.readers.behind(self.gseq, now, self.config.serve_after)
@@ -462,22 +474,23 @@ class Supervisor:
         `gseq` (codec.decode_engine said it may be); else the event is encoded afresh."""
         self.gseq += 1
         gseq = self.gseq
-        numbered = event.stamped(gseq) if self.sinks or raw is None else event  # sinks see gseq; observe gets it apart
-        header = stamp_header(raw, gseq) if raw is not None else pack(header_map(numbered))
+        numbered = event.stamped(gseq) if self.sinks else event  # sinks see gseq; observe gets it apart
+        header = stamp_header(raw, gseq) if raw is not None else pack_event_header(event, gseq)
         if blobs is None:
-            blobs = [getattr(numbered, name) for name in numbered.BLOB_FIELDS]
+            blobs = [getattr(event, name) for name in event.BLOB_FIELDS]
         pub = self.pub
-        pub.send(topic_of(numbered), zmq.SNDMORE)
+        _send(pub, topic_of(event), _SNDMORE)  # (pyzmq's own send, without the wrapper's checks: bytes only)
         if blobs:
-            pub.send(header, zmq.SNDMORE)
+            _send(pub, header, _SNDMORE)
             pub.send_multipart(blobs, copy=False)  # screenshot frames go out as received, not copied
             body = [header, *blobs]
+            size = sum(len(f) for f in body)
         else:
-            pub.send(header)
+            _send(pub, header)
             body = [header]
+            size = len(header)
         self.counters["published"] += 1
-        size = sum(len(f) for f in body)
-        entry = Entry(gseq, numbered.KIND, numbered.engine, numbered.ts, body, size)
+        entry = Entry(gseq, event.KIND, event.engine, event.ts, body, size)
         self.history.append(entry)
         if self.journal is not None and not self._journal_told:
             self._unjournaled.append(entry)

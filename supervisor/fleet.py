@@ -53,6 +53,7 @@ from .timers import KILL_WAIT, STARTED_AFTER, TimerHeap, heartbeat_watched, hell
 MAX_REMOTE = 1000    # remote engines one supervisor keeps track of
 MAX_ENDED = 1000     # ended engines added at run time that are kept (for status) before the oldest is forgotten
 SPAWN_BATCH = 50     # engines started per tick (the loop takes their output in between)
+SILENT_EXIT_GRACE = 0.05  # seconds an exit waits for events when the process said no hello and made no crash spool
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,7 +343,10 @@ class Fleet:
     def _ended(self, child: Child, returncode: int, at: float) -> None:
         """Its process ended: its exit is published once its last events are in (drain_grace at most)."""
         child.exit = exit_info(returncode, at)
-        child.timers.exit_deadline = self.clock() + self.config.drain_grace
+        grace = self.config.drain_grace
+        if not child.hello and child.spool is not None and not child.spool.exists():
+            grace = min(grace, SILENT_EXIT_GRACE)  # it sent nothing: our SDK makes its spool before its hello
+        child.timers.exit_deadline = self.clock() + grace
         self._arm(child)
 
     def _current(self, proc: Proc) -> Child | None:

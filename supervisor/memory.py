@@ -11,7 +11,6 @@ allocator (macOS, Windows, musl).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 import time
 from typing import Callable
@@ -23,7 +22,7 @@ def _malloc_trim() -> Callable[[int], int] | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)  # the C library the interpreter runs on (find_library would run ldconfig: 20-1,000 ms)
         trim = libc.malloc_trim  # glibc only (musl has none)
     except (OSError, AttributeError):
         return None

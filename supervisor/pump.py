@@ -30,15 +30,15 @@ import time
 import traceback
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
-from bus.process import Inbox, OutputLines, ProcessExited, StreamClosed, Wakeup, wait_exit
+from bus.process import Inbox, LineBlock, OutputLines, ProcessExited, StreamClosed, Wakeup, wait_exit
 
 from .children import Proc
 
 CHUNK = 64 * 1024
-LINES_PER_ITEM = 32  # lines in one inbox item at most
-LINE_COST = 100      # bytes a line costs in the inbox besides its text (its tuple and str), for the inbox's byte bound
+LINES_PER_ITEM = 32  # lines in one inbox item at most (those the slow path makes; a read's whole lines are one LineBlock)
+LINE_COST = 100      # bytes a line (or a LineBlock) costs in the inbox besides its text, for the inbox's byte bound
 
 
 @dataclass
@@ -49,8 +49,21 @@ class Lines:
     partial: bytearray = field(default_factory=bytearray)  # the start of a line not ended yet
     cut: int | None = None     # when a line ran past max_line: bytes of it skipped so far
 
-    def take(self, data: bytes, now: float) -> list[tuple[str, int, float]]:
+    def take(self, data: bytes, now: float) -> Sequence[tuple[str, int, float]]:
         """The lines `data` ends (a cut line is given once its end, or EOF, is seen)."""
+        end = data.rfind(b"\n")
+        if end != -1 and self.cut is None:  # the common case, split and decoded in C: whole lines, none too long
+            whole = bytes(self.partial) + data[:end] if self.partial else data[:end]
+            if len(whole) < self.max_line or max(map(len, whole.split(b"\n"))) < self.max_line:  # (its newline counts, as for readline)
+                self.partial.clear()
+                self._take_slowly(data[end + 1 :], now)  # the start of the next line (no newline: no line out)
+                text = whole.decode("utf-8", errors="replace")
+                if "\r" in text:
+                    text = "\n".join(line.rstrip("\r") for line in text.split("\n"))
+                return LineBlock(text, now)
+        return self._take_slowly(data, now)
+
+    def _take_slowly(self, data: bytes, now: float) -> list[tuple[str, int, float]]:
         out = []
         start = 0
         while start < len(data):
@@ -178,6 +191,9 @@ class Pump:
             data = b""
         now = time.time()
         lines = stream.lines.take(data, now)
+        if isinstance(lines, LineBlock):  # (one read: at most CHUNK bytes of lines)
+            self.inbox.put(OutputLines(stream.source, stream.name, lines), len(lines.text) + LINE_COST)
+            lines = []
         if not data and stream.lines.pending():  # EOF: what is left is the last line
             lines.append(stream.lines.finish(now))
         for at in range(0, len(lines), LINES_PER_ITEM):  # (so a pass of the loop takes a bounded number of lines)

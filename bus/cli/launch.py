@@ -37,6 +37,8 @@ def launch(config: SupervisorConfig, renderer: Any, *, announce: bool, make: Cal
 
     if renderer is not None or announce:
         supervisor.sinks.append(show)
+    if renderer is not None and hasattr(renderer, "flush"):
+        supervisor.after_pass.append(renderer.flush)  # what the display buffered goes out once per pass of the loop
     try:
         code = supervisor.run()
         if supervisor.journal is not None and supervisor.journal.error:  # said when it happened; said again last, where it is seen

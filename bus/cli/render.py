@@ -153,15 +153,27 @@ def to_json(event: AnyEvent) -> dict[str, Any]:
 
 
 class JsonRenderer:
+    """One JSON object per line, buffered as LineRenderer's plain lines are (see `flush`)."""
+
+    FLUSH_AT = 1000
+
     def __init__(self, out: TextIO = sys.stdout) -> None:
         self.out = out
+        self._buffer: list[str] = []
 
     def handle(self, event: AnyEvent) -> None:
-        self.out.write(json.dumps(to_json(event), ensure_ascii=False) + "\n")
+        self._buffer.append(json.dumps(to_json(event), ensure_ascii=False) + "\n")
+        if len(self._buffer) >= self.FLUSH_AT:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._buffer:
+            self.out.write("".join(self._buffer))
+            self._buffer.clear()
         self.out.flush()
 
     def close(self) -> None:
-        self.out.flush()
+        self.flush()
 
 
 class _Names:
@@ -180,13 +192,23 @@ class _Names:
 
 
 class LineRenderer:
-    """honcho-style `HH:MM:SS name | text` lines; colour only when asked (a TTY)."""
+    """honcho-style `HH:MM:SS name | text` lines; colour only when asked (a TTY).
+
+    Without colour (a pipe, a file) lines are written as plain text and buffered:
+    whoever feeds it calls `flush` when nothing more is ready (the launcher after
+    each pass of the supervisor's loop, `bus tail` when its subscriber holds no
+    more), so a flood costs one write per batch of lines, never a line less."""
+
+    FLUSH_AT = 1000  # lines buffered at most
 
     def __init__(self, out: TextIO = sys.stdout, *, color: bool = False, saver: ShotSaver | None = None) -> None:
         self.console = Console(file=out, force_terminal=color, no_color=not color, highlight=False, soft_wrap=True)
+        self.out, self.color = out, color
         self.names = _Names()
         self.saver = saver
         self._last_progress: dict[str, tuple[float, str]] = {}
+        self._buffer: list[str] = []
+        self._second, self._stamp = -1, ""
 
     def handle(self, event: AnyEvent) -> None:
         if isinstance(event, Event) and event.KIND == "progress":
@@ -195,8 +217,24 @@ class LineRenderer:
             text = describe(event)
             if self.saver and (path := self.saver.handle(event)):
                 text = f"{text} -> {path}"
-        if text is not None:
+        if text is None:
+            return
+        if self.color:
             self.console.print(line(self.names, event, text))
+            return
+        label, _ = self.names.label(who(event))
+        second = int(event.ts or time.time())
+        if second != self._second:
+            self._second, self._stamp = second, time.strftime("%H:%M:%S", time.localtime(second))
+        self._buffer.append(f"{self._stamp} {label} | {printable(text)}\n")
+        if len(self._buffer) >= self.FLUSH_AT:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._buffer:
+            self.out.write("".join(self._buffer))
+            self._buffer.clear()
+        self.out.flush()
 
     def summary(self, engine: dict[str, Any]) -> None:
         """One line of an engine's state from a snapshot (a late joiner's starting point)."""
@@ -210,6 +248,7 @@ class LineRenderer:
             parts.append(f"last screenshot {engine['screenshot']['name']}")
         label, colour = self.names.label(named(engine))
         stamp = time.strftime("%H:%M:%S")
+        self.flush()
         self.console.print(Text.assemble((f"{stamp} {label} | ", colour), (printable("now: " + ", ".join(parts)), "dim")))
 
     def _throttled_progress(self, event: Event) -> str | None:
@@ -224,7 +263,7 @@ class LineRenderer:
         return text
 
     def close(self) -> None:
-        self.console.file.flush()
+        self.flush()
 
 
 def line(names: _Names, event: AnyEvent, text: str) -> Text:
@@ -321,6 +360,9 @@ class LiveRenderer:
             shown = f"{(done - start[2]) / (ts - start[1]):,.1f}/s"
         self._rate_shown[engine] = shown
         return shown
+
+    def flush(self) -> None:
+        """(The live view draws on its own refresh.)"""
 
     def close(self) -> None:
         self.bars.stop()

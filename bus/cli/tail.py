@@ -105,6 +105,8 @@ def _follow(address: str | None, history: int | str | None, since: float | None,
                     click.echo(f"bus tail: run {run} ended without its end for us (its supervisor went away after event {at}); following the run now at {sub.address.label} ({sub.run})", err=True)
                 told = len(sub.cut)
             renderer.handle(event)
+            if not sub.holds():
+                renderer.flush()  # nothing more at hand: show what is buffered now
         return sub.lost, sub.cut
     finally:
         sub.close()
@@ -147,6 +149,7 @@ def _replay(address: str | None, run: str | None, history: int | str | None, sin
         return [], None  # -n 0 --no-follow: nothing asked for
     for event in replay:
         renderer.handle(event)
+    renderer.flush()
     return replay.lost, replay.broken
 
 

@@ -21,8 +21,22 @@ from .limits import ENGINE_NAME, INT_END, INT_MIN, MAX_BATCH, MAX_BLOB, MAX_HEAD
 
 Buffer = bytes | bytearray | memoryview
 
-# msgpack out: msgspec writes the same bytes as msgpack.packb(use_bin_type=True), in C, about 2.5x faster.
+# msgpack out: msgspec writes the same bytes as msgpack.packb(use_bin_type=True), in C, about 2.5x
+# faster for the small maps of the hot path. (For large ones msgpack's packer is kept: msgspec grows
+# its buffer by reallocation, and 200 MB of 60 KB log lines left the supervisor's peak RSS 25-35 MiB
+# higher, tests/integration/test_engine_output.py.)
 pack = msgspec.msgpack.Encoder().encode
+SMALL_TEXT = 2048  # characters: a log line up to this long is packed by msgspec
+
+
+def pack_event_header(event: AnyEvent, gseq: int | None = None) -> bytes:
+    """`header_map(event, gseq)` packed, by msgspec when it is small."""
+    header = header_map(event, gseq)
+    if event.kind in ("progress", "state", "heartbeat", "hello", "bye", "phase.start", "phase.done", "exit", "welcome") or (
+        event.kind == "log" and len(header.get("message", "")) <= SMALL_TEXT
+    ):
+        return pack(header)
+    return msgpack.packb(header, use_bin_type=True)
 _RAWS = msgspec.msgpack.Decoder(list[msgspec.Raw])
 
 
@@ -37,24 +51,43 @@ def topic_of(event: AnyEvent) -> bytes:
     return topic(event.kind, event.engine)
 
 
-def header_map(event: AnyEvent) -> dict[str, Any]:
-    """The header as a map; nil values are left out (absent means default)."""
+def header_map(event: AnyEvent, gseq: int | None = None) -> dict[str, Any]:
+    """The header as a map; nil values are left out (absent means default). `gseq`:
+    the number to put in it instead of the event's own (saves a numbered copy)."""
     if isinstance(event, UnknownEvent):
         header = dict(event.header)
-        if event.gseq is not None:
-            header["gseq"] = event.gseq
+        if event.gseq is not None or gseq is not None:
+            header["gseq"] = event.gseq if gseq is None else gseq
         return header
-    header: dict[str, Any] = {"v": PROTOCOL_VERSION, "kind": event.KIND}
-    for name in COMMON_FIELDS + event.HEADER_FIELDS:
+    cls = type(event)
+    names = _HEADER_FIELDS.get(cls)
+    if names is None:
+        names = _HEADER_FIELDS[cls] = (COMMON_FIELDS[:3], COMMON_FIELDS[4:] + cls.HEADER_FIELDS)
+    before, after = names
+    header: dict[str, Any] = {"v": PROTOCOL_VERSION, "kind": cls.KIND}
+    for name in before:
+        value = getattr(event, name)
+        if value is not None:
+            header[name] = value
+    if gseq is None:
+        gseq = event.gseq
+    if gseq is not None:
+        header["gseq"] = gseq
+    for name in after:
         value = getattr(event, name)
         if value is not None:
             header[name] = value
     return header
 
 
+# Per kind: the header's field names before gseq and after it, in order.
+_HEADER_FIELDS: dict[type, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+assert COMMON_FIELDS[3] == "gseq"
+
+
 def encode(event: AnyEvent) -> list[Buffer]:
     """`[header, *blobs]`, as an engine sends it (and as history replies carry it)."""
-    header = pack(header_map(event))
+    header = pack_event_header(event)
     if len(header) > MAX_HEADER:
         raise LocalProtocolError(
             f"{event.kind}: encoded header is {len(header)} bytes, more than {MAX_HEADER}",
