@@ -6,6 +6,7 @@
     python bench/workers.py sdk-idle                        an engine that waits to be stopped
     python bench/workers.py stdout-progress N               ##PROGRESS:{json} lines
     python bench/workers.py stdout-shots COUNT SIZE         ##PROGRESS:{"type": "screenshot", "data": base64}
+    python bench/workers.py chatty N FILE [--go FIFO]          N short lines on stdout; writes "seconds end" to FILE
     python bench/workers.py proxy PULL_ENDPOINT PUB_ENDPOINT
 
 An SDK worker that is given --go waits until one byte can be read from that
@@ -63,6 +64,17 @@ def main(argv: list[str]) -> None:
             out.write("##PROGRESS:" + json.dumps({"phase": "bench", "done": i, "total": n, "ts": time.time()}) + "\n")
         out.flush()
         print(f"emit_seconds={time.perf_counter() - started:.6f}", file=sys.stderr, flush=True)
+        return
+    if mode == "chatty":  # a verbose program: its own time to print N lines (no SDK)
+        n, where = int(argv[1]), argv[2]
+        write = sys.stdout.write
+        started = time.perf_counter()
+        for i in range(n):
+            write(f"line {i} of a chatty child\n")
+        sys.stdout.flush()
+        seconds = time.perf_counter() - started
+        with open(where, "w") as out:
+            out.write(f"{seconds} {time.time()}\n")
         return
     if mode == "stdout-shots":
         count, size = int(argv[1]), int(argv[2])

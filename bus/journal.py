@@ -43,9 +43,9 @@ PRUNE_EVERY = 30.0    # seconds between retention passes
 T = TypeVar("T")
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)  # (not frozen: one is made per event published, and a frozen init costs 0.7 us, this one 0.3)
 class Entry:
-    """One stored event, as kept in memory (history ring) or read from the journal."""
+    """One stored event, as kept in memory (history ring) or read from the journal. Never changed."""
 
     gseq: int
     kind: str

@@ -13,8 +13,8 @@ goes out as fast as before, and a busy one pays one zmq send per batch instead
 of one per event.
 
 Only the flusher touches the socket while anything waits here or is in its
-hands (`busy()`); the SDK sends directly only when neither is the case, under
-its own lock, so the two never use the socket at once and the order of the
+hands; the SDK sends directly only when neither is the case (`put` says so),
+under its own lock, so the two never use the socket at once and the order of the
 events is the order of their sequence numbers.
 
 Bounds: at most `limit` events wait here (BUS_SNDHWM); past it, droppable
@@ -67,15 +67,14 @@ class Batcher:
         self._thread: threading.Thread | None = None
         self.lost = 0  # events still here when the linger ran out
 
-    def busy(self) -> bool:
-        """Events wait here or are being sent: a new one must follow them, not go first."""
-        with self._lock:
-            return bool(self._queue) or self._in_hand > 0
-
-    def put(self, frames: list[Any], droppable: bool, engine: Sender, kind: str) -> bool:
+    def put(self, frames: list[Any], droppable: bool, engine: Sender, kind: str, *, unless_idle: bool = False) -> bool | None:
         """Queue one event for the flusher; False when it cannot be: full, and it may be dropped
-        or the engine is stalled, or no room came within the engine's send timeout (it stalls)."""
+        or the engine is stalled, or no room came within the engine's send timeout (it stalls).
+        `unless_idle`: None, queueing nothing, when nothing waits here and nothing is being
+        sent (the caller sends it at once, itself: the socket is free)."""
         with self._lock:
+            if unless_idle and not self._queue and not self._in_hand:
+                return None
             if len(self._queue) + self._in_hand >= self._limit:
                 if droppable or engine._stalled:
                     return False
@@ -113,7 +112,7 @@ class Batcher:
                 if not self._queue:
                     return
                 items = self._queue
-                self._in_hand = len(items)  # (before the queue is emptied: busy() never sees neither)
+                self._in_hand = len(items)
                 self._queue = []
             unsent = 0
             for message, count in _messages(items):

@@ -122,6 +122,7 @@ class Engine:
         self._send_timeout_ms = int(1000 * (send_timeout if send_timeout is not None else _env_float("BUS_SEND_TIMEOUT", 10.0)))
         self._lock = threading.RLock()
         self._pid = os.getpid()
+        self._forks = _forks  # (a fork() changes the module's count in the child: no getpid() per event)
         self._droppable = _droppable(droppable)
         self._seq = self._sent = self._dropped = self._dropped_told = 0
         self._dropped_kinds: dict[str, int] = {}
@@ -237,11 +238,18 @@ class Engine:
             header["pct"] = pct
         header["detail"] = detail
         with self._lock:
-            if self._closed or _getpid() != self._pid:
+            if self._closed or self._forks != _forks:
                 self._refuse("progress")
             header["seq"] = seq = self._seq + 1
-            if self._spool_send(seq, [_pack(header)], pct != 100.0 and "progress" in self._droppable, "progress", counted=True):
-                self._active = True
+            droppable = pct != 100.0 and "progress" in self._droppable
+            if self._spool is not None:
+                if self._spool_send(seq, [_pack(header)], droppable, "progress", counted=True):
+                    self._active = True
+            elif self._send([_pack(header)], droppable, "progress"):  # (_spool_send without a spool, one call less)
+                self._seq, self._active = seq, True
+                self._sent += 1
+            else:
+                self._drop("progress", counted=True)
 
     def log(self, message: str, level: str = "info") -> None:
         self._emit(Log, message=message, level=level, stream="engine")
@@ -330,7 +338,7 @@ class Engine:
         with self._lock:
             if self._closed:
                 raise LocalProtocolError(f"engine {self.name!r} is closed; {cls.KIND} not sent")
-            if os.getpid() != self._pid:
+            if self._forks != _forks:
                 raise LocalProtocolError("this Engine was made in another process; make a new Engine after fork()")
             event = cls(engine=self.name, seq=self._seq + 1, **fields)
             if self._sock is None:
@@ -435,10 +443,11 @@ class Engine:
         thread sends next; any other goes out at once, as it always did."""
         assert self._sock is not None and self._batch is not None
         now = _perf()
-        if now - self._last_send < BATCH_GAP or self._batch.busy():
-            self._last_send = now
-            return self._batch.put(frames, droppable, self, kind)
+        idle = now - self._last_send >= BATCH_GAP
         self._last_send = now
+        queued = self._batch.put(frames, droppable, self, kind, unless_idle=idle)
+        if queued is not None:
+            return queued
         big = any(len(f) > ZERO_COPY_ABOVE for f in frames)
         try:
             if len(frames) == 1:
@@ -487,7 +496,17 @@ class Engine:
 
 
 _FULL = object()  # _spool_full: no room for it
-_now, _perf, _getpid = time.time, time.perf_counter, os.getpid
+_now, _perf = time.time, time.perf_counter
+_forks = 0  # fork()s this process came through (counted in the child)
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+if hasattr(os, "register_at_fork"):  # (POSIX; Windows has no fork)
+    os.register_at_fork(after_in_child=_forked)
 
 
 class _WorkWatch:

@@ -56,7 +56,7 @@ SPAWN_BATCH = 50     # engines started per tick (the loop takes their output in 
 SILENT_EXIT_GRACE = 0.05  # seconds an exit waits for events when the process said no hello and made no crash spool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # (not frozen: one is made per event, and a frozen init costs twice as much)
 class Publish:
     """Output: publish this event (`blobs`, `raw`: as the engine sent them, see core._publish)."""
 

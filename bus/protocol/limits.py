@@ -23,4 +23,4 @@ INT_MIN, INT_END = -(2**63), 2**64
 
 # A batch: one frame holding several header-only events (a msgpack array of their maps).
 MAX_BATCH = 1024          # events in one batch frame
-MAX_BATCH_BYTES = 256 * 1024  # what the SDK puts in one batch frame (a receiver takes up to MAX_HEADER)
+MAX_BATCH_BYTES = 64 * 1024  # what the SDK puts in one batch frame (a receiver takes up to MAX_HEADER)

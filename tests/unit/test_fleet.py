@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import signal
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import pytest
@@ -17,7 +18,7 @@ import pytest
 from bus.protocol import EngineBye, EngineHello, Event, Heartbeat, Log, RemoteProtocolError
 from bus.supervisor.children import Child, Proc
 from bus.supervisor.config import EngineSpec, RestartPolicy, SupervisorConfig
-from bus.supervisor.fleet import Fleet, Output, Publish, StopAll
+from bus.supervisor.fleet import SILENT_EXIT_GRACE, Fleet, Output, Publish, StopAll
 from bus.supervisor.lifecycle import State
 from bus.supervisor.timers import KILL_WAIT, STARTED_AFTER
 
@@ -289,6 +290,21 @@ def test_the_exit_waits_for_the_last_lines_then_for_drain_grace_at_most() -> Non
     assert run.child.state is State.STARTING, "its pipes are still open: its last lines may come"
     run.tick(after=2.0)
     assert run.child.state is State.EXITED, "drain_grace is over"
+
+
+@pytest.mark.parametrize(("made_spool", "waits"), [(False, SILENT_EXIT_GRACE), (True, 2.0)])
+def test_a_process_that_said_no_hello_and_made_no_spool_has_its_exit_after_a_short_grace(made_spool: bool, waits: float, tmp_path: Path) -> None:
+    run = Run(config={"drain_grace": 2.0})
+    run.fleet.open(run.procs, endpoint="ipc:///nowhere", spool_dir=tmp_path)
+    run.start()
+    assert run.child.spool is not None
+    if made_spool:  # our SDK makes its spool before it says hello: its hello may be on its way
+        run.child.spool.write_bytes(b"")
+    run.exit(0)
+    run.tick(after=waits - 0.01)
+    assert run.child.state is not State.EXITED
+    run.tick(after=0.02)
+    assert run.child.state is State.EXITED
 
 
 def test_after_its_bye_an_engine_s_exit_is_published_as_soon_as_its_pipes_close() -> None:
