@@ -38,7 +38,13 @@ sys.path.insert(0, str(ROOT))
 from bus import Subscriber  # noqa: E402
 from bus._version import __version__  # noqa: E402
 from bus.control_client import ControlClient  # noqa: E402
-from bus.protocol.codec import decode_sent  # noqa: E402
+try:
+    from bus.protocol.codec import decode_sent  # noqa: E402
+except ImportError:  # a tree from before batches (measured "before" in one sitting): one event per message
+    from bus.protocol import decode as _decode  # noqa: E402
+
+    def decode_sent(frames: Any) -> list[Any]:
+        return [_decode(frames)]
 from bus.runtime import resolve  # noqa: E402
 
 WORKERS = ROOT / "bench" / "workers.py"

@@ -180,8 +180,10 @@ def drops_in(header: bytes | mmap.mmap) -> dict[str, int]:
     return {kind: n for kind, n in counts.items() if n}
 
 
-def read_spool(path: str | os.PathLike[str]) -> dict[int, list[bytes] | None]:
-    """seq -> frames of every intact record (None: it was too big to keep)."""
+def read_spool(path: str | os.PathLike[str], after: int = 0) -> dict[int, list[bytes] | None]:
+    """seq -> frames of every intact record numbered above `after` (None: it was too big to keep).
+    (Those at or below it are skipped unread: the supervisor has them, and a 4 MiB ring holds
+    some 25,000 small ones.)"""
     data = Path(path).read_bytes()
     if len(data) < HEADER or data[:8] != FILE_MAGIC:
         return {}
@@ -189,23 +191,26 @@ def read_spool(path: str | os.PathLike[str]) -> dict[int, list[bytes] | None]:
     records: dict[int, list[bytes] | None] = {}
     at = data.find(REC_MAGIC, header)
     while at != -1:
-        parsed = _record(data, at) if at % 8 == 0 else None
+        parsed = _record(data, at, after) if at % 8 == 0 else None
         if parsed is None:
             at = data.find(REC_MAGIC, at + 1)
             continue
         seq, frames, end = parsed
-        records[seq] = frames
+        if seq >= 0:
+            records[seq] = frames
         at = data.find(REC_MAGIC, end)
     return records
 
 
-def _record(data: bytes, at: int) -> tuple[int, list[bytes] | None, int] | None:
+def _record(data: bytes, at: int, after: int = 0) -> tuple[int, list[bytes] | None, int] | None:
     if at + REC_HEAD.size > len(data):
         return None
     _, seq, count, flags, length, crc = REC_HEAD.unpack_from(data, at)
     body = at + REC_HEAD.size
     if body + length > len(data):
         return None
+    if seq <= after:  # (not checked, not kept: skipped to its end; a torn one there is found by the search)
+        return -1, None, at + len(REC_MAGIC)  # (searched on from there, as after a torn one: its length is not trusted)
     payload = data[body : body + length]
     if _crc(seq, count, flags, payload) != crc:
         return None

@@ -34,7 +34,7 @@ import zmq
 from bus import exitcodes, sockets
 from bus._version import __version__
 from bus.protocol import Event, Log, RemoteProtocolError, SupervisorStarted, SupervisorStopped, Welcome
-from bus.protocol.codec import batch_headers, decode_engine, encode, is_batch, pack_event_header, stamp_header, topic_of
+from bus.protocol.codec import batch_raws, decode_engine, encode, is_batch, pack_event_header, stamp_header, topic_of
 from bus.errors import BusError
 from bus.journal import Entry, JournalReader
 from bus.journal_writer import JournalWriter
@@ -58,8 +58,11 @@ from .watchdog import Watchdog
 
 Sink = Callable[[Event], None]
 _send, _SNDMORE = zmq.backend.Socket.send, zmq.SNDMORE
-INGEST_BATCH = 1000  # messages read from one socket before the others get a turn
-INBOX_BATCH = 8      # inbox items taken per pass (each up to pump.CHUNK bytes of lines)
+INGEST_BATCH = 1000  # engine events read (alone or in batches) before the others get a turn; the journal
+                     # is handed what was published once per pass: counted in messages, a pass could hold a million
+INBOX_BATCH = 64     # inbox items taken per pass at most (exits, ends of streams, blocks of lines)...
+INBOX_LINES = 4096   # ... or fewer, once they held this many lines
+INBOX_STEP = 8       # items taken from the inbox at a time
 MAX_FRAMES = 8       # frames kept of one engine message; the rest are read and dropped (the message is rejected)
 MAX_SOURCES = 100    # distinct reject sources status tracks; the rest count as "other"
 LATE_QUIET = 0.3     # after sup.stop, serve late subscribers until this long without requests
@@ -371,10 +374,12 @@ class Supervisor:
     # -- what engines send ------------------------------------------------------------
 
     def _ingest(self) -> None:
-        """Read up to a batch of engine messages. libzmq's PULL takes them from its
+        """Read up to INGEST_BATCH engine events. libzmq's PULL takes them from its
         connections in turn (fair queuing), so one flooding peer cannot starve the others."""
         pull = self.pull
-        for _ in range(INGEST_BATCH):
+        counters = self.counters
+        until = counters["received"] + INGEST_BATCH
+        while counters["received"] < until:  # (counted in events: a batch holds up to 1,024)
             try:
                 frames = [pull.recv(zmq.NOBLOCK, copy=False)]
             except zmq.Again:
@@ -387,33 +392,33 @@ class Supervisor:
                 else:
                     extra += 1  # read and dropped: a message cannot grow our memory by its frame count
             try:
-                first = frames[0].bytes
-                if is_batch(first) and not extra:
-                    self._take_batch(first, frames)
+                head = frames[0].buffer  # (a batch is read in place: no copy of its frame)
+                if is_batch(head) and not extra:
+                    self._take_batch(head, frames)
                     continue
                 self.counters["received"] += 1
-                self._take(first, frames, extra)
+                self._take(frames[0].bytes, frames, extra)
             except RemoteProtocolError as exc:
                 self._count_reject(exc.reason, frames[0])
             except Exception as exc:  # a bug of ours that this message reached: counted and said, never fatal
                 self._count_reject("internal-error", frames[0])
                 self._internal_error("an engine message", exc)
 
-    def _take_batch(self, first: bytes, frames: list[zmq.Frame]) -> None:
+    def _take_batch(self, first: memoryview, frames: list[zmq.Frame]) -> None:
         """A batch (docs/PROTOCOL.md section 2): each event in it as if it came alone, in order;
         one that is rejected is counted, and the others still count."""
         if len(frames) > 1:
             self.counters["received"] += 1
             raise RemoteProtocolError(f"a batch is one frame, this message has {len(frames)}", reason="bad-frames")
         try:
-            headers = batch_headers(first)
+            headers = batch_raws(first)  # (each copied out as it is taken, not all at once)
         except RemoteProtocolError:
             self.counters["received"] += 1
             raise
         self.counters["received"] += len(headers)
         for header in headers:
             try:
-                self._take(header, frames, 0)
+                self._take(bytes(header), frames, 0)
             except RemoteProtocolError as exc:
                 self._count_reject(exc.reason, frames[0])
             except Exception as exc:  # noqa: BLE001 - as in _ingest
@@ -451,12 +456,22 @@ class Supervisor:
         counts[reason] = counts.get(reason, 0) + 1
 
     def _drain_inbox(self) -> None:
+        """Take up to INBOX_BATCH items, or fewer once they held INBOX_LINES lines (a block
+        of lines holds up to a pipe read's worth), so the other sockets get their turn."""
         self._tell_notes()
-        for item in self._inbox.drain(INBOX_BATCH):
-            try:
-                self._inbox_item(item)
-            except Exception as exc:  # a bug of ours that an engine's output or exit reached: said, never fatal
-                self._internal_error(f"{type(item).__name__} of an engine", exc)
+        taken = lines = 0
+        while taken < INBOX_BATCH and lines < INBOX_LINES:
+            items = self._inbox.drain(INBOX_STEP)
+            if not items:
+                return
+            taken += len(items)
+            for item in items:
+                try:
+                    if isinstance(item, OutputLines):
+                        lines += len(item.lines)
+                    self._inbox_item(item)
+                except Exception as exc:  # a bug of ours that an engine's output or exit reached: said, never fatal
+                    self._internal_error(f"{type(item).__name__} of an engine", exc)
 
     def _inbox_item(self, item: object) -> None:
         """One thing a helper thread saw: an engine's output lines, the end of a stream, an exit."""

@@ -82,7 +82,7 @@ def recover_spool(child: Child, accept: Accept, note: Note) -> int:
     if path is None or not path.exists():
         return 0
     try:
-        records = {} if child.bye else read_spool(path)
+        records = {} if child.bye else read_spool(path, after=child.max_seq)
     finally:
         path.unlink(missing_ok=True)
     start = child.max_seq + 1

@@ -163,6 +163,11 @@ def is_batch(frame: Buffer) -> bool:
 
 
 def batch_headers(frame: Buffer) -> list[bytes]:
+    """As `batch_raws`, each element copied out as bytes."""
+    return [bytes(raw) for raw in batch_raws(frame)]
+
+
+def batch_raws(frame: Buffer) -> list[msgspec.Raw]:
     """The header frames a batch frame holds (each element, as the bytes it was): one event
     each, to decode as a single-event message `[header]`. RemoteProtocolError when the frame
     is not an array of at most MAX_BATCH elements; each element is checked when decoded."""
@@ -174,7 +179,7 @@ def batch_headers(frame: Buffer) -> list[bytes]:
         raise _reject(f"batch frame is not a valid msgpack array: {exc}", "bad-msgpack") from None
     if not 2 <= len(raws) <= MAX_BATCH:
         raise _reject(f"a batch holds 2 to {MAX_BATCH} events, this one {len(raws)}", "bad-batch")
-    return [bytes(raw) for raw in raws]
+    return raws
 
 
 def _decode(frames: Sequence[Buffer], header: dict[str, Any], from_engine: bool) -> AnyEvent:

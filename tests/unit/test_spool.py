@@ -107,3 +107,12 @@ def test_a_second_process_under_the_same_spool_does_not_truncate_it(tmp_path: Pa
         SpoolWriter(tmp_path / "s", size=64 * 1024)
     first.close()
     assert read_spool(tmp_path / "s") == {1: [b"kept"]}
+
+
+def test_reading_after_a_number_skips_what_the_supervisor_has(tmp_path: Path) -> None:
+    spool = SpoolWriter(tmp_path / "s", size=1 << 20)
+    for seq in range(1, 101):
+        spool.write(seq, [f"header {seq} BUSR inside".encode()])  # (the magic inside a payload is searched past)
+    spool.close()
+    assert read_spool(tmp_path / "s", after=97) == {98: [b"header 98 BUSR inside"], 99: [b"header 99 BUSR inside"], 100: [b"header 100 BUSR inside"]}
+    assert len(read_spool(tmp_path / "s")) == 100
