@@ -132,7 +132,8 @@ def test_thousands_of_plain_tcp_connections_are_bounded_and_counted(runtime_dir:
             # Still relaying: fresh progress from the streaming engine, and the restarting one keeps restarting.
             mark = watcher.mark()
             watcher.wait(lambda e: e.kind == "progress" and e.engine == "stream", since=mark)
-            watcher.wait(lambda e: e.kind == "state" and e.engine == "flicker" and e.fields()["state"] == "starting", since=mark)  # type: ignore[union-attr]  # spawned again
+            # spawned again since `before` (a state event read after the mark may have been published before it: its count says)
+            watcher.wait(lambda e: e.kind == "state" and e.engine == "flicker" and e.fields()["state"] == "starting" and e.fields()["restarts"] > before, since=mark)  # type: ignore[union-attr]
             said = status(ctx)  # over ipc, while the TCP ports are full
             report = said["connections"]
             assert report["files"]["limit"] == 1024
