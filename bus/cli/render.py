@@ -152,17 +152,19 @@ def to_json(event: AnyEvent) -> dict[str, Any]:
     return jsonable(out)
 
 
-class JsonRenderer:
-    """One JSON object per line, buffered as LineRenderer's plain lines are (see `flush`)."""
+class _Buffered:
+    """Text lines kept until `flush`: whoever feeds a renderer calls it when nothing more is
+    ready (the launcher after each pass of the supervisor's loop, `bus tail` when its
+    subscriber holds no more), so a flood costs one write per batch of lines, never a line less."""
 
-    FLUSH_AT = 1000
+    FLUSH_AT = 1000  # lines buffered at most
 
-    def __init__(self, out: TextIO = sys.stdout) -> None:
+    def __init__(self, out: TextIO) -> None:
         self.out = out
         self._buffer: list[str] = []
 
-    def handle(self, event: AnyEvent) -> None:
-        self._buffer.append(json.dumps(to_json(event), ensure_ascii=False) + "\n")
+    def _write(self, text: str) -> None:
+        self._buffer.append(text)
         if len(self._buffer) >= self.FLUSH_AT:
             self.flush()
 
@@ -174,6 +176,16 @@ class JsonRenderer:
 
     def close(self) -> None:
         self.flush()
+
+
+class JsonRenderer(_Buffered):
+    """One JSON object per line."""
+
+    def __init__(self, out: TextIO = sys.stdout) -> None:
+        super().__init__(out)  # (stdout by default, as the other renderers)
+
+    def handle(self, event: AnyEvent) -> None:
+        self._write(json.dumps(to_json(event), ensure_ascii=False) + "\n")
 
 
 class _Names:
@@ -191,23 +203,17 @@ class _Names:
         return name.ljust(self.width), self.colours[name]
 
 
-class LineRenderer:
+class LineRenderer(_Buffered):
     """honcho-style `HH:MM:SS name | text` lines; colour only when asked (a TTY).
-
-    Without colour (a pipe, a file) lines are written as plain text and buffered:
-    whoever feeds it calls `flush` when nothing more is ready (the launcher after
-    each pass of the supervisor's loop, `bus tail` when its subscriber holds no
-    more), so a flood costs one write per batch of lines, never a line less."""
-
-    FLUSH_AT = 1000  # lines buffered at most
+    Without colour (a pipe, a file) they are plain text, buffered (`_Buffered`)."""
 
     def __init__(self, out: TextIO = sys.stdout, *, color: bool = False, saver: ShotSaver | None = None) -> None:
+        super().__init__(out)
         self.console = Console(file=out, force_terminal=color, no_color=not color, highlight=False, soft_wrap=True)
-        self.out, self.color = out, color
+        self.color = color
         self.names = _Names()
         self.saver = saver
         self._last_progress: dict[str, tuple[float, str]] = {}
-        self._buffer: list[str] = []
         self._second, self._stamp = -1, ""
 
     def handle(self, event: AnyEvent) -> None:
@@ -226,15 +232,7 @@ class LineRenderer:
         second = int(event.ts or time.time())
         if second != self._second:
             self._second, self._stamp = second, time.strftime("%H:%M:%S", time.localtime(second))
-        self._buffer.append(f"{self._stamp} {label} | {printable(text)}\n")
-        if len(self._buffer) >= self.FLUSH_AT:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._buffer:
-            self.out.write("".join(self._buffer))
-            self._buffer.clear()
-        self.out.flush()
+        self._write(f"{self._stamp} {label} | {printable(text)}\n")
 
     def summary(self, engine: dict[str, Any]) -> None:
         """One line of an engine's state from a snapshot (a late joiner's starting point)."""
@@ -261,9 +259,6 @@ class LineRenderer:
             return None
         self._last_progress[who(event)] = (now, phase)
         return text
-
-    def close(self) -> None:
-        self.flush()
 
 
 def line(names: _Names, event: AnyEvent, text: str) -> Text:
