@@ -6,7 +6,7 @@ single-event message. An event that follows the last one sooner than that, or
 while a batch is waiting, is put here instead, and the flusher thread sends
 everything waiting in as few messages as it can: consecutive header-only events
 as one batch frame (a msgpack array of their header maps, docs/PROTOCOL.md
-section 2), an event with blobs (a screenshot) alone, all in their order.
+section 3), an event with blobs (a screenshot) alone, all in their order.
 There is no timer: the flusher sends as soon as it runs, and while it sends,
 the events that come meanwhile form the next batch. So an idle engine's event
 goes out as fast as before, and a busy one pays one zmq send per batch instead
@@ -35,6 +35,14 @@ from bus.protocol.limits import MAX_BATCH, MAX_BATCH_BYTES
 BATCH_GAP = 50e-6         # seconds: an event sooner than this after the last send joins a batch
 ZERO_COPY_ABOVE = 64 * 1024  # zmq zero-copy only pays for large frames
 POLL_SLICE = 0.05         # seconds the flusher waits for room at a time (it checks its deadline between)
+
+
+def send_now(sock: zmq.Socket, frames: list[Any]) -> None:
+    """One message, without waiting (zmq.Again when the queue is full); large frames zero-copy."""
+    if len(frames) == 1:
+        sock.send(frames[0], zmq.NOBLOCK)  # one frame: skip send_multipart's loop
+    else:
+        sock.send_multipart(frames, zmq.NOBLOCK, copy=not any(len(f) > ZERO_COPY_ABOVE for f in frames))
 
 
 def batch_frame(headers: list[bytes]) -> bytes:
@@ -128,13 +136,9 @@ class Batcher:
 
     def _send(self, frames: list[Any]) -> bool:
         """One message, waiting for room as long as it takes (until the closing deadline)."""
-        big = len(frames) > 1 and any(len(f) > ZERO_COPY_ABOVE for f in frames)
         while True:
             try:
-                if len(frames) == 1:
-                    self._sock.send(frames[0], zmq.NOBLOCK)
-                else:
-                    self._sock.send_multipart(frames, zmq.NOBLOCK, copy=not big)
+                send_now(self._sock, frames)
                 self._on_sent()
                 return True
             except zmq.Again:

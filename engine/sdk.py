@@ -89,7 +89,7 @@ from bus.protocol.limits import PROTOCOL_VERSION
 from bus.runtime import tcp_address
 from bus.spool import DEFAULT_SIZE, SpoolWriter
 
-from .batch import BATCH_GAP, ZERO_COPY_ABOVE, Batcher
+from .batch import BATCH_GAP, Batcher, send_now
 
 TELL_DROPS_EVERY = 0.5  # seconds after a drop: a heartbeat saying how many (retried until there is room)
 REMOTE_HEARTBEAT = 5.0  # seconds between heartbeats when no supervisor started us (BUS_HEARTBEAT unset)
@@ -241,15 +241,8 @@ class Engine:
             if self._closed or self._forks != _forks:
                 self._refuse("progress")
             header["seq"] = seq = self._seq + 1
-            droppable = pct != 100.0 and "progress" in self._droppable
-            if self._spool is not None:
-                if self._spool_send(seq, [_pack(header)], droppable, "progress", counted=True):
-                    self._active = True
-            elif self._send([_pack(header)], droppable, "progress"):  # (_spool_send without a spool, one call less)
-                self._seq, self._active = seq, True
-                self._sent += 1
-            else:
-                self._drop("progress", counted=True)
+            if self._spool_send(seq, [_pack(header)], pct != 100.0 and "progress" in self._droppable, "progress", counted=True):
+                self._active = True
 
     def log(self, message: str, level: str = "info") -> None:
         self._emit(Log, message=message, level=level, stream="engine")
@@ -448,12 +441,8 @@ class Engine:
         queued = self._batch.put(frames, droppable, self, kind, unless_idle=idle)
         if queued is not None:
             return queued
-        big = any(len(f) > ZERO_COPY_ABOVE for f in frames)
         try:
-            if len(frames) == 1:
-                self._sock.send(frames[0], zmq.NOBLOCK)  # one frame: skip send_multipart's loop
-            else:
-                self._sock.send_multipart(frames, zmq.NOBLOCK, copy=not big)
+            send_now(self._sock, frames)
             self._stalled = False
             return True
         except zmq.Again:
@@ -464,7 +453,7 @@ class Engine:
         while (left := deadline - time.monotonic()) > 0:
             if self._sock.poll(int(left * 1000) + 1, zmq.POLLOUT):
                 try:
-                    self._sock.send_multipart(frames, zmq.NOBLOCK, copy=not big)
+                    send_now(self._sock, frames)
                     return True
                 except zmq.Again:
                     continue

@@ -405,7 +405,7 @@ class Supervisor:
                 self._internal_error("an engine message", exc)
 
     def _take_batch(self, first: memoryview, frames: list[zmq.Frame]) -> None:
-        """A batch (docs/PROTOCOL.md section 2): each event in it as if it came alone, in order;
+        """A batch (docs/PROTOCOL.md section 3): each event in it as if it came alone, in order;
         one that is rejected is counted, and the others still count."""
         if len(frames) > 1:
             self.counters["received"] += 1
