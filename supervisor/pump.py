@@ -197,7 +197,8 @@ class Pump:
         except OSError:
             data = b""
         if len(data) == CHUNK and not stream.grown:
-            stream.grown = _grow(pipe.fileno())
+            _grow(pipe.fileno())
+            stream.grown = True  # (tried once)
         now = time.time()
         lines = stream.lines.take(data, now)
         if isinstance(lines, LineBlock):  # (one read: at most CHUNK bytes of lines)
@@ -220,16 +221,15 @@ class Pump:
         self.inbox.put(ProcessExited(source, code, time.time()))
 
 
-def _grow(fd: int) -> bool:
-    """Give a chatty engine's pipe 1 MiB instead of 64 KiB (Linux), so it writes on while this
-    thread waits for the interpreter's lock: measured, 100,000 short lines took the child 1.7x
-    as long under bus as into cat with 64 KiB, 1.1x with 1 MiB. Only pipes that filled a read
-    grow (pipe memory counts against a per-user limit); True once tried."""
+def _grow(fd: int) -> None:
+    """Give a chatty engine's pipe 1 MiB instead of 64 KiB (Linux), so it can write on while this
+    thread waits for the interpreter's lock. Only pipes that filled a read grow (pipe memory
+    counts against a per-user limit). (Its effect on figure 8 was within that figure's noise:
+    the child ran at 1.3-1.75x its time into cat with it, 1.7x in the one run before it.)"""
     try:
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)  # type: ignore[union-attr, attr-defined]
     except (AttributeError, OSError):  # not Linux, or over /proc/sys/fs/pipe-max-size or the user's pipe pages
         pass
-    return True
 
 
 def _pidfd(pid: int) -> int | None:
