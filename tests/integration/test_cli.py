@@ -137,9 +137,14 @@ def test_tail_over_tcp_replays_the_last_20_then_follows(runtime_dir: Path, tmp_p
     launcher = bus("up", "--plain", "--listen", "tcp://127.0.0.1:0", str(config), stdout=open(tmp_path / "up.out", "w"))
     tail = None
     try:
-        with Subscriber(timeout=10, connect_timeout=60, kinds=["log"]) as sub:
-            while not sub.recv(timeout=60).fields()["message"].startswith("scripted engine done"):
-                pass  # its last line: from now on it holds, publishing nothing
+        with Subscriber(timeout=10, connect_timeout=60, kinds=["log", "result"]) as sub:
+            # Its result (SDK, over PULL) and its last printed line (stdout, over a pipe) come by two
+            # channels, in either order: from when both are in, it holds, publishing nothing.
+            seen = {"result": False, "done": False}
+            while not all(seen.values()):
+                event = sub.recv(timeout=60)
+                seen["result"] |= event.kind == "result"
+                seen["done"] |= event.kind == "log" and event.fields()["message"].startswith("scripted engine done")
             last = sub.control.request("hello")[0]["last"]
         info = json.loads(local_session(None).info_file.read_text())
         control = next(e for e in info["control"] if e.startswith("tcp://"))
