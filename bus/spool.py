@@ -59,6 +59,9 @@ REC_HEAD = struct.Struct("<4sQHHII")  # magic, seq, frames, flags, payload lengt
 FRAME_LEN = struct.Struct("<I")
 TOO_BIG = 1
 DEFAULT_SIZE = 4 * 1024 * 1024
+# TOO_BIG events are not in the ring, so the ring cannot bound them: at most this many
+# of their bytes may be sent and not yet received by the supervisor (but always one).
+BIG_IN_FLIGHT = 16 * 1024 * 1024
 
 
 def _aligned(n: int) -> int:
@@ -87,14 +90,19 @@ class SpoolWriter:
         self._pos = HEADER
         self._acked = ctypes.c_uint64.from_buffer(self._map, ACKED_AT)  # one aligned 8-byte load: never torn
         self._records: deque[tuple[int, int, int]] = deque()  # (seq, start, end) in the ring, oldest first
+        self._big: deque[tuple[int, int]] = deque()  # (seq, bytes) of TOO_BIG events not known received
+        self._big_bytes = 0
 
     def write(self, seq: int, frames: Sequence[bytes | memoryview]) -> int | None:
         """Copy one event into the ring; returns where, for `retract`. None (nothing
         written) when that would overwrite an event the supervisor has not received."""
-        payload = pack_frames(frames)
         flags = 0
-        if REC_HEAD.size + len(payload) > (self._size - HEADER) // 2:
+        if REC_HEAD.size + sum(4 + memoryview(f).nbytes for f in frames) > (self._size - HEADER) // 2:
             payload, flags = b"", TOO_BIG
+            if not self._big_room(seq, frames):
+                return None
+        else:
+            payload = pack_frames(frames)
         total = _aligned(REC_HEAD.size + len(payload))
         pos = self._pos
         wrap = pos + total > self._size
@@ -112,6 +120,18 @@ class SpoolWriter:
         self._pos = start + total
         records.append((seq, start, self._pos))
         return start
+
+    def _big_room(self, seq: int, frames: Sequence[bytes | memoryview]) -> bool:
+        """Whether a TOO_BIG event may go now (BIG_IN_FLIGHT); if so it is counted in flight."""
+        big, acked = self._big, self._acked.value
+        while big and (not acked or big[0][0] <= acked):  # (acked 0: nobody acknowledges, nothing is held)
+            self._big_bytes -= big.popleft()[1]
+        nbytes = sum(memoryview(f).nbytes for f in frames)
+        if big and self._big_bytes + nbytes > BIG_IN_FLIGHT:
+            return False
+        big.append((seq, nbytes))
+        self._big_bytes += nbytes
+        return True
 
     def _make_room(self, wrap: bool, start: int, end: int) -> bool:
         """Forget the oldest records this write destroys (those past the wrap point, and
@@ -133,7 +153,9 @@ class SpoolWriter:
         """Undo the last `write` (the send failed: that sequence number is reused)."""
         self._map[start : start + len(REC_MAGIC)] = b"\0" * len(REC_MAGIC)
         self._pos = start
-        self._records.pop()
+        seq = self._records.pop()[0]
+        if self._big and self._big[-1][0] == seq:
+            self._big_bytes -= self._big.pop()[1]
 
     def count_drop(self, kind: str) -> None:
         """One more event of `kind` dropped (kinds not in SPOOL_KINDS are not counted here)."""

@@ -98,6 +98,33 @@ def test_with_acks_it_never_overwrites_what_the_supervisor_has_not_received(tmp_
     spool.close()
 
 
+def test_events_too_big_for_the_ring_are_bounded_in_flight_by_the_acks(tmp_path: Path) -> None:
+    """The ring cannot hold them, so it cannot bound them: at most BIG_IN_FLIGHT bytes of them
+    (but always one) may be unreceived, or a flood of large screenshots fills the supervisor."""
+    from bus.spool import BIG_IN_FLIGHT, SpoolAcks
+
+    spool = SpoolWriter(tmp_path / "s", size=64 * 1024)
+    shot = [b"h", memoryview(b"x" * (BIG_IN_FLIGHT // 4 - 1))]  # a quarter of the bound, its header included
+    assert all(spool.write(seq, shot) is not None for seq in range(1, 9)), "acked 0: no supervisor, nothing held back"
+    acks = SpoolAcks(tmp_path / "s")
+    acks.ack(8)
+    sent = [seq for seq in range(9, 20) if spool.write(seq, shot) is not None]
+    assert sent == [9, 10, 11, 12], "four quarters of the bound, then full: the engine waits or drops"
+    acks.ack(10)
+    assert spool.write(13, shot) is not None and spool.write(14, shot) is not None and spool.write(15, shot) is None
+    start = spool.write(15, [b"small"])  # a small event still goes: it is in the ring
+    assert start is not None
+    huge = [b"h", b"x" * (2 * BIG_IN_FLIGHT)]
+    acks.ack(15)
+    mark = spool.write(16, huge)
+    assert mark is not None, "one alone always goes, however large"
+    assert spool.write(17, shot) is None
+    spool.retract(mark)  # its send failed: it is not in flight
+    assert spool.write(16, shot) is not None
+    acks.close()
+    spool.close()
+
+
 def test_a_second_process_under_the_same_spool_does_not_truncate_it(tmp_path: Path) -> None:
     import pytest
 
