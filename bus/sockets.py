@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 PUB_HWM = 10_000
 # PULL's is the per-sender byte budget: each engine connection queues at most
 # PULL_HWM messages in libzmq, and a queued message costs max(its size, about
-# 8.3 KiB: the receive buffer it arrived in; bench/pipe_cost.py), so an SDK engine
+# 8 KiB: the receive buffer it arrived in; bench/pipe_cost.py), so an SDK engine
 # (batches of at most 64 KiB) holds at most 16 MiB of the supervisor's memory.
 PULL_HWM = 256
 PUSH_HWM = 1_000
