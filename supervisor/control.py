@@ -27,6 +27,7 @@ from bus.protocol.control import (
 )
 from bus.view import add_counts
 
+from .blobs import BlobBudget
 from .children import Child
 from .config import SupervisorConfig
 from .connections import Connections
@@ -50,6 +51,7 @@ class Served(Protocol):
     fleet: Fleet
     children: Mapping[str, Child]
     history: History
+    blobs: BlobBudget
     journal: Any
     run_id: str
     started: float
@@ -168,7 +170,8 @@ def status(sup: Served) -> dict[str, Any]:
         "uptime": time.time() - sup.started,
         "stopping": sup.stop_reason or None,
         "counters": {"received": sup.counters["received"], "accepted": sup.fleet.accepted, "rejected": sup.counters["rejected"],
-                     "published": sup.counters["published"], "lines": sup.fleet.lines},
+                     "published": sup.counters["published"], "lines": sup.fleet.lines,
+                     "withheld": sup.blobs.withheld, "images_held": sup.blobs.held},
         "internal_errors": sup.internal_errors,
         "replies": sup.replies.report(),
         "connections": sup.connections.report(),

@@ -43,6 +43,7 @@ from bus.process import Inbox, OutputLines, ProcessExited, StreamClosed
 from bus.runtime import HAS_IPC, Session, SessionLock, journal_path, local_session, tcp_endpoints
 
 from . import control
+from .blobs import BlobBudget
 from .config import SupervisorConfig
 from .connections import Connections
 from .fleet import Answer, Fleet, Output, Publish, StopAll
@@ -83,6 +84,7 @@ class Supervisor:
         self.processes: Processes | None = None
         self.children = self.fleet.children
         self.history = History(config.history_events, config.history_bytes)
+        self.blobs = BlobBudget()  # the screenshot bytes libzmq holds for subscribers, bounded
         self.gseq = 0
         self.started = time.time()
         self.endpoints: dict[str, list[str]] = {}
@@ -494,13 +496,15 @@ class Supervisor:
         if blobs is None:
             blobs = [getattr(event, name) for name in event.BLOB_FIELDS]
         pub = self.pub
-        _send(pub, topic_of(event), _SNDMORE)  # (pyzmq's own send, without the wrapper's checks: bytes only)
         if blobs:
-            _send(pub, header, _SNDMORE)
-            pub.send_multipart(blobs, copy=False)  # screenshot frames go out as received, not copied
+            if self.blobs.fits(blobs):  # (else subscribers fetch it from history: supervisor/blobs.py)
+                _send(pub, topic_of(event), _SNDMORE)
+                _send(pub, header, _SNDMORE)
+                self.blobs.send(pub, blobs)  # screenshot frames go out as received, not copied, tracked
             body = [header, *blobs]
             size = sum(len(f) for f in body)
         else:
+            _send(pub, topic_of(event), _SNDMORE)  # (pyzmq's own send, without the wrapper's checks: bytes only)
             _send(pub, header)
             body = [header]
             size = len(header)

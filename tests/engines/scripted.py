@@ -4,7 +4,7 @@ Tests import `script()` to know exactly what was sent, then compare with what
 subscribers received. Options make it misbehave on purpose.
 
     python scripted.py --events 200 --seed 1 --shots 4 [--threads 4] [--hold]
-                       [--kill-self-after N [--kill-once FILE]] [--exit-code C] [--pace S]
+                       [--kill-self-after N [--kill-once FILE]] [--exit-code C] [--pace S] [--go FIFO]
 """
 
 from __future__ import annotations
@@ -65,11 +65,16 @@ def main() -> None:
     parser.add_argument("--kill-once", metavar="FILE", help="with --kill-self-after: only when FILE does not exist yet (it is created)")
     parser.add_argument("--exit-code", type=int, default=0)
     parser.add_argument("--pace", type=float, default=0.0, help="spread the script over this many seconds")
+    parser.add_argument("--go", metavar="FIFO", help="after hello, wait until one byte can be read from FIFO")
     args = parser.parse_args()
 
     from bus.engine import Engine
 
     with Engine() as eng:
+        if args.go:
+            fd = os.open(args.go, os.O_RDONLY)
+            os.read(fd, 1)  # the test writes it once its subscribers are in
+            os.close(fd)
         if args.threads > 1:
             run_threads(eng, args)
         else:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import sys
 import statistics
 import threading
 from pathlib import Path
@@ -16,7 +18,7 @@ from typing import Any
 
 import pytest
 import zmq
-from helpers import Collector, Watcher, bus, bus_result, finish, results_from, scripted, supervisor_memory, write_config
+from helpers import ENGINES, Collector, Watcher, bus, bus_result, finish, results_from, scripted, supervisor_memory, write_config
 
 from bus import AsyncSubscriber, Subscriber
 from bus.control_client import ControlClient
@@ -96,6 +98,50 @@ def test_a_stalled_subscriber_gets_every_event_and_holds_up_no_one(runtime_dir: 
     # Bounded: the history ring (100,000 events / 256 MiB) and the publisher's
     # per-subscriber queue (10,000 messages) are the only things that grow.
     assert peak < 256 * MiB, f"supervisor peak RSS {peak / MiB:.0f} MiB"
+
+
+def test_a_stalled_subscriber_holds_bounded_image_bytes_and_the_others_get_every_screenshot(runtime_dir: Path, tmp_path: Path, ctx: zmq.Context) -> None:
+    """libzmq keeps a screenshot for each subscriber's queue; one that reads nothing would keep
+    up to 10,000 of them. Past the budget, screenshots are not published and every subscriber
+    takes them from history instead: the one that reads gets them all, byte for byte, in order."""
+    sys.path.insert(0, str(ENGINES))
+    from scripted import LARGE_SHOT, script
+
+    from bus.runtime import local_session
+    from supervisor.blobs import BUDGET
+
+    go = tmp_path / "go"
+    os.mkfifo(go)
+    hold = os.open(go, os.O_RDWR)  # held open: the engine's open never blocks, its read waits for our byte
+    shooter = {"command": scripted("--seed", "7", "--events", "1400", "--shots", "1400", "--go", str(go), "--hold"), "droppable": []}
+    launcher = bus("up", "--plain", str(write_config(tmp_path, {"shooter": shooter})), stdout=open(tmp_path / "up.out", "w"))
+    stalled = ctx.socket(zmq.SUB)
+    stalled.setsockopt(zmq.RCVHWM, 1)
+    stalled.setsockopt(zmq.SUBSCRIBE, b"")
+    try:
+        with Subscriber(timeout=30, connect_timeout=60, kinds=["screenshot", "result"]) as sub:
+            sub.wait_ready(timeout=60)
+            stalled.connect(local_session(None).ipc("pub"))
+            assert stalled.poll(60_000), "the stalled subscriber was never welcomed"  # from now on it reads nothing
+            os.write(hold, b"g")
+            shots = []
+            while not shots or shots[-1].kind != "result":
+                event = sub.recv(timeout=60)
+                assert event is not None, "the reading subscriber was held up"
+                shots.append(event)
+            status = sub.control.request("status")[0]
+    finally:
+        stalled.close(linger=0)
+        os.close(hold)
+        assert bus_result("down", timeout=60).returncode == 0
+        launcher.wait(30)
+    sent = [kwargs for method, kwargs in script(7, 1400, 1400) if method == "screenshot"]
+    assert sum(len(k["data"]) for k in sent) > 2 * BUDGET, "the test must send more than the budget"
+    got = [(e.fields()["name"], bytes(e.fields()["data"])) for e in shots if e.kind == "screenshot"]
+    assert got == [(k["name"], k["data"]) for k in sent], "every screenshot, byte for byte, in order"
+    counters = status["counters"]
+    assert counters["withheld"] > 0, "the budget was never reached: the test did not test it"
+    assert counters["images_held"] <= BUDGET + LARGE_SHOT
 
 
 def test_a_subscriber_stalled_past_the_end_of_the_run_finishes_it_from_the_journal(runtime_dir: Path, tmp_path: Path) -> None:
