@@ -23,7 +23,8 @@ PUB_HWM = 10_000
 # PULL's is the per-sender byte budget: each engine connection queues at most
 # PULL_HWM messages in libzmq, and a queued message costs max(its size, about
 # 8 KiB: the receive buffer it arrived in; bench/pipe_cost.py), so an SDK engine
-# (batches of at most 64 KiB) holds at most 16 MiB of the supervisor's memory.
+# (batches of at most 64 KiB) holds at most 16 MiB of the supervisor's memory in
+# events; larger screenshots count 256 each (its crash spool bounds those it sends).
 PULL_HWM = 256
 PUSH_HWM = 1_000
 SUB_HWM = 100_000

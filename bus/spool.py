@@ -96,10 +96,11 @@ class SpoolWriter:
     def write(self, seq: int, frames: Sequence[bytes | memoryview]) -> int | None:
         """Copy one event into the ring; returns where, for `retract`. None (nothing
         written) when that would overwrite an event the supervisor has not received."""
-        flags = 0
+        flags, big = 0, 0
         if REC_HEAD.size + sum(4 + memoryview(f).nbytes for f in frames) > (self._size - HEADER) // 2:
             payload, flags = b"", TOO_BIG
-            if not self._big_room(seq, frames):
+            big = sum(memoryview(f).nbytes for f in frames)
+            if not self._big_room(big):
                 return None
         else:
             payload = pack_frames(frames)
@@ -119,19 +120,17 @@ class SpoolWriter:
         self._map[start:body] = REC_HEAD.pack(REC_MAGIC, seq, len(frames), flags, len(payload), _crc(seq, len(frames), flags, payload))
         self._pos = start + total
         records.append((seq, start, self._pos))
+        if big:
+            self._big.append((seq, big))
+            self._big_bytes += big
         return start
 
-    def _big_room(self, seq: int, frames: Sequence[bytes | memoryview]) -> bool:
-        """Whether a TOO_BIG event may go now (BIG_IN_FLIGHT); if so it is counted in flight."""
+    def _big_room(self, nbytes: int) -> bool:
+        """Whether a TOO_BIG event of `nbytes` may go now (BIG_IN_FLIGHT; `write` counts it once written)."""
         big, acked = self._big, self._acked.value
         while big and (not acked or big[0][0] <= acked):  # (acked 0: nobody acknowledges, nothing is held)
             self._big_bytes -= big.popleft()[1]
-        nbytes = sum(memoryview(f).nbytes for f in frames)
-        if big and self._big_bytes + nbytes > BIG_IN_FLIGHT:
-            return False
-        big.append((seq, nbytes))
-        self._big_bytes += nbytes
-        return True
+        return not big or self._big_bytes + nbytes <= BIG_IN_FLIGHT
 
     def _make_room(self, wrap: bool, start: int, end: int) -> bool:
         """Forget the oldest records this write destroys (those past the wrap point, and

@@ -125,6 +125,26 @@ def test_events_too_big_for_the_ring_are_bounded_in_flight_by_the_acks(tmp_path:
     spool.close()
 
 
+def test_a_big_event_refused_for_a_full_ring_is_not_counted_in_flight(tmp_path: Path) -> None:
+    """A TOO_BIG record still needs its place in the ring: refused for want of it, the event
+    was not sent, and once the supervisor has everything it must go."""
+    from bus.spool import SpoolAcks
+
+    spool = SpoolWriter(tmp_path / "s", size=64 * 1024)
+    acks = SpoolAcks(tmp_path / "s")
+    acks.ack(1)
+    seq = 0
+    while spool.write(seq + 1, [b"abcd"]) is not None:  # 32-byte records fill the ring exactly, then wrap
+        seq += 1  # (over the one received, then no further)
+    big = [b"h", b"x" * (10 << 20)]
+    assert spool.write(seq + 1, big) is None, "no room in the ring for its record"
+    assert spool.write(seq + 1, big) is None  # (the SDK retries the same number)
+    acks.ack(seq)  # the supervisor has everything sent
+    assert spool.write(seq + 1, big) is not None, "nothing is in flight: one big event always goes"
+    acks.close()
+    spool.close()
+
+
 def test_a_second_process_under_the_same_spool_does_not_truncate_it(tmp_path: Path) -> None:
     import pytest
 
