@@ -25,8 +25,10 @@ class RequestFailed(BusError):
         self.code = code
         if code == "forbidden":
             self.exit_code = exitcodes.DENIED
+        elif code in ("bad-engine", "name-taken", "too-many-engines"):
+            self.exit_code = exitcodes.CANNOT_START  # (a spawn: nothing was started)
         else:
-            self.exit_code = exitcodes.USAGE if code in ("unknown-engine", "bad-request", "remote") else exitcodes.ENGINE_FAILED
+            self.exit_code = exitcodes.USAGE if code in ("unknown-engine", "bad-request", "remote", "not-ended") else exitcodes.ENGINE_FAILED
 
 
 class ControlClient:

@@ -40,6 +40,7 @@ import difflib
 import json
 import os
 import shlex
+import shutil
 import signal
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -313,8 +314,22 @@ def _security(path: Path, table: Any) -> Security:
     return load_security(path.parent.resolve(), table, f"{path}: [security]")
 
 
+def spawned_engine(name: str, table: Any, base: Path) -> EngineSpec:
+    """An engine a `spawn` request adds: the same keys and checks as a TOML engine table
+    (relative paths from `base`), and its program must be there to run. ConfigError says why not."""
+    spec = _engine_at(f"engine {name!r}", base, name, table)
+    program = spec.command[0]
+    found = (spec.cwd / program).is_file() if os.sep in program or (os.altsep and os.altsep in program) else shutil.which(program, path=spec.env.get("PATH", os.environ.get("PATH")))
+    if not found:
+        raise ConfigError(f"engine {name!r}: command {program!r} not found ({'no such file' if os.sep in program else 'not on PATH'}); nothing was started")
+    return spec
+
+
 def _engine(path: Path, base: Path, name: str, table: Any) -> EngineSpec:
-    where = f"{path}: engine {name!r}"
+    return _engine_at(f"{path}: engine {name!r}", base, name, table)
+
+
+def _engine_at(where: str, base: Path, name: str, table: Any) -> EngineSpec:
     if not ENGINE_NAME.fullmatch(name):
         raise ConfigError(f"{where}: the name may hold only letters, digits, '_', '.', '-' (at most 128)")
     if not isinstance(table, dict):

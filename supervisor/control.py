@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
 import zmq
@@ -29,7 +30,7 @@ from bus.view import add_counts
 
 from .blobs import BlobBudget
 from .children import Child
-from .config import SupervisorConfig
+from .config import ConfigError, EngineSpec, SupervisorConfig, spawned_engine
 from .connections import Connections
 from .fleet import Answer, Fleet
 from .history import History
@@ -66,6 +67,8 @@ class Served(Protocol):
     stop: Callable[..., None]
 
     def command(self, op: str, name: str) -> dict[str, Answer]: ...
+    def spawn(self, spec: EngineSpec) -> list[str]: ...
+    def forget(self, name: str) -> list[str]: ...
     def engines_status(self, *, snapshot: bool = False) -> list[dict[str, Any]]: ...
     def extra_status(self) -> dict[str, Any]: ...
     def journal_status(self) -> dict[str, Any]: ...
@@ -129,6 +132,16 @@ def answer(sup: Served, body: list[bytes], who: str | None = None) -> list[Any]:
             said = "; ".join(f"{name}: {answer.remote}" for name, answer in outcome.items())
             return [encode_error(request.id, "remote", f"cannot {request.op} a remote engine: {said}")]
         return [encode_reply(request.id, engines={name: a.text() for name, a in outcome.items()}, outcome={name: a.fields() for name, a in outcome.items()})]
+    if request.op == "spawn":
+        return spawn(sup, request)
+    if request.op == "forget":
+        try:
+            forgotten = sup.forget(request.args["name"])
+        except LookupError as exc:
+            return [encode_error(request.id, "unknown-engine", str(exc.args[0]))]
+        except ValueError as exc:
+            return [encode_error(request.id, "not-ended", str(exc))]
+        return [encode_reply(request.id, forgotten=forgotten)]
     if request.op == "status":
         return [encode_reply(request.id, **status(sup))]
     if request.op == "runs":
@@ -140,6 +153,25 @@ def answer(sup: Served, body: list[bytes], who: str | None = None) -> list[Any]:
         sup.readers.heard(args["subscriber"], args.get("at") or 0, bool(args.get("done")), time.monotonic())
     name = args.get("engine")
     return [encode_reply(request.id, **hello(sup), **({"engine": name_state(sup, name)} if name is not None else {}))]
+
+
+def spawn(sup: Served, request: Request) -> list[Any]:
+    """Add an engine (checked as a TOML engine is, and its program found) and start it at once."""
+    if sup.stop_reason:
+        return [encode_error(request.id, "stopping", f"the supervisor is stopping ({sup.stop_reason}): nothing was started")]
+    name = request.args["name"]
+    try:
+        spec = spawned_engine(name, request.args["engine"], Path.cwd())
+    except ConfigError as exc:
+        return [encode_error(request.id, "bad-engine", str(exc))]
+    try:
+        names = sup.spawn(spec)
+    except ValueError as exc:
+        return [encode_error(request.id, "name-taken", f"{exc}: pick another name, or forget the ended one (bus forget {name}); nothing was started")]
+    except OverflowError as exc:
+        return [encode_error(request.id, "too-many-engines", f"{exc}; nothing was started")]
+    children = [sup.children[n] for n in names if n in sup.children]
+    return [encode_reply(request.id, engines={c.name: {"state": str(c.state), "pid": c.pid, "error": c.spawn_error or None} for c in children})]
 
 
 def name_state(sup: Served, name: str) -> str:

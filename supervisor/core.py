@@ -44,7 +44,7 @@ from bus.runtime import HAS_IPC, Session, SessionLock, journal_path, local_sessi
 
 from . import control
 from .blobs import BlobBudget
-from .config import SupervisorConfig
+from .config import EngineSpec, SupervisorConfig
 from .connections import Connections
 from .fleet import Answer, Fleet, Output, Publish, StopAll
 from .history import History
@@ -66,6 +66,7 @@ INBOX_LINES = 4096   # ... or fewer, once they held this many lines
 INBOX_STEP = 8       # items taken from the inbox at a time
 MAX_FRAMES = 8       # frames kept of one engine message; the rest are read and dropped (the message is rejected)
 MAX_SOURCES = 100    # distinct reject sources status tracks; the rest count as "other"
+MAX_ENGINES = 10_000  # engines (instances) one supervisor keeps, spawned ones included (a spawn past it is refused)
 LATE_QUIET = 0.3     # after sup.stop, serve late subscribers until this long without requests
 LATE_MAX = 5.0       # ... but no longer than this
 MAX_SLEEP_MS = 60_000  # the loop wakes at least this often, whatever the timers say
@@ -327,6 +328,22 @@ class Supervisor:
 
     def extra_status(self) -> dict[str, Any]:
         return {}
+
+    def spawn(self, spec: EngineSpec) -> list[str]:
+        """Add an engine while running (started at the next pass); its instance names.
+        ValueError: a name is taken; OverflowError: too many engines."""
+        if len(self.children) + spec.instances > MAX_ENGINES:
+            raise OverflowError(f"this supervisor has {len(self.children):,} engines; {spec.instances} more would pass its bound of {MAX_ENGINES:,} (forget ended ones: bus forget NAME)")
+        self._do(self.fleet.add(spec))
+        outputs, _ = self.fleet.tick()  # started now, so the answer can say whether it could be
+        self._do(outputs)
+        return spec.instance_names()
+
+    def forget(self, name: str) -> list[str]:
+        """Forget an ended engine (or instance): the names forgotten. LookupError: none; ValueError: not ended."""
+        names = [child.name for child in self.fleet.select(name)]
+        self.fleet.forget(name)
+        return names
 
     def command(self, op: str, name: str) -> dict[str, Answer]:
         """start, stop or restart an engine (or instance) by name; LookupError if there is none."""

@@ -156,6 +156,7 @@ class Fleet:
     def add(self, spec: EngineSpec) -> list[Output]:
         """A new engine while the fleet runs: started at the next tick. ValueError if a name is taken."""
         taken = [name for name in spec.instance_names() if name in self.children]
+        taken += [c.spec.name for c in self.children.values() if spec.name in (c.spec.name, c.name)][:1]  # (a name `select` would also match)
         if taken:
             raise ValueError(f"engine name {taken[0]!r} is taken")
         ended = [c for c in self.children.values() if c.name in self._added and c.state in FINAL]

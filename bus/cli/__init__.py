@@ -11,6 +11,7 @@ from .engines import restart, start, stop
 from .hub import hub
 from .keygen import keygen
 from .run import run
+from .spawn import forget, spawn
 from .status import down, status
 from .tail import runs, tail
 from .up import up
@@ -30,6 +31,7 @@ def main() -> None:
       bus runs                         runs in the journal (bus tail --run ID)
       bus status                       engines, states, counters
       bus restart audit                restart an engine (or one instance: audit.2)
+      bus spawn -- python worker.py    add an engine to a running supervisor (bus up --keep)
       bus down                         stop the local supervisor
       bus attach tcp://head:7010 -- python worker.py   join a supervisor elsewhere as a remote engine
       bus hub east=tcp://a:7010 west=tcp://b:7010   one view of several supervisors
@@ -38,5 +40,5 @@ def main() -> None:
     """
 
 
-for command in (up, run, attach, hub, tail, status, runs, start, stop, restart, down, keygen, web):
+for command in (up, run, attach, hub, tail, status, runs, start, stop, restart, spawn, forget, down, keygen, web):
     main.add_command(command)

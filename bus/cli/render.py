@@ -112,7 +112,7 @@ _DESCRIBE: dict[str, Callable[[dict[str, Any]], str | None] | None] = {
     "result": lambda f: "result: " + _pairs(f["summary"]),
     "error": lambda f: f"ERROR {f['type'] + ': ' if f['type'] else ''}{f['message']}",
     "exit": _exit,
-    "sup.start": lambda f: f"supervisor started (run {f['run']}, engines: {', '.join(f['engines'])})",
+    "sup.start": lambda f: f"supervisor started (run {f['run']}, engines: {', '.join(f['engines']) or 'none yet'})",
     "sup.stop": lambda f: f"supervisor stopped: {f['reason']} (exit code {f['code']})",
     "upstream": lambda f: {
         "started": f"supervisor at {f['address']} started (run {f['run']}, engines: {', '.join(f['engines'])})",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from bus.errors import UsageError
 from bus.supervisor import SupervisorConfig, load_config
 
 from .common import command_body, journal_option, make_renderer, output_options, quiet_option, security_settings, server_security_options, session_option, stop_timeout_option
@@ -11,17 +12,17 @@ from .launch import launch
 
 
 @click.command()
-@click.argument("config", metavar="CONFIG.toml")
+@click.argument("config", metavar="[CONFIG.toml]", required=False)
 @session_option
 @click.option("--listen", metavar="tcp://HOST:PORT", help="Also listen on TCP: control on PORT, pub on PORT+1, pull on PORT+2.")
 @server_security_options
 @stop_timeout_option(None)
-@click.option("--keep", is_flag=True, help="Keep running when every engine has exited (for `bus start`, and remote engines: then CONFIG.toml may list none); stop with Ctrl-C or `bus down`.")
+@click.option("--keep", is_flag=True, help="Keep running when every engine has exited (for `bus start`, `bus spawn` and remote engines: then CONFIG.toml may list none, or be left out); stop with Ctrl-C or `bus down`.")
 @journal_option
 @output_options
 @quiet_option
 @command_body
-def up(config: str, session: str | None, listen: str | None, keys_dir: str | None, insecure: bool, stop_timeout: float | None, keep: bool, no_journal: bool, as_json: bool, plain: bool, shots: str | None, quiet: bool) -> int:
+def up(config: str | None, session: str | None, listen: str | None, keys_dir: str | None, insecure: bool, stop_timeout: float | None, keep: bool, no_journal: bool, as_json: bool, plain: bool, shots: str | None, quiet: bool) -> int:
     """Start the engines CONFIG.toml lists and show them live; exit when all are done.
 
     Engines are restarted as their `restart` policy says; one that ends with
@@ -36,8 +37,11 @@ def up(config: str, session: str | None, listen: str | None, keys_dir: str | Non
       bus up --listen tcp://127.0.0.1:7010 examples/demo.toml
       bus up --listen tcp://0.0.0.0:7010 --keys keys/ examples/demo.toml
       bus up --keep services.toml      (then: bus status, bus restart NAME, bus down)
+      bus up --keep                    (no engines yet: bus spawn -- CMD adds them)
     """
-    engines, settings = load_config(config, remote_only=keep)
+    if config is None and not keep:
+        raise UsageError("missing CONFIG.toml: name the engines' config file (or give --keep to start with none and add them with bus spawn)")
+    engines, settings = load_config(config, remote_only=keep) if config is not None else ((), {})
     security_settings(settings, listen, keys_dir, insecure)
     if stop_timeout is not None:
         settings["stop_timeout"] = stop_timeout

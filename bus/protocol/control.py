@@ -34,6 +34,8 @@ OPS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
     "runs": {},
     "snapshot": {},
     "down": {},
+    "spawn": {"name": ((str,), REQUIRED), "engine": ((dict,), REQUIRED)},  # engine: the keys of an engine's TOML table
+    "forget": {"name": ((str,), REQUIRED)},
     "start": {"name": ((str,), REQUIRED)},
     "stop": {"name": ((str,), REQUIRED)},
     "restart": {"name": ((str,), REQUIRED)},

@@ -19,6 +19,7 @@ ENGINE_REJECTS = (
 # decoding reason of a request that could not be read.
 CONTROL_ERRORS = (
     "bad-request", "unknown-op", "forbidden", "stopping", "unknown-engine", "remote", "unknown-run", "internal-error",
+    "bad-engine", "name-taken", "too-many-engines", "not-ended",
 )
 OTHER_REASONS = ("bad-marker", "bad-reply", *CONTROL_ERRORS)
 

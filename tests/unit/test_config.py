@@ -135,3 +135,20 @@ def test_every_whole_number_has_a_range() -> None:
             if key in checks:
                 with pytest.raises(Exception, match="whole number from"):
                     checks[key](10**30)
+
+
+def test_a_spawned_engine_is_checked_as_a_config_engine_and_its_program_must_be_there(tmp_path: Path) -> None:
+    from bus.supervisor.config import spawned_engine
+
+    spec = spawned_engine("job", {"command": ["python3", "-c", "pass"], "instances": 2, "restart": "on-failure", "cwd": str(tmp_path)}, Path("/"))
+    assert (spec.name, spec.instances, spec.restart.mode, spec.cwd) == ("job", 2, "on-failure", tmp_path)
+    for table, said in [
+        ({"command": ["no-such-program-here"]}, "engine 'job': command 'no-such-program-here' not found (not on PATH); nothing was started"),
+        ({"command": ["./missing.sh"], "cwd": str(tmp_path)}, "engine 'job': command './missing.sh' not found (no such file); nothing was started"),
+        ({"command": ["python3"], "restrat": "always"}, "engine 'job': unknown key 'restrat'; did you mean 'restart'?"),
+        ({"command": "python3 x.py"}, "engine 'job': command must be a list, not a shell string"),
+        ({"command": ["python3"], "cwd": str(tmp_path / "nowhere")}, "engine 'job': cwd"),
+    ]:
+        with pytest.raises(ConfigError) as caught:
+            spawned_engine("job", table, tmp_path)
+        assert str(caught.value).startswith(said), str(caught.value)
