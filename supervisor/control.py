@@ -37,7 +37,7 @@ from .history import History
 from .lifecycle import FINAL
 from .outcome import Cause
 from .replies import Readers, Replies
-from .sources import user_id
+from .sources import source_of, user_id
 
 
 class Served(Protocol):
@@ -64,6 +64,7 @@ class Served(Protocol):
     reject_sources: dict[str, dict[str, int]]
     stop_reason: str
     finished: bool
+    spawns: bool  # whether `spawn` may add engines here (a hub: no)
     stop: Callable[..., None]
 
     def command(self, op: str, name: str) -> dict[str, Answer]: ...
@@ -78,6 +79,7 @@ class Served(Protocol):
 
 
 BATCH = 100  # requests answered before the other sockets get a turn
+PLAIN_TCP = "\0plain-tcp"  # `who` for a TCP client without a key (a supervisor without keys): not the owner
 
 
 def serve(sup: Served) -> None:
@@ -87,6 +89,8 @@ def serve(sup: Served) -> None:
         except zmq.Again:
             return
         who = user_id(received[-1])
+        if who is None and source_of(received[-1], None) != "local":
+            who = PLAIN_TCP  # a TCP client without a key: it may do what an ipc client may, but spawn
         frames = [f.bytes for f in received]
         # [identity, "", body] from REQ/DEALER with an envelope; [identity, body] without.
         envelope, body = (frames[:2], frames[2:]) if len(frames) > 1 and frames[1] == b"" else (frames[:1], frames[1:])
@@ -111,7 +115,7 @@ def answer(sup: Served, body: list[bytes], who: str | None = None) -> list[Any]:
     except RemoteProtocolError as exc:
         return [encode_error(None, exc.reason, str(exc))]
     security = sup.config.security
-    if security is not None and not security.may(who, request.op):
+    if security is not None and who != PLAIN_TCP and not security.may(who, request.op):  # (a keyless TCP client: Windows' local endpoints)
         name = security.name_of(who or "")
         if security.role_of(who or "") == {"engines"}:
             return [encode_error(request.id, "forbidden", f"key {name!r} is an engine key: it may push events and ask hello, nothing else ({request.op} needs a subscriber or admin key)")]
@@ -133,7 +137,7 @@ def answer(sup: Served, body: list[bytes], who: str | None = None) -> list[Any]:
             return [encode_error(request.id, "remote", f"cannot {request.op} a remote engine: {said}")]
         return [encode_reply(request.id, engines={name: a.text() for name, a in outcome.items()}, outcome={name: a.fields() for name, a in outcome.items()})]
     if request.op == "spawn":
-        return spawn(sup, request)
+        return spawn(sup, request, who)
     if request.op == "forget":
         try:
             forgotten = sup.forget(request.args["name"])
@@ -141,6 +145,8 @@ def answer(sup: Served, body: list[bytes], who: str | None = None) -> list[Any]:
             return [encode_error(request.id, "unknown-engine", str(exc.args[0]))]
         except ValueError as exc:
             return [encode_error(request.id, "not-ended", str(exc))]
+        except PermissionError as exc:  # (raised by forget only)
+            return [encode_error(request.id, "bad-request", str(exc))]
         return [encode_reply(request.id, forgotten=forgotten)]
     if request.op == "status":
         return [encode_reply(request.id, **status(sup))]
@@ -155,8 +161,12 @@ def answer(sup: Served, body: list[bytes], who: str | None = None) -> list[Any]:
     return [encode_reply(request.id, **hello(sup), **({"engine": name_state(sup, name)} if name is not None else {}))]
 
 
-def spawn(sup: Served, request: Request) -> list[Any]:
+def spawn(sup: Served, request: Request, who: str | None) -> list[Any]:
     """Add an engine (checked as a TOML engine is, and its program found) and start it at once."""
+    if who == PLAIN_TCP:  # running a command is for the owner (ipc) or an admin key, never for whoever reaches a port
+        return [encode_error(request.id, "forbidden", "spawn over TCP needs CURVE keys and an admin key (start the supervisor with --keys); on this host, use the local session")]
+    if not sup.spawns:
+        return [encode_error(request.id, "remote", "a hub runs no engines of its own: spawn into one of the supervisors it follows")]
     if sup.stop_reason:
         return [encode_error(request.id, "stopping", f"the supervisor is stopping ({sup.stop_reason}): nothing was started")]
     name = request.args["name"]
@@ -164,6 +174,8 @@ def spawn(sup: Served, request: Request) -> list[Any]:
         spec = spawned_engine(name, request.args["engine"], Path.cwd())
     except ConfigError as exc:
         return [encode_error(request.id, "bad-engine", str(exc))]
+    except (OSError, TypeError, ValueError) as exc:  # a path the OS refuses (too long, no access), a bytes key...
+        return [encode_error(request.id, "bad-engine", f"engine {name!r}: {exc}; nothing was started")]
     try:
         names = sup.spawn(spec)
     except ValueError as exc:

@@ -329,6 +329,8 @@ class Supervisor:
     def extra_status(self) -> dict[str, Any]:
         return {}
 
+    spawns = True  # `spawn` may add engines (a hub: no)
+
     def spawn(self, spec: EngineSpec) -> list[str]:
         """Add an engine while running (started at the next pass); its instance names.
         ValueError: a name is taken; OverflowError: too many engines."""
@@ -340,8 +342,11 @@ class Supervisor:
         return spec.instance_names()
 
     def forget(self, name: str) -> list[str]:
-        """Forget an ended engine (or instance): the names forgotten. LookupError: none; ValueError: not ended."""
+        """Forget an ended spawned engine (or instance): the names forgotten. LookupError: none;
+        ValueError: not ended; PermissionError: not spawned (a config engine makes the exit code)."""
         names = [child.name for child in self.fleet.select(name)]
+        if not all(self.fleet.added(n) for n in names):
+            raise PermissionError(f"engine {name!r} is from the config, not spawned: it is kept (it makes the exit code)")
         self.fleet.forget(name)
         return names
 

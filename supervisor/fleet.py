@@ -155,8 +155,8 @@ class Fleet:
 
     def add(self, spec: EngineSpec) -> list[Output]:
         """A new engine while the fleet runs: started at the next tick. ValueError if a name is taken."""
-        taken = [name for name in spec.instance_names() if name in self.children]
-        taken += [c.spec.name for c in self.children.values() if spec.name in (c.spec.name, c.name)][:1]  # (a name `select` would also match)
+        new = {spec.name, *spec.instance_names()}
+        taken = [c.name for c in self.children.values() if new & {c.name, c.spec.name}][:1]  # (every name `select` would also match)
         if taken:
             raise ValueError(f"engine name {taken[0]!r} is taken")
         ended = [c for c in self.children.values() if c.name in self._added and c.state in FINAL]
@@ -167,10 +167,14 @@ class Fleet:
         self._to_start.extend(added)
         return self._take_out()
 
+    def added(self, name: str) -> bool:
+        """Whether this instance was added while running (`add`), not from the config."""
+        return name in self._added
+
     def forget(self, name: str) -> None:
         """Forget ended engines (all instances, or one). LookupError: none; ValueError: one is not ended."""
         picked = self.select(name)
-        alive = [c.name for c in picked if c.state not in FINAL and c.state is not State.PENDING]
+        alive = [c.name for c in picked if c.state not in FINAL]
         if alive:
             raise ValueError(f"engine {alive[0]!r} has not ended: stop it first")
         for child in picked:

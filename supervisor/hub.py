@@ -88,6 +88,8 @@ class RunCut:
 
 
 class Hub(Supervisor):
+    spawns = False  # it runs no engines of its own
+
     def __init__(self, config: SupervisorConfig, upstreams: Sequence[UpstreamSpec], *, ctx: zmq.Context, sinks: Sequence[Sink] = ()) -> None:
         super().__init__(dataclasses.replace(config, exit_when_done=False), ctx=ctx, sinks=sinks)
         labels = [u.origin for u in upstreams]

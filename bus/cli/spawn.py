@@ -27,7 +27,7 @@ from .run import default_name
 @click.option("--heartbeat-timeout", type=Seconds(0, 86400, above=False), metavar="SECONDS", help="Unresponsive after this long without a heartbeat (0: off; default 30).")
 @click.option("--droppable", metavar="KINDS", help="Kinds its SDK may drop under pressure, comma-separated ('none' for none).")
 @click.option("--env", "-e", "env", multiple=True, metavar="NAME=VALUE", help="A variable for it, over the supervisor's environment (repeatable).")
-@click.option("--cwd", metavar="DIR", help="Its working directory (default: this one).")
+@click.option("--cwd", metavar="DIR", help="Its working directory (default: this one; over tcp://, the supervisor's).")
 @click.option("--timeout", type=Seconds(), default=10.0, show_default=True, metavar="SECONDS", help="How long to wait for the supervisor's answer.")
 @key_options
 @click.argument("words", nargs=-1, required=True, type=click.UNPROCESSED, metavar="[ADDRESS] -- CMD [ARGS]...")
@@ -51,7 +51,9 @@ def spawn(name: str | None, instances: int | None, restart: str | None, stop_sig
       bus spawn tcp://10.0.0.5:7010 -n crawl -c 4 --restart on-failure -- ./crawl.sh
     """
     address, command = _split(words)
-    table: dict[str, Any] = {"command": list(command), "cwd": os.path.abspath(cwd or ".")}
+    table: dict[str, Any] = {"command": list(command)}
+    if cwd is not None or not (address or "").startswith("tcp://"):  # (a supervisor elsewhere: its own directory, unless told)
+        table["cwd"] = os.path.abspath(cwd or ".")
     for key, value in (("instances", instances), ("restart", restart), ("stop_signal", stop_signal), ("stop_timeout", stop_timeout), ("heartbeat_timeout", heartbeat_timeout)):
         if value is not None:
             table[key] = value
@@ -71,6 +73,8 @@ def spawn(name: str | None, instances: int | None, restart: str | None, stop_sig
         if said.get("error"):
             started = False
             click.echo(f"{instance}: {said['state']}: {said['error']}", err=True)
+        elif said["pid"] is None:
+            click.echo(f"{instance}: {said['state']} (it starts in the next passes: a start goes 50 at a time)")
         else:
             click.echo(f"{instance}: {said['state']} (pid {said['pid']})")
     return exitcodes.OK if started else exitcodes.ENGINE_FAILED

@@ -61,13 +61,13 @@ def control_requests(name: st.SearchStrategy[str]) -> st.SearchStrategy[bytes]:
         st.builds(lambda verb, n: encode_request(verb, 3, name=n), verbs, name.filter(lambda n: n not in ("sup", "done"))),  # (not the spawned ones: a restart per example would be slow, not new)
         st.builds(lambda after, until: encode_request("history", 4, after=after, until=until, run=None), st.integers(0, 2**40), st.none() | st.integers(0, 2**40)),
         st.builds(lambda n, table: encode_request("spawn", 5, name=n, engine=table), name | st.text(max_size=12), engine_tables()),
-        st.builds(lambda n: encode_request("forget", 6, name=n), name | st.text(max_size=12)),
+        st.builds(lambda n: encode_request("forget", 6, name=n), name.filter(lambda n: n not in ("sup", "done")) | st.text(max_size=12)),  # (the scene's engines stay)
     )
 
 
 def engine_tables() -> st.SearchStrategy[Any]:
     """Spawn requests' engine maps, mostly wrong; a command is never a program that exists."""
-    junk = st.none() | st.booleans() | st.integers(-5, 10**6) | st.floats(allow_nan=True) | st.text(max_size=6) | st.lists(st.text(max_size=4), max_size=3) | st.dictionaries(st.text(max_size=4), st.text(max_size=4), max_size=2)
+    junk = st.none() | st.booleans() | st.integers(-5, 10**6) | st.floats(allow_nan=True) | st.text(max_size=6) | st.lists(st.text(max_size=4), max_size=3) | st.dictionaries(st.text(max_size=4) | st.binary(max_size=4), st.text(max_size=4), max_size=2)
     command = st.lists(st.text(max_size=6).map(lambda t: "no-such-program-" + t), min_size=0, max_size=3) | junk
     settings = st.dictionaries(st.sampled_from(["env", "cwd", "instances", "restart", "stop_signal", "stop_timeout", "droppable", "restrat"]), junk, max_size=4)
     return st.builds(lambda c, rest: {"command": c, **rest}, command, settings) | junk

@@ -91,6 +91,36 @@ def test_up_without_a_config_needs_keep(runtime_dir: Path) -> None:
     assert one_line(result.stderr) == "bus up: missing CONFIG.toml: name the engines' config file (or give --keep to start with none and add them with bus spawn)"
 
 
-def test_spawn_without_a_command_is_a_usage_error(runtime_dir: Path) -> None:
-    result = bus_result("spawn", "-n", "x", "--")
-    assert result.returncode == 2 and "Traceback" not in result.stderr
+def test_spawn_without_the_double_dash_is_a_usage_error(runtime_dir: Path) -> None:
+    result = bus_result("spawn", "-n", "x", "python3", "worker.py")
+    assert result.returncode == 2
+    assert one_line(result.stderr) == "bus spawn: give the command after --: bus spawn [ADDRESS] [options] -- CMD ARGS..."
+
+
+def test_without_keys_spawn_over_tcp_is_refused_and_a_hub_refuses_it(runtime_dir: Path, tmp_path: Path) -> None:
+    """A port without keys is reachable by every local user: it may stop engines, never run a command."""
+    launcher = bus("up", "--keep", "--plain", "--listen", "tcp://127.0.0.1:0", stdout=subprocess.DEVNULL)
+    try:
+        with Subscriber(timeout=30, connect_timeout=60, history=None) as local:
+            local.wait_ready(timeout=60)
+        info = json.loads(local_session(None).info_file.read_text())
+        control = next(e for e in info["control"] if e.startswith("tcp://"))
+        refused = bus_result("spawn", control, "-n", "w", "--", *scripted("--events", "1"))
+        assert refused.returncode == 5
+        assert "spawn over TCP needs CURVE keys and an admin key" in one_line(refused.stderr)
+        assert bus_result("status", "--json", control).returncode == 0  # (reading still works)
+        local_spawn = bus_result("spawn", "-n", "w", "--", *scripted("--events", "1"))  # the owner, over ipc
+        assert local_spawn.returncode == 0, local_spawn.stderr
+        hub = bus("hub", "--session", "hubbed", f"one={control}", stdout=subprocess.DEVNULL)
+        try:
+            with Subscriber(address="hubbed", timeout=30, connect_timeout=60, history=None) as viewer:
+                viewer.wait_ready(timeout=60)
+            into_hub = bus_result("spawn", "hubbed", "-n", "h", "--", *scripted("--events", "1"))
+            assert into_hub.returncode == 2 and "a hub runs no engines of its own" in one_line(into_hub.stderr)
+        finally:
+            bus_result("down", "hubbed", timeout=60)
+            hub.wait(60)
+    finally:
+        down = bus_result("down", timeout=60)
+        launcher.wait(60)
+    assert down.returncode == 0, down.stderr

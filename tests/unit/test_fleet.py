@@ -388,10 +388,13 @@ def test_engines_are_added_while_the_fleet_runs_and_ended_ones_forgotten() -> No
     assert sorted(run.fleet.children) == ["e", "late.1"]
     with pytest.raises(LookupError):
         run.fleet.forget("late.2")
-    with pytest.raises(ValueError, match="'late' is taken"):  # one instance named "late" would make `stop late` mean three
+    with pytest.raises(ValueError, match="'late.1' is taken"):  # one instance named "late" would make `stop late` mean three
         run.fleet.add(EngineSpec(name="late", command=("prog",)))
     with pytest.raises(ValueError, match="'late.1' is taken"):  # the name of an instance of another engine
         run.fleet.add(EngineSpec(name="late.1", command=("prog",)))
+    run.out += run.fleet.add(EngineSpec(name="b.1", command=("prog",), instances=2))  # b.1.1, b.1.2
+    with pytest.raises(ValueError, match="'b.1.1' is taken"):  # its b.1 would be their engine's name too
+        run.fleet.add(EngineSpec(name="b", command=("prog",), instances=2))
 
 
 def test_a_hello_under_a_supervised_name_without_seq_is_refused() -> None:
