@@ -346,7 +346,7 @@ class Supervisor:
         ValueError: not ended; PermissionError: not spawned (a config engine makes the exit code)."""
         names = [child.name for child in self.fleet.select(name)]
         if not all(self.fleet.added(n) for n in names):
-            raise PermissionError(f"engine {name!r} is from the config, not spawned: it is kept (it makes the exit code)")
+            raise PermissionError(f"engine {name!r} was not spawned (it is from the config, or remote): it is kept, a config engine makes the exit code")
         self.fleet.forget(name)
         return names
 
