@@ -62,12 +62,7 @@ def spawn(name: str | None, instances: int | None, restart: str | None, stop_sig
     if env:
         table["env"] = dict(_variable(item) for item in env)
     engine = engine_name(name, "--name") if name else default_name(command)
-    with zmq.Context() as ctx:
-        client = ControlClient(ctx, resolve(address), timeout=timeout)
-        try:
-            reply, _ = client.request("spawn", name=engine, engine=table)
-        finally:
-            client.close()
+    reply = _ask(address, timeout, "spawn", name=engine, engine=table)
     started = True
     for instance, said in reply["engines"].items():
         if said.get("error"):
@@ -94,15 +89,19 @@ def forget(name: str, address: str | None, timeout: float) -> int:
       bus forget crawl
       bus forget crawl.2 tcp://10.0.0.5:7010
     """
-    with zmq.Context() as ctx:
-        client = ControlClient(ctx, resolve(address), timeout=timeout)
-        try:
-            reply, _ = client.request("forget", name=name)
-        finally:
-            client.close()
+    reply = _ask(address, timeout, "forget", name=name)
     for instance in reply["forgotten"]:
         click.echo(f"{instance}: forgotten")
     return exitcodes.OK
+
+
+def _ask(address: str | None, timeout: float, op: str, **args: Any) -> dict[str, Any]:
+    with zmq.Context() as ctx:
+        client = ControlClient(ctx, resolve(address), timeout=timeout)
+        try:
+            return client.request(op, **args)[0]
+        finally:
+            client.close()
 
 
 def _split(words: tuple[str, ...]) -> tuple[str | None, tuple[str, ...]]:
