@@ -97,9 +97,9 @@ class SpoolWriter:
         """Copy one event into the ring; returns where, for `retract`. None (nothing
         written) when that would overwrite an event the supervisor has not received."""
         flags, big = 0, 0
-        if REC_HEAD.size + sum(4 + memoryview(f).nbytes for f in frames) > (self._size - HEADER) // 2:
-            payload, flags = b"", TOO_BIG
-            big = sum(memoryview(f).nbytes for f in frames)
+        size = sum(map(len, frames))  # (byte frames, as pack_frames counts them)
+        if REC_HEAD.size + FRAME_LEN.size * len(frames) + size > (self._size - HEADER) // 2:
+            payload, flags, big = b"", TOO_BIG, size
             if not self._big_room(big):
                 return None
         else:

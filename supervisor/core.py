@@ -332,8 +332,8 @@ class Supervisor:
     spawns = True  # `spawn` may add engines (a hub: no)
 
     def spawn(self, spec: EngineSpec) -> list[str]:
-        """Add an engine while running (started at the next pass); its instance names.
-        ValueError: a name is taken; OverflowError: too many engines."""
+        """Add an engine while running and start it now (past SPAWN_BATCH instances, in the next
+        passes); its instance names. ValueError: a name is taken; OverflowError: too many engines."""
         if len(self.children) + spec.instances > MAX_ENGINES:
             raise OverflowError(f"this supervisor has {len(self.children):,} engines; {spec.instances} more would pass its bound of {MAX_ENGINES:,} (forget ended ones: bus forget NAME)")
         self._do(self.fleet.add(spec))
