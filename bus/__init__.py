@@ -5,6 +5,7 @@
         print(event.kind, event.engine)
 
 `AsyncSubscriber` is the same for asyncio; `Replay` replays a run that is over.
+`Bus` and `AsyncBus` (bus/app.py, bus/aio.py) start engines from an application.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ _LAZY = {
     "BusError": "errors", "NotRunning": "errors",
     "Replay": "replay",
     "AsyncSubscriber": "subscriber", "Subscriber": "subscriber",
+    "Bus": "app", "Ended": "app", "Handle": "app",
+    "AsyncBus": "aio", "AsyncHandle": "aio",
 }
 _EVENTS = (
     "AnyEvent", "EngineBye", "EngineError", "EngineExited", "EngineHello", "EngineState", "Event", "Finding",
@@ -36,6 +39,8 @@ _EVENTS = (
 _LAZY.update({name: "protocol" for name in _EVENTS})
 
 if TYPE_CHECKING:
+    from .aio import AsyncBus, AsyncHandle
+    from .app import Bus, Ended, Handle
     from .errors import BusError, NotRunning
     from .protocol import (
         AnyEvent, EngineBye, EngineError, EngineExited, EngineHello, EngineState, Event, Finding, Heartbeat, Log,
@@ -63,7 +68,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "__version__",
-    "AnyEvent", "AsyncSubscriber", "BusError", "EngineBye", "EngineError", "EngineExited", "EngineHello", "EngineState",
+    "AnyEvent", "AsyncBus", "AsyncHandle", "AsyncSubscriber", "Bus", "BusError", "Ended", "Handle", "EngineBye", "EngineError", "EngineExited", "EngineHello", "EngineState",
     "Event", "Finding", "Heartbeat", "Log", "NotRunning", "PhaseCompleted", "PhaseFailed", "PhaseStarted", "Progress",
     "Replay", "Result", "Screenshot", "Subscriber", "SupervisorStarted", "SupervisorStopped", "UnknownEvent",
 ]

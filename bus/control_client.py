@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 import time
 from typing import Any
 
 import zmq
+import zmq.asyncio
 
 from . import exitcodes, sockets
 from .errors import BusError, Denied, NotRunning
@@ -79,6 +81,44 @@ class ControlClient:
 
     def close(self) -> None:
         self._watch.close()
+        self._sock.close(linger=0)
+
+
+class AsyncControlClient:
+    """ControlClient for asyncio. Requests from several tasks take turns (one DEALER, one reply at a time)."""
+
+    def __init__(self, ctx: zmq.asyncio.Context, address: Address, *, timeout: float = 5.0) -> None:
+        self.ctx = ctx
+        self.address = address
+        self.timeout = timeout
+        self._ids = itertools.count(1)
+        self._sock = sockets.dealer(ctx, address.control, keys=address.keys)
+        self._turn: asyncio.Lock | None = None  # (made in the loop that first uses it)
+
+    async def request(self, op: str, *, timeout: float | None = -1.0, **args: Any) -> tuple[dict[str, Any], list[Any]]:
+        """As ControlClient.request: (reply, extra frames); `timeout=None` waits for ever."""
+        if self._turn is None:
+            self._turn = asyncio.Lock()
+        async with self._turn:
+            return await self._request(op, timeout, args)
+
+    async def _request(self, op: str, timeout: float | None, args: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
+        wait = self.timeout if timeout == -1.0 else timeout
+        req_id = next(self._ids)
+        await self._sock.send_multipart([b"", encode_request(op, req_id, **args)])
+        deadline = None if wait is None else time.monotonic() + wait
+        while True:
+            left = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+            if not await self._sock.poll(left):
+                # Drop a request nobody answered so it is not delivered later by surprise.
+                self._sock.close(linger=0)
+                self._sock = sockets.dealer(self.ctx, self.address.control, keys=self.address.keys)
+                raise no_answer(self.address, wait)
+            answer = read_answer(await self._sock.recv_multipart(), req_id, op)
+            if answer is not None:
+                return answer
+
+    def close(self) -> None:
         self._sock.close(linger=0)
 
 

@@ -47,6 +47,22 @@ def engine_name(name: str, what: str) -> str:
     return name
 
 
+def default_name(command: tuple[str, ...]) -> str:
+    """`python worker.py` -> "worker"; `python -m pkg.job` -> "job"; `./crawl.sh` -> "crawl"."""
+    program = os.path.basename(command[0])
+    pick = program
+    if re.fullmatch(r"python[0-9.]*(\.exe)?", program) and len(command) > 1:
+        if command[1] == "-m" and len(command) > 2:
+            pick = command[2].rsplit(".", 1)[-1]
+        elif not command[1].startswith("-"):
+            pick = os.path.basename(command[1])
+    stem = os.path.splitext(pick)[0]
+    cleaned = re.sub(r"[^A-Za-z0-9_.\-]", "-", stem).lstrip(".-")[:64]
+    if not cleaned:
+        raise BusError(f"cannot make an engine name from {command[0]!r}: give one with --name")
+    return cleaned
+
+
 def runtime_base() -> Path:
     explicit = os.environ.get("BUS_RUNTIME_DIR")
     if explicit:

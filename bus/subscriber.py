@@ -37,12 +37,11 @@ import zmq.asyncio
 
 from . import sockets
 from .catchup import ALL
-from .control_client import ControlClient, RequestFailed, no_answer, pick_endpoint, read_answer
+from .control_client import AsyncControlClient, ControlClient, RequestFailed, pick_endpoint
 from .errors import NotRunning
 from .follow import GONE_AFTER, QUIET, Following, SupervisorGone
 from .keys import HandshakeWatch
 from .protocol import AnyEvent
-from .protocol.control import encode_request
 from .runtime import Address
 
 __all__ = ["ALL", "AsyncSubscriber", "Subscriber", "SupervisorGone"]
@@ -228,11 +227,10 @@ class AsyncSubscriber(Following):
         super().__init__(address, engines=engines, kinds=kinds, history=history, since=since, timeout=timeout, connect_timeout=connect_timeout, hwm=hwm, gone_after=gone_after)
         self._own_ctx = ctx is None
         self.ctx = ctx or zmq.asyncio.Context()
-        self._ctl = sockets.dealer(self.ctx, self.address.control, keys=self.address.keys)
+        self._ctl = AsyncControlClient(self.ctx, self.address, timeout=timeout)
         self._sub: zmq.asyncio.Socket | None = None
         if self.address.pub is not None:
             self._subscribe(self.address.pub)
-        self._ids = 0
 
     def __aiter__(self) -> AsyncIterator[AnyEvent]:
         return self._events()
@@ -315,21 +313,7 @@ class AsyncSubscriber(Following):
 
     async def request(self, op: str, *, timeout: float | None = -1.0, **args: Any) -> tuple[dict[str, Any], list[Any]]:
         """As ControlClient.request: (reply, extra frames); `timeout=None` waits for ever."""
-        wait = self.timeout if timeout == -1.0 else timeout
-        self._ids += 1
-        req_id = self._ids
-        await self._ctl.send_multipart([b"", encode_request(op, req_id, **args)])
-        deadline = None if wait is None else time.monotonic() + wait
-        while True:
-            left = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
-            if not await self._ctl.poll(left):
-                # Drop a request nobody answered so it is not delivered later by surprise.
-                self._ctl.close(linger=0)
-                self._ctl = sockets.dealer(self.ctx, self.address.control, keys=self.address.keys)
-                raise no_answer(self.address, wait)
-            answer = read_answer(await self._ctl.recv_multipart(), req_id, op)
-            if answer is not None:
-                return answer
+        return await self._ctl.request(op, timeout=timeout, **args)
 
     async def _connect(self, timeout: float | None) -> zmq.asyncio.Socket:
         try:
@@ -348,7 +332,7 @@ class AsyncSubscriber(Following):
             self._watch.close()
         if self._sub is not None:
             self._sub.close(linger=0)
-        self._ctl.close(linger=0)
+        self._ctl.close()
         if self._own_ctx:
             self.ctx.term()
 

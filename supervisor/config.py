@@ -160,7 +160,7 @@ def load_config(path: str | Path, *, remote_only: bool = False) -> tuple[tuple[E
     unknown = set(data) - {"engines", "supervisor", "security"}
     if unknown:
         raise ConfigError(f"{path}: unknown section {sorted(unknown)[0]!r} (known: engines, supervisor, security)")
-    settings = _supervisor_settings(path, data.get("supervisor", {}))
+    settings = supervisor_settings(path, data.get("supervisor", {}))
     if "security" in data:
         settings["security"] = _security(path, data["security"])
     engines = data.get("engines", {} if remote_only else None)
@@ -286,7 +286,8 @@ def _suggest(key: str, known: Iterable[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(sorted(known))})"
 
 
-def _supervisor_settings(path: Path, table: Any) -> dict[str, Any]:
+def supervisor_settings(path: Path | str, table: Any) -> dict[str, Any]:
+    """A [supervisor] table (from `path`: a file, or where else it came from), checked: SupervisorConfig keywords."""
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [supervisor] must be a table")
     settings = {}

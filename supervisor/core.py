@@ -23,11 +23,12 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 import uuid
 from collections import deque
-from typing import Any, Callable, Sequence
+from typing import IO, Any, Callable, Sequence
 
 import zmq
 
@@ -71,6 +72,11 @@ LATE_QUIET = 0.3     # after sup.stop, serve late subscribers until this long wi
 LATE_MAX = 5.0       # ... but no longer than this
 MAX_SLEEP_MS = 60_000  # the loop wakes at least this often, whatever the timers say
 RETRY_REPLIES_MS = 5   # while control replies wait for a full pipe, retry them this often
+HOST_GRACE = 1.0       # the program that started us is gone (watch_host): engines get this long, then SIGKILL
+
+
+class HostGone:
+    """The pipe from the program that started this supervisor closed (it exited, crashed or was killed)."""
 
 
 class Supervisor:
@@ -107,6 +113,7 @@ class Supervisor:
         self.finished = False  # sup.stop is out: only late subscribers are served
         self._stop_signal: int | None = None
         self._done = False
+        self._host_gone = False  # (watch_host) no subscriber is left to serve after the run
 
     # -- running -------------------------------------------------------------
 
@@ -166,6 +173,23 @@ class Supervisor:
                 self.journal.close()
             self._close(session)
             lock.release()
+
+    def watch_host(self, stream: IO[bytes]) -> None:
+        """Stop, fast, when `stream` ends: a pipe whose other end only the program that
+        started us holds (bus.app), so it ends when that program exits, crashes or is
+        SIGKILLed. Engines get HOST_GRACE to stop, then SIGKILL; nobody is left to serve."""
+
+        fd = stream.fileno()
+
+        def wait() -> None:  # (os.read, not stream.read: a daemon thread in a buffered read aborts the interpreter's exit)
+            try:
+                while os.read(fd, 4096):
+                    pass
+            except OSError:
+                pass
+            self._inbox.put(HostGone())
+
+        threading.Thread(target=wait, name="bus-host", daemon=True).start()
 
     def _open_journal(self, session: Session) -> None:
         if not self.config.journal:
@@ -374,6 +398,8 @@ class Supervisor:
         poller.register(self.router, zmq.POLLIN)
         ended = heard = time.monotonic()
         told = False
+        if self._host_gone:
+            return
         if not self.readers.behind(self.gseq, ended, self.config.serve_after) and not self.replies.waiting and not self.connections.connected("pub", "control"):
             return  # nobody is there to serve (one who comes later reads the journal)
         while True:
@@ -505,6 +531,10 @@ class Supervisor:
             self.fleet.stream_closed(item.source, item.stream)  # type: ignore[arg-type]
         elif isinstance(item, ProcessExited):
             self.fleet.exited(item.source, item.code, item.at)  # type: ignore[arg-type]
+        elif isinstance(item, HostGone):
+            self._host_gone = True
+            self.stop("the program that started this supervisor is gone", Cause.DOWN)
+            self.fleet.kill_now(after=HOST_GRACE)
 
     # -- publishing --------------------------------------------------------------
 

@@ -230,12 +230,12 @@ class Fleet:
             elif child.state is State.RUNNING:
                 self._note(child, "warning", f"this remote engine keeps running on {child.host or 'its host'} (pid {child.pid}): the supervisor cannot stop it")
 
-    def kill_now(self) -> None:
-        """A second Ctrl-C: no more grace."""
-        now = self.clock()
+    def kill_now(self, after: float = 0.0) -> None:
+        """A second Ctrl-C: no more grace (`after`: at most this much more)."""
+        at = self.clock() + after
         for child in self.children.values():
-            if child.state in ALIVE and not child.remote:
-                child.timers.kill_at = now
+            if child.state in ALIVE and not child.remote and (child.timers.kill_at is None or child.timers.kill_at > at):
+                child.timers.kill_at = at
                 self._timers.arm(child, self._next_due(child))
 
     def all_final(self) -> bool:

@@ -8,7 +8,7 @@ never slows the bus down.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import IO, Any, Callable
 
 import click
 import zmq
@@ -18,11 +18,14 @@ from bus.supervisor import Supervisor, SupervisorConfig
 from bus.supervisor.hub import Hub
 
 
-def launch(config: SupervisorConfig, renderer: Any, *, announce: bool, make: Callable[[zmq.Context], Supervisor] | None = None) -> int:
+def launch(config: SupervisorConfig, renderer: Any, *, announce: bool, make: Callable[[zmq.Context], Supervisor] | None = None, host: IO[bytes] | None = None) -> int:
     """Run the engines until they are done (or we are stopped); return the exit code.
-    `make`: another kind of supervisor (bus hub)."""
+    `make`: another kind of supervisor (bus hub). `host`: a pipe from the program that
+    started us (bus.app); when it ends, everything stops (Supervisor.watch_host)."""
     ctx = zmq.Context()
     supervisor = make(ctx) if make is not None else Supervisor(config, ctx=ctx)
+    if host is not None:
+        supervisor.watch_host(host)
 
     def show(event: AnyEvent) -> None:
         if announce and event.kind == "sup.start":

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import re
-
 import click
 
-from bus.errors import BusError
-from bus.runtime import engine_name
+from bus.runtime import default_name, engine_name
 from bus.supervisor import EngineSpec, SupervisorConfig
 
 from .common import command_body, journal_option, make_renderer, output_options, quiet_option, security_settings, server_security_options, session_option, stop_timeout_option
@@ -44,19 +40,3 @@ def run(name: str | None, session: str | None, listen: str | None, keys_dir: str
     settings = security_settings({}, listen, keys_dir, insecure)
     cfg = SupervisorConfig(engines=(spec,), session=session, stop_timeout=stop_timeout, exit_code_from=engine, journal=not no_journal, **settings)
     return launch(cfg, make_renderer(as_json, plain, shots, quiet), announce=not (as_json or quiet))
-
-
-def default_name(command: tuple[str, ...]) -> str:
-    """`python worker.py` -> "worker"; `python -m pkg.job` -> "job"; `./crawl.sh` -> "crawl"."""
-    program = os.path.basename(command[0])
-    pick = program
-    if re.fullmatch(r"python[0-9.]*(\.exe)?", program) and len(command) > 1:
-        if command[1] == "-m" and len(command) > 2:
-            pick = command[2].rsplit(".", 1)[-1]
-        elif not command[1].startswith("-"):
-            pick = os.path.basename(command[1])
-    stem = os.path.splitext(pick)[0]
-    cleaned = re.sub(r"[^A-Za-z0-9_.\-]", "-", stem).lstrip(".-")[:64]
-    if not cleaned:
-        raise BusError(f"cannot make an engine name from {command[0]!r}: give one with --name")
-    return cleaned

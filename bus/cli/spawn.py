@@ -12,10 +12,9 @@ import zmq
 from bus import exitcodes
 from bus.control_client import ControlClient
 from bus.errors import UsageError
-from bus.runtime import engine_name, resolve
+from bus.runtime import default_name, engine_name, resolve
 
 from .common import Seconds, command_body, key_options
-from .run import default_name
 
 
 @click.command(context_settings={"ignore_unknown_options": True})

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import sys
+
 import click
 
 from bus.errors import UsageError
 from bus.supervisor import SupervisorConfig, load_config
+from bus.supervisor.config import supervisor_settings
 
 from .common import command_body, journal_option, make_renderer, output_options, quiet_option, security_settings, server_security_options, session_option, stop_timeout_option
 from .launch import launch
@@ -21,8 +25,10 @@ from .launch import launch
 @journal_option
 @output_options
 @quiet_option
+@click.option("--settings", metavar="JSON", hidden=True, help="A [supervisor] table as JSON, over the file's (bus.app passes its settings so).")
+@click.option("--host-pipe", is_flag=True, hidden=True, help="stdin is a pipe from the program that started us: stop everything when it ends (bus.app).")
 @command_body
-def up(config: str | None, session: str | None, listen: str | None, keys_dir: str | None, insecure: bool, stop_timeout: float | None, keep: bool, no_journal: bool, as_json: bool, plain: bool, shots: str | None, quiet: bool) -> int:
+def up(config: str | None, session: str | None, listen: str | None, keys_dir: str | None, insecure: bool, stop_timeout: float | None, keep: bool, no_journal: bool, as_json: bool, plain: bool, shots: str | None, quiet: bool, settings: str | None, host_pipe: bool) -> int:
     """Start the engines CONFIG.toml lists and show them live; exit when all are done.
 
     Engines are restarted as their `restart` policy says; one that ends with
@@ -41,11 +47,16 @@ def up(config: str | None, session: str | None, listen: str | None, keys_dir: st
     """
     if config is None and not keep:
         raise UsageError("missing CONFIG.toml: name the engines' config file (or give --keep to start with none and add them with bus spawn)")
-    engines, settings = load_config(config, remote_only=keep) if config is not None else ((), {})
-    security_settings(settings, listen, keys_dir, insecure)
+    engines, table = load_config(config, remote_only=keep) if config is not None else ((), {})
+    if settings is not None:
+        try:
+            table.update(supervisor_settings("--settings", json.loads(settings)))
+        except ValueError as exc:
+            raise UsageError(f"--settings: not JSON: {exc}") from None
+    security_settings(table, listen, keys_dir, insecure)
     if stop_timeout is not None:
-        settings["stop_timeout"] = stop_timeout
+        table["stop_timeout"] = stop_timeout
     if no_journal:
-        settings["journal"] = False
-    cfg = SupervisorConfig(engines=engines, session=session, exit_when_done=not keep, **settings)
-    return launch(cfg, make_renderer(as_json, plain, shots, quiet), announce=not (as_json or quiet))
+        table["journal"] = False
+    cfg = SupervisorConfig(engines=engines, session=session, exit_when_done=not keep, **table)
+    return launch(cfg, make_renderer(as_json, plain, shots, quiet), announce=not (as_json or quiet), host=sys.stdin.buffer if host_pipe else None)

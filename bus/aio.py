@@ -1,0 +1,226 @@
+"""bus.app for asyncio: the same Bus and handles, for a program with an event loop.
+
+    from bus.aio import AsyncBus
+
+    async with AsyncBus.start() as bus:           # or: bus = await AsyncBus.start()
+        audit = await bus.spawn(["python", "audit_engine.py", url])
+        async for event in audit.events():
+            ...
+        ended = await audit.wait()
+
+Nothing here blocks the loop: requests and subscriptions are zmq.asyncio
+sockets; starting and reaping the private supervisor run in a worker thread.
+No signal handler is installed (uvicorn keeps its own). Make it inside the
+loop that uses it (in a FastAPI lifespan, say); tasks may share one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator, Generator, Mapping, Sequence
+
+import zmq.asyncio
+
+from .app import END_KINDS, Ended, EndWatch, engine_table, private_settings, spawn_name
+from .catchup import ALL
+from .control_client import AsyncControlClient, RequestFailed
+from .errors import BusError, NotRunning
+from .hosted import START_TIMEOUT, HostedSupervisor, private_session
+from .protocol import AnyEvent
+from .runtime import Address, resolve
+from .subscriber import AsyncSubscriber
+
+__all__ = ["AsyncBus", "AsyncHandle", "Ended"]
+
+
+class AsyncHandle:
+    """An engine (all its instances): `async for event in h.events()`, `await h.wait()`, `await h.stop()`."""
+
+    def __init__(self, bus: AsyncBus, name: str, names: Sequence[str], errors: Mapping[str, str] | None = None) -> None:
+        self.bus = bus
+        self.name = name
+        self.names = tuple(names)
+        self.errors = dict(errors or {})
+        self._ended: Ended | None = None
+
+    async def events(self, *, history: int | str | None = ALL) -> AsyncIterator[AnyEvent]:
+        """As Handle.events: in order, none lost, until every instance has ended."""
+        watch = EndWatch(self.name, frozenset(self.names))
+        async with self.bus.reading(self.names, history=history) as sub:
+            while not watch.done:
+                event = await sub.recv()
+                if event is None:
+                    break
+                if watch.take(event):
+                    yield event
+        self._ended = watch.ended()
+
+    async def wait(self, timeout: float | None = None) -> Ended:
+        if self._ended is not None:
+            return self._ended
+        watch = EndWatch(self.name, frozenset(self.names))
+        async with self.bus.reading(self.names, kinds=END_KINDS) as sub:
+            until = None if timeout is None else time.monotonic() + timeout
+            while not watch.done:
+                event = await sub.recv(timeout=None if until is None else max(0.0, until - time.monotonic()))
+                if event is None:
+                    break
+                watch.take(event)
+        self._ended = watch.ended()
+        return self._ended
+
+    async def stop(self) -> None:
+        await self.bus.request("stop", name=self.name)
+
+    async def restart(self) -> None:
+        await self.bus.request("restart", name=self.name)
+
+    async def snapshot(self) -> dict[str, dict[str, Any]]:
+        reply = await self.bus.request("snapshot")
+        return {e["name"]: e for e in reply["engines"] if e["name"] in self.names}
+
+    def __repr__(self) -> str:
+        return f"<AsyncHandle {self.name} {list(self.names)}>"
+
+
+class AsyncBus:
+    """`AsyncBus(ADDRESS)` for a running supervisor; `AsyncBus.start()` (awaited, or in `async with`) for a private one."""
+
+    def __init__(self, address: str | Address | None = None, *, timeout: float = 10.0, _hosting: dict[str, Any] | None = None) -> None:
+        self._address = address
+        self.timeout = timeout
+        self._hosting = _hosting
+        self._hosted: HostedSupervisor | None = None
+        self._opened = False
+        self._closed = False
+        self._spawned: list[AsyncHandle] = []
+        self._reading: set[AsyncSubscriber] = set()
+
+    @classmethod
+    def start(cls, config: str | Path | None = None, *, session: str | None = None, keys: str | Path | None = None,
+              listen: str | None = None, insecure: bool = False, timeout: float = 10.0, **settings: Any) -> AsyncBus:
+        """As Bus.start; it starts when awaited or entered."""
+        hosting = {"config": config, "session": session or private_session(), "settings": private_settings(settings),
+                   "keys": keys, "listen": listen, "insecure": insecure}
+        return cls(hosting["session"], timeout=timeout, _hosting=hosting)
+
+    async def open(self) -> AsyncBus:
+        if self._opened:
+            return self
+        self._opened = True
+        self.address = self._address if isinstance(self._address, Address) else resolve(self._address)
+        self.ctx = zmq.asyncio.Context()
+        self._control = AsyncControlClient(self.ctx, self.address, timeout=self.timeout)
+        atexit.register(self._at_exit)
+        if self._hosting is not None:
+            h = self._hosting
+            self._hosted = await asyncio.to_thread(HostedSupervisor, h["config"], h["session"], h["settings"], keys=h["keys"], listen=h["listen"], insecure=h["insecure"])
+            try:
+                await self._wait_ready(self._hosted)
+            except BaseException:
+                await self.close()
+                raise
+        return self
+
+    def __await__(self) -> Generator[Any, None, AsyncBus]:
+        return self.open().__await__()
+
+    async def _wait_ready(self, hosted: HostedSupervisor) -> None:
+        until = time.monotonic() + START_TIMEOUT
+        while True:
+            failed = hosted.failure()
+            if failed:
+                raise BusError(failed)
+            try:
+                if hosted.answered((await self._control.request("hello", timeout=0.25))[0]):
+                    return
+            except NotRunning:
+                if time.monotonic() > until:
+                    raise BusError(f"the private supervisor (session {hosted.session!r}) did not answer within {START_TIMEOUT:g}s") from None
+
+    async def request(self, op: str, *, timeout: float | None = -1.0, **args: Any) -> dict[str, Any]:
+        if self._closed or not self._opened:
+            raise BusError("this AsyncBus is closed" if self._closed else "this AsyncBus is not open: await it, or use `async with`")
+        return (await self._control.request(op, timeout=timeout, **args))[0]
+
+    async def spawn(self, command: Sequence[str] | str, *, name: str | None = None, env: Mapping[str, str] | None = None,
+                    cwd: str | Path | None = None, shell: bool = False, **settings: Any) -> AsyncHandle:
+        """As Bus.spawn."""
+        engine = spawn_name(name, command)
+        table = engine_table(command, local=self.address.session is not None, env=env, cwd=cwd, shell=shell, **settings)
+        reply = await self.request("spawn", name=engine, engine=table)
+        handle = AsyncHandle(self, engine, list(reply["engines"]), {n: s["error"] for n, s in reply["engines"].items() if s.get("error")})
+        self._spawned.append(handle)
+        return handle
+
+    async def handle(self, name: str) -> AsyncHandle:
+        names = [e["name"] for e in (await self.request("status"))["engines"] if e["name"] == name or e.get("engine") == name]
+        if not names:
+            raise RequestFailed("status", "unknown-engine", f"no engine {name!r} at {self.address.label}")
+        return AsyncHandle(self, name, names)
+
+    async def forget(self, handle: AsyncHandle | str) -> list[str]:
+        return list((await self.request("forget", name=handle if isinstance(handle, str) else handle.name))["forgotten"])
+
+    async def status(self) -> dict[str, Any]:
+        return await self.request("status")
+
+    def subscriber(self, names: Sequence[str] | None = None, **options: Any) -> AsyncSubscriber:
+        return AsyncSubscriber(self.address, engines=names, ctx=self.ctx, timeout=self.timeout, **options)
+
+    @asynccontextmanager
+    async def reading(self, names: Sequence[str], **options: Any) -> AsyncIterator[AsyncSubscriber]:
+        sub = self.subscriber(names, **options)
+        self._reading.add(sub)
+        try:
+            async with sub:
+                yield sub
+        finally:
+            self._reading.discard(sub)
+
+    async def close(self) -> None:
+        """As Bus.close."""
+        if self._closed or not self._opened:
+            self._closed = True
+            return
+        hosted = self._hosted
+        try:
+            if hosted is not None:
+                if hosted.proc.poll() is None:
+                    try:
+                        await self._control.request("down", timeout=2.0)
+                    except BusError:
+                        hosted.let_go()
+            else:
+                for handle in self._spawned:
+                    try:
+                        await handle.stop()
+                    except BusError:
+                        pass
+        finally:
+            self._closed = True
+            atexit.unregister(self._at_exit)
+            self._control.close()
+            if hosted is not None:
+                await asyncio.to_thread(hosted.reap, 0.0 if hosted.proc.poll() is not None else hosted.close_wait)
+            if not self._reading:
+                self.ctx.term()
+
+    def _at_exit(self) -> None:
+        """The program ends with the bus open (its loop is gone): the private supervisor stops as its pipe closes."""
+        if self._hosted is not None:
+            self._hosted.let_go()
+            self._hosted.reap(self._hosted.close_wait)
+
+    async def __aenter__(self) -> AsyncBus:
+        return await self.open()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"<AsyncBus {self._address}{' (private)' if self._hosting else ''}>"

@@ -1,0 +1,345 @@
+"""Bus inside an application: start (or reach) a supervisor, spawn engines, follow each one.
+
+    from bus.app import Bus
+
+    with Bus.start() as bus:                      # a supervisor of this program's own
+        audit = bus.spawn(["python", "audit_engine.py", "https://shop.example"])
+        for event in audit.events():              # that engine's events only: in order, none lost
+            print(event.kind)
+        print(audit.wait().code)                  # its exit code (and .result, .signal, .state)
+
+`bus.aio.AsyncBus` is the same for asyncio (uvicorn, FastAPI). `Bus(ADDRESS)`
+connects to a running supervisor instead (a session name, a run directory, or
+tcp://HOST:PORT with keys from the environment), e.g. the `bus up --keep`
+daemon; `bus.handle(NAME)` follows an engine someone else started.
+
+How it works: the API is a client of the same control and PUB sockets as the
+command line (docs/PROTOCOL.md): `spawn` is the control request, and each
+`events()` is a Subscriber of its own, filtered to the engine's instances, so
+a late or second reader gets the engine's whole story from the history and
+gaps are refilled as for any subscriber. A private supervisor (bus/hosted.py)
+is a separate process that ends with this one, however this one ends.
+
+The sync API may be used from several threads: requests take turns on one
+control socket, and each `events()`/`wait()` opens its own subscription. No
+signal handler is installed in the host program.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import secrets
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import zmq
+
+from .catchup import ALL
+from .control_client import ControlClient, RequestFailed
+from .errors import BusError, NotRunning
+from .hosted import START_TIMEOUT, HostedSupervisor, private_session
+from .protocol import AnyEvent, EngineExited, EngineState, Result
+from .runtime import Address, default_name, engine_name, resolve
+from .subscriber import Subscriber
+
+__all__ = ["Bus", "Ended", "Handle", "engine_table"]
+
+FINAL_STATES = frozenset({"exited", "fatal", "lost"})  # nothing more happens to the instance by itself
+END_KINDS = (EngineState.KIND, EngineExited.KIND, Result.KIND, "sup.stop")
+PRIVATE_DEFAULTS = {"journal": False}  # a private supervisor's events die with it (give journal=True and a session to keep them)
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """How a spawned engine ended. With several instances, `instances` holds each one's
+    and the fields above say the worst: the first non-zero code, the first signal."""
+
+    name: str
+    state: str                   # exited, fatal, lost; "gone" when the supervisor ended first
+    code: int | None = None      # exit status; None if a signal ended it or it never ran
+    signal: str = ""             # "SIGKILL", ... if a signal ended it
+    reason: str = ""             # the supervisor's words for the last state
+    result: dict[str, Any] | None = None  # the summary of its last `result` event
+    instances: tuple[Ended, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0 and not self.signal and all(i.ok for i in self.instances)
+
+
+@dataclass(slots=True)
+class EndWatch:
+    """Follows the events of an engine's instances to tell when they have all ended (pure)."""
+
+    name: str
+    names: frozenset[str]
+    states: dict[str, EngineState] = field(default_factory=dict)
+    exits: dict[str, EngineExited] = field(default_factory=dict)
+    results: dict[str, Result] = field(default_factory=dict)
+    gone: bool = False
+
+    def take(self, event: AnyEvent) -> bool:
+        """True if `event` is one of the engine's (to hand out)."""
+        if event.kind == "sup.stop":
+            self.gone = True
+            return False
+        if event.engine not in self.names:
+            return False
+        if isinstance(event, EngineState):
+            self.states[event.engine] = event
+        elif isinstance(event, EngineExited):
+            self.exits[event.engine] = event
+        elif isinstance(event, Result):
+            self.results[event.engine] = event
+        return True
+
+    @property
+    def done(self) -> bool:
+        return self.gone or all(n in self.states and self.states[n].state in FINAL_STATES for n in self.names)
+
+    def ended(self) -> Ended:
+        ends = tuple(self._one(n) for n in sorted(self.names))
+        if len(ends) == 1:
+            return ends[0]
+        worst = next((e for e in ends if not e.ok), ends[0])
+        return Ended(self.name, worst.state, worst.code, worst.signal, worst.reason, None, ends)
+
+    def _one(self, name: str) -> Ended:
+        state, exit_, result = self.states.get(name), self.exits.get(name), self.results.get(name)
+        final = state is not None and state.state in FINAL_STATES
+        return Ended(
+            name, state.state if final and state is not None else "gone",
+            exit_.code if exit_ is not None else None, exit_.signame if exit_ is not None else "",
+            state.reason if state is not None else "the supervisor ended first",
+            dict(result.summary) if result is not None else None,
+        )
+
+
+def engine_table(command: Sequence[str] | str, *, local: bool, env: Mapping[str, str] | None = None, cwd: str | Path | None = None,
+                 shell: bool = False, **settings: Any) -> dict[str, Any]:
+    """The `engine` of a spawn request: the keys of a TOML engine table (supervisor/config.py).
+    A local supervisor is given this program's directory unless `cwd` says otherwise."""
+    if isinstance(command, str) and not shell:
+        raise BusError(f"command {command!r} is a string: give a list of words, or shell=True to run it with the shell")
+    table: dict[str, Any] = {"command": command if isinstance(command, str) else [os.fspath(w) for w in command]}
+    if shell:
+        table["shell"] = True
+    if cwd is not None or local:
+        table["cwd"] = os.path.abspath(cwd if cwd is not None else ".")
+    if env:
+        table["env"] = dict(env)
+    table.update({key: value for key, value in settings.items() if value is not None})
+    return table
+
+
+def spawn_name(name: str | None, command: Sequence[str] | str) -> str:
+    """The name asked for (checked), else one made from the program's and unique enough."""
+    if name is not None:
+        return engine_name(name, "name")
+    words = command.split() if isinstance(command, str) else [os.fspath(w) for w in command]
+    return f"{default_name(tuple(words or ['engine']))[:48]}-{secrets.token_hex(3)}"
+
+
+def private_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    return {**PRIVATE_DEFAULTS, **settings}
+
+
+class Handle:
+    """An engine (all its instances) of a supervisor: its events, its end, stop, its state."""
+
+    def __init__(self, bus: Bus, name: str, names: Sequence[str], errors: Mapping[str, str] | None = None) -> None:
+        self.bus = bus
+        self.name = name
+        self.names = tuple(names)
+        self.errors = dict(errors or {})  # instances that could not be started, and why
+        self._ended: Ended | None = None
+
+    def events(self, *, history: int | str | None = ALL) -> Iterator[AnyEvent]:
+        """Its events, in order, none lost, from the first (history=ALL) until every
+        instance has ended (its last `state` event is the last one handed out)."""
+        watch = EndWatch(self.name, frozenset(self.names))
+        with self.bus.reading(self.names, history=history) as sub:
+            while not watch.done:
+                event = sub.recv()
+                if event is None:
+                    break
+                if watch.take(event):
+                    yield event
+        self._ended = watch.ended()
+
+    def wait(self, timeout: float | None = None) -> Ended:
+        """Block until every instance has ended (TimeoutError after `timeout` seconds)."""
+        if self._ended is not None:
+            return self._ended
+        watch = EndWatch(self.name, frozenset(self.names))
+        with self.bus.reading(self.names, kinds=END_KINDS) as sub:
+            until = None if timeout is None else time.monotonic() + timeout
+            while not watch.done:
+                event = sub.recv(timeout=None if until is None else max(0.0, until - time.monotonic()))
+                if event is None:
+                    break
+                watch.take(event)
+        self._ended = watch.ended()
+        return self._ended
+
+    def stop(self) -> None:
+        """Ask it to stop (its stop signal, then SIGKILL after its stop timeout); `wait()` for its end."""
+        self.bus.request("stop", name=self.name)
+
+    def restart(self) -> None:
+        self.bus.request("restart", name=self.name)
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """Each instance's current state, as `bus status --json` shows it (docs/PROTOCOL.md, `snapshot`)."""
+        reply = self.bus.request("snapshot")
+        return {e["name"]: e for e in reply["engines"] if e["name"] in self.names}
+
+    def __repr__(self) -> str:
+        return f"<Handle {self.name} {list(self.names)}>"
+
+
+class Bus:
+    """A client of one supervisor: `Bus(ADDRESS)` for a running one, `Bus.start()` for a private one."""
+
+    def __init__(self, address: str | Address | None = None, *, timeout: float = 10.0, _hosted: HostedSupervisor | None = None) -> None:
+        self.address = address if isinstance(address, Address) else resolve(address)
+        self.timeout = timeout
+        self.ctx = zmq.Context()
+        self._control = ControlClient(self.ctx, self.address, timeout=timeout)
+        self._turn = threading.Lock()
+        self._hosted = _hosted
+        self._spawned: list[Handle] = []
+        self._reading: set[Subscriber] = set()  # open subscriptions of handles (closed by them; the context ends after them)
+        self._closed = False
+        atexit.register(self.close)
+
+    @classmethod
+    def start(cls, config: str | Path | None = None, *, session: str | None = None, keys: str | Path | None = None,
+              listen: str | None = None, insecure: bool = False, timeout: float = 10.0, **settings: Any) -> Bus:
+        """Start a supervisor of this program's own and connect to it. `config`: a TOML file
+        whose engines start with it; `settings`: its [supervisor] keys (stop_timeout,
+        history_events, history_mb, journal (off unless asked), ...); `session`: a name
+        (default: a private one). Raises BusError in one line if it cannot start."""
+        hosted = HostedSupervisor(config, session or private_session(), private_settings(settings), keys=keys, listen=listen, insecure=insecure)
+        try:
+            bus = cls(hosted.session, timeout=timeout, _hosted=hosted)
+        except BaseException:
+            hosted.let_go()
+            hosted.reap(1.0)
+            raise
+        try:
+            bus._wait_ready(hosted)
+        except BaseException:
+            bus.close()
+            raise
+        return bus
+
+    def _wait_ready(self, hosted: HostedSupervisor) -> None:
+        until = time.monotonic() + START_TIMEOUT
+        while True:
+            failed = hosted.failure()
+            if failed:
+                raise BusError(failed)
+            try:
+                if hosted.answered(self.request("hello", timeout=0.25)):
+                    return
+            except NotRunning:
+                if time.monotonic() > until:
+                    raise BusError(f"the private supervisor (session {hosted.session!r}) did not answer within {START_TIMEOUT:g}s") from None
+
+    # -- requests ----------------------------------------------------------------
+
+    def request(self, op: str, *, timeout: float | None = -1.0, **args: Any) -> dict[str, Any]:
+        """One control request (docs/PROTOCOL.md, section 7); RequestFailed if refused."""
+        if self._closed:
+            raise BusError("this Bus is closed")
+        with self._turn:
+            return self._control.request(op, timeout=timeout, **args)[0]
+
+    def spawn(self, command: Sequence[str] | str, *, name: str | None = None, env: Mapping[str, str] | None = None,
+              cwd: str | Path | None = None, shell: bool = False, **settings: Any) -> Handle:
+        """Add an engine and start it; settings are a TOML engine's keys (instances, restart,
+        stop_signal, stop_timeout, heartbeat_timeout, droppable, ...). A taken or bad name, a
+        bad setting or a program not found raise RequestFailed and start nothing; a program
+        that fails to start shows in `errors` and ends its handle as `fatal`."""
+        engine = spawn_name(name, command)
+        table = engine_table(command, local=self.address.session is not None, env=env, cwd=cwd, shell=shell, **settings)
+        reply = self.request("spawn", name=engine, engine=table)
+        handle = Handle(self, engine, list(reply["engines"]), {n: s["error"] for n, s in reply["engines"].items() if s.get("error")})
+        self._spawned.append(handle)
+        return handle
+
+    def handle(self, name: str) -> Handle:
+        """A handle on an engine the supervisor runs (all instances of `name`, or one instance)."""
+        names = [e["name"] for e in self.request("status")["engines"] if e["name"] == name or e.get("engine") == name]
+        if not names:
+            raise RequestFailed("status", "unknown-engine", f"no engine {name!r} at {self.address.label}")
+        return Handle(self, name, names)
+
+    def forget(self, handle: Handle | str) -> list[str]:
+        return list(self.request("forget", name=handle if isinstance(handle, str) else handle.name)["forgotten"])
+
+    def status(self) -> dict[str, Any]:
+        return self.request("status")
+
+    def subscriber(self, names: Sequence[str] | None = None, **options: Any) -> Subscriber:
+        """A Subscriber to this supervisor (of these engines only), on this Bus's context."""
+        return Subscriber(self.address, engines=names, ctx=self.ctx, timeout=self.timeout, **options)
+
+    @contextmanager
+    def reading(self, names: Sequence[str], **options: Any) -> Iterator[Subscriber]:
+        sub = self.subscriber(names, **options)
+        self._reading.add(sub)
+        try:
+            yield sub
+        finally:
+            self._reading.discard(sub)
+            sub.close()
+
+    # -- the end -----------------------------------------------------------------
+
+    def close(self) -> None:
+        """A private supervisor: stop every engine (each within its stop timeout) and end it.
+        A supervisor connected to: stop the engines this Bus spawned that still run."""
+        if self._closed:
+            return
+        try:
+            if self._hosted is not None:
+                self._down(self._hosted)
+            else:
+                for handle in self._spawned:
+                    try:
+                        handle.stop()
+                    except BusError:  # ended and forgotten, or the supervisor is gone: nothing to stop
+                        pass
+        finally:
+            self._closed = True
+            atexit.unregister(self.close)
+            self._control.close()
+            if self._hosted is not None:
+                self._hosted.reap(0.0 if self._hosted.proc.poll() is not None else self._hosted.close_wait)
+            if not self._reading:  # (a handle's events() still read in another thread: its context ends with it)
+                self.ctx.term()
+
+    def _down(self, hosted: HostedSupervisor) -> None:
+        if hosted.proc.poll() is not None:
+            return
+        try:
+            with self._turn:
+                self._control.request("down", timeout=2.0)
+        except BusError:  # not answering: closing the pipe stops it (HOST_GRACE), reap waits for that
+            hosted.let_go()
+
+    def __enter__(self) -> Bus:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Bus {self.address.label}{' (private)' if self._hosted else ''}>"

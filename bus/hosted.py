@@ -1,0 +1,121 @@
+"""A supervisor of an application's own: a `bus up --keep` child process, gone with it.
+
+The application (bus.app, bus.aio) starts `python -m bus up --keep --quiet
+--host-pipe` in a private session with its settings, and keeps the write end
+of the child's stdin. Nobody ever writes to it: when the application exits,
+crashes or is SIGKILLed, the OS closes it, the supervisor reads its end
+(Supervisor.watch_host), stops its engines and SIGKILLs them a second later.
+The supervisor is a separate process (its own session on POSIX, its own
+process group on Windows): the host's signals, GIL and crashes stay the
+host's, and a Ctrl-C in the host's terminal reaches only the host, which then
+closes the bus (the engines get their stop timeout).
+
+What the supervisor says on stderr goes to the `bus` logger, line by line; if
+it cannot start, its last line is the error raised.
+
+Windows: no sessions; CREATE_NEW_PROCESS_GROUP keeps the console's Ctrl-C
+from it, and the pipe works the same. A process the host forked without exec
+(multiprocessing's fork) holds the pipe too, and keeps the supervisor up
+until it exits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import subprocess
+import sys
+import threading
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("bus")
+
+START_TIMEOUT = 15.0  # seconds for a private supervisor to answer its first hello
+EXTRA_WAIT = 5.0      # beyond the stop timeout, for the supervisor to exit after `down`
+
+
+def private_session() -> str:
+    """A session name of this process's own (up to 32 characters, as SESSION_NAME allows)."""
+    return f"app-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+class HostedSupervisor:
+    """The child process; `ready` and `close` are the caller's to drive (sync here, async in bus.aio)."""
+
+    def __init__(self, config: str | Path | None, session: str, settings: dict[str, Any], *,
+                 keys: str | Path | None = None, listen: str | None = None, insecure: bool = False) -> None:
+        self.session = session
+        self.stop_timeout = float(settings.get("stop_timeout", 10.0))
+        argv = [sys.executable, "-m", "bus", "up"]
+        if config is not None:
+            argv.append(os.fspath(config))
+        argv += ["--keep", "--quiet", "--host-pipe", "--session", session, "--settings", json.dumps(settings)]
+        if keys is not None:
+            argv += ["--keys", os.fspath(keys)]
+        if listen is not None:
+            argv += ["--listen", listen]
+        if insecure:
+            argv.append("--insecure")
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parent.parent)  # bus itself, found as this program found it
+        env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+        apart: dict[str, Any] = {"start_new_session": True} if os.name == "posix" else {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, close_fds=True, **apart)
+        self.said: deque[str] = deque(maxlen=20)
+        self._reader = threading.Thread(target=self._relay_stderr, name=f"bus-{session}-stderr", daemon=True)
+        self._reader.start()
+
+    def _relay_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if line:
+                self.said.append(line)
+                log.warning("%s", line)
+
+    def failure(self) -> str | None:
+        """Why it is not running (it exited), or None while it runs."""
+        code = self.proc.poll()
+        if code is None:
+            return None
+        self._reader.join(timeout=1.0)  # its last words are in
+        last = self.said[-1].removeprefix("bus: ") if self.said else f"it exited with code {code}"
+        return f"the private supervisor (session {self.session!r}) did not start: {last}"
+
+    def answered(self, hello: dict[str, Any]) -> bool:
+        """A hello is from this supervisor (not from another one already in the session)."""
+        return hello.get("pid") == self.proc.pid
+
+    def let_go(self) -> None:
+        """Close our end of the pipe: it stops at once (HOST_GRACE for its engines)."""
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+
+    def reap(self, timeout: float) -> None:
+        """Wait for it to exit; closing the pipe after `timeout`, killing it after more. Never hangs."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.let_go()
+            try:
+                self.proc.wait(timeout=EXTRA_WAIT)
+            except subprocess.TimeoutExpired:  # its watchdog takes the engines with it
+                log.warning("bus: the private supervisor (session %r) did not exit: killed", self.session)
+                self.proc.kill()
+                self.proc.wait()
+        self.let_go()
+        self._reader.join(timeout=1.0)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+    @property
+    def close_wait(self) -> float:
+        """How long `down` may take: the stop timeout, and a margin to exit."""
+        return self.stop_timeout + EXTRA_WAIT
