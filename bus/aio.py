@@ -25,7 +25,7 @@ from typing import Any, AsyncIterator, Generator, Mapping, Sequence
 
 import zmq.asyncio
 
-from .app import END_KINDS, Ended, EndWatch, engine_table, private_settings, spawn_name
+from .app import END_KINDS, Ended, EndWatch, engine_table, one_event, private_settings, spawn_name
 from .catchup import ALL
 from .control_client import AsyncControlClient, RequestFailed
 from .errors import BusError, NotRunning
@@ -139,8 +139,9 @@ class AsyncBus:
                 if hosted.answered((await self._control.request("hello", timeout=0.25))[0]):
                     return
             except NotRunning:
-                if time.monotonic() > until:
-                    raise BusError(f"the private supervisor (session {hosted.session!r}) did not answer within {START_TIMEOUT:g}s") from None
+                pass
+            if time.monotonic() > until:
+                raise BusError(f"the private supervisor (session {hosted.session!r}) did not answer within {START_TIMEOUT:g}s")
 
     async def request(self, op: str, *, timeout: float | None = -1.0, **args: Any) -> dict[str, Any]:
         if self._closed or not self._opened:
@@ -168,6 +169,14 @@ class AsyncBus:
 
     async def status(self) -> dict[str, Any]:
         return await self.request("status")
+
+    async def event(self, gseq: int) -> AnyEvent | None:
+        """Event `gseq` of this run, with its bytes (a screenshot), from the supervisor's
+        history; None once history no longer holds it."""
+        if self._closed or not self._opened:
+            raise BusError("this AsyncBus is not open")
+        reply, frames = await self._control.request("history", after=gseq - 1, until=gseq)
+        return one_event(reply, frames, gseq)
 
     def subscriber(self, names: Sequence[str] | None = None, **options: Any) -> AsyncSubscriber:
         return AsyncSubscriber(self.address, engines=names, ctx=self.ctx, timeout=self.timeout, **options)

@@ -43,7 +43,8 @@ from .catchup import ALL
 from .control_client import ControlClient, RequestFailed
 from .errors import BusError, NotRunning
 from .hosted import START_TIMEOUT, HostedSupervisor, private_session
-from .protocol import AnyEvent, EngineExited, EngineState, Result
+from .protocol import AnyEvent, EngineExited, EngineState, RemoteProtocolError, Result
+from .protocol.codec import split_batch
 from .runtime import Address, default_name, engine_name, resolve
 from .subscriber import Subscriber
 
@@ -143,6 +144,14 @@ def spawn_name(name: str | None, command: Sequence[str] | str) -> str:
         return engine_name(name, "name")
     words = command.split() if isinstance(command, str) else [os.fspath(w) for w in command]
     return f"{default_name(tuple(words or ['engine']))[:48]}-{secrets.token_hex(3)}"
+
+
+def one_event(reply: dict[str, Any], frames: list[Any], gseq: int) -> AnyEvent | None:
+    try:
+        events = split_batch(frames, reply["frames"])
+    except RemoteProtocolError as exc:
+        raise BusError(f"history is garbled: {exc}") from None
+    return next((e for e in events if e.gseq == gseq), None)
 
 
 def private_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -249,8 +258,9 @@ class Bus:
                 if hosted.answered(self.request("hello", timeout=0.25)):
                     return
             except NotRunning:
-                if time.monotonic() > until:
-                    raise BusError(f"the private supervisor (session {hosted.session!r}) did not answer within {START_TIMEOUT:g}s") from None
+                pass
+            if time.monotonic() > until:
+                raise BusError(f"the private supervisor (session {hosted.session!r}) did not answer within {START_TIMEOUT:g}s")
 
     # -- requests ----------------------------------------------------------------
 
@@ -286,6 +296,15 @@ class Bus:
 
     def status(self) -> dict[str, Any]:
         return self.request("status")
+
+    def event(self, gseq: int) -> AnyEvent | None:
+        """Event `gseq` of this run, with its bytes (a screenshot), from the supervisor's
+        history (a web app serves screenshots so); None once history no longer holds it."""
+        if self._closed:
+            raise BusError("this Bus is closed")
+        with self._turn:
+            reply, frames = self._control.request("history", after=gseq - 1, until=gseq)
+        return one_event(reply, frames, gseq)
 
     def subscriber(self, names: Sequence[str] | None = None, **options: Any) -> Subscriber:
         """A Subscriber to this supervisor (of these engines only), on this Bus's context."""
