@@ -3,80 +3,11 @@ through a terminal emulator (pyte), as a user would see it."""
 
 from __future__ import annotations
 
-import fcntl
-import os
 import re
-import struct
-import subprocess
-import sys
-import termios
-import threading
-import time
 from pathlib import Path
-from typing import Callable
 
-import pyte
-from helpers import ROOT, bus, bus_result, finish, scripted, write_config
-
-COLS, ROWS = 140, 40
-
-
-class Terminal:
-    """A program on a pseudo-terminal; `screen` is what the terminal shows."""
-
-    def __init__(self, args: list[str]) -> None:
-        master, slave = os.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
-        env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(COLS), "LINES": str(ROWS)}
-        for name in ("NO_COLOR", "TERM_PROGRAM", "CI"):
-            env.pop(name, None)
-        self.proc = subprocess.Popen([sys.executable, "-m", "bus", *args], stdin=slave, stdout=slave, stderr=slave, cwd=ROOT, env=env, start_new_session=True)
-        os.close(slave)
-        self.master = master
-        self.screen = pyte.Screen(COLS, ROWS)
-        self.stream = pyte.ByteStream(self.screen)
-        self.changed = threading.Condition()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        while True:
-            try:
-                chunk = os.read(self.master, 65536)
-            except OSError:  # EIO: the program closed the terminal
-                chunk = b""
-            with self.changed:
-                if not chunk:
-                    self.changed.notify_all()
-                    return
-                self.stream.feed(chunk)
-                self.changed.notify_all()
-
-    def lines(self) -> list[str]:
-        with self.changed:
-            return [line.rstrip() for line in self.screen.display]
-
-    def wait_for(self, condition: Callable[[list[str]], bool], timeout: float = 60) -> list[str]:
-        """The screen, once `condition(lines)` holds on it; fails after `timeout`."""
-        deadline = time.monotonic() + timeout
-        with self.changed:
-            while True:
-                lines = [line.rstrip() for line in self.screen.display]
-                if condition(lines):
-                    return lines
-                left = deadline - time.monotonic()
-                assert left > 0 and self.reader.is_alive(), "the screen never showed it:\n" + "\n".join(lines)
-                self.changed.wait(left)
-
-    def close(self) -> int:
-        try:
-            code = self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
-        self.reader.join(10)
-        os.close(self.master)
-        return code
+from helpers import bus, bus_result, finish, scripted, write_config
+from terminal import Terminal
 
 
 def bar_line(name: str) -> re.Pattern[str]:
