@@ -459,6 +459,12 @@ class Bench:
             raise RuntimeError(f"{n} trivial engines: bus up exited {proc.returncode}")
         return time.perf_counter() - t0
 
+    def spawn(self) -> None:
+        """Figure 12 (bench/spawn.py): spawn to first event, beside Popen to first line."""
+        from bench.spawn import measure
+
+        self.results["12_spawn_to_first_event"] = measure(5 if self.quick else 30)
+
     def close(self) -> None:
         os.close(self._go_fd)
         self.ctx.destroy(linger=0)
@@ -587,13 +593,13 @@ def machine() -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a twentieth of the events: a smoke run, figures not comparable")
-    parser.add_argument("--only", metavar="NAME", action="append", help="run only this figure: throughput, latency, screenshots, many, memory, stop, lines, startup, scale")
+    parser.add_argument("--only", metavar="NAME", action="append", help="run only this figure: throughput, latency, screenshots, many, memory, stop, lines, startup, scale, spawn")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"), help="where to write the JSON (default: bench/results.json)")
     args = parser.parse_args()
     bench = Bench(args.quick)
     started = time.perf_counter()
     steps = {"throughput": bench.throughput, "latency": bench.latency, "screenshots": bench.screenshots, "many": bench.many, "memory": bench.memory, "stop": bench.stop_many,
-             "lines": bench.lines, "startup": bench.startup, "scale": bench.scale}
+             "lines": bench.lines, "startup": bench.startup, "scale": bench.scale, "spawn": bench.spawn}
     try:
         for name, step in steps.items():
             if args.only and name not in args.only:
