@@ -29,7 +29,7 @@ from .app import END_KINDS, Ended, EndWatch, engine_table, one_event, private_se
 from .catchup import ALL
 from .control_client import AsyncControlClient, RequestFailed
 from .errors import BusError, NotRunning
-from .hosted import START_TIMEOUT, HostedSupervisor, private_session
+from .hosted import START_TIMEOUT, HostedSupervisor
 from .protocol import AnyEvent
 from .runtime import Address, resolve
 from .subscriber import AsyncSubscriber
@@ -104,21 +104,29 @@ class AsyncBus:
     def start(cls, config: str | Path | None = None, *, session: str | None = None, keys: str | Path | None = None,
               listen: str | None = None, insecure: bool = False, timeout: float = 10.0, **settings: Any) -> AsyncBus:
         """As Bus.start; it starts when awaited or entered."""
-        hosting = {"config": config, "session": session or private_session(), "settings": private_settings(settings),
+        hosting = {"config": config, "session": session, "settings": private_settings(settings),
                    "keys": keys, "listen": listen, "insecure": insecure}
-        return cls(hosting["session"], timeout=timeout, _hosting=hosting)
+        return cls(None, timeout=timeout, _hosting=hosting)
 
     async def open(self) -> AsyncBus:
         if self._opened:
             return self
-        self._opened = True
-        self.address = self._address if isinstance(self._address, Address) else resolve(self._address)
-        self.ctx = zmq.asyncio.Context()
-        self._control = AsyncControlClient(self.ctx, self.address, timeout=self.timeout)
-        atexit.register(self._at_exit)
         if self._hosting is not None:
             h = self._hosting
             self._hosted = await asyncio.to_thread(HostedSupervisor, h["config"], h["session"], h["settings"], keys=h["keys"], listen=h["listen"], insecure=h["insecure"])
+            self._address = self._hosted.session
+        try:
+            self.address = self._address if isinstance(self._address, Address) else resolve(self._address)
+        except BaseException:
+            if self._hosted is not None:
+                self._hosted.let_go()
+                await asyncio.to_thread(self._hosted.reap, 1.0)
+            raise
+        self.ctx = zmq.asyncio.Context()
+        self._control = AsyncControlClient(self.ctx, self.address, timeout=self.timeout)
+        self._opened = True
+        atexit.register(self._at_exit)
+        if self._hosted is not None:
             try:
                 await self._wait_ready(self._hosted)
             except BaseException:

@@ -42,7 +42,7 @@ import zmq
 from .catchup import ALL
 from .control_client import ControlClient, RequestFailed
 from .errors import BusError, NotRunning
-from .hosted import START_TIMEOUT, HostedSupervisor, private_session
+from .hosted import START_TIMEOUT, HostedSupervisor
 from .protocol import AnyEvent, EngineExited, EngineState, RemoteProtocolError, Result
 from .protocol.codec import split_batch
 from .runtime import Address, default_name, engine_name, resolve
@@ -225,7 +225,7 @@ class Bus:
         self._spawned: list[Handle] = []
         self._reading: set[Subscriber] = set()  # open subscriptions of handles (closed by them; the context ends after them)
         self._closed = False
-        atexit.register(self.close)
+        atexit.register(self._at_exit)
 
     @classmethod
     def start(cls, config: str | Path | None = None, *, session: str | None = None, keys: str | Path | None = None,
@@ -234,7 +234,7 @@ class Bus:
         whose engines start with it; `settings`: its [supervisor] keys (stop_timeout,
         history_events, history_mb, journal (off unless asked), ...); `session`: a name
         (default: a private one). Raises BusError in one line if it cannot start."""
-        hosted = HostedSupervisor(config, session or private_session(), private_settings(settings), keys=keys, listen=listen, insecure=insecure)
+        hosted = HostedSupervisor(config, session, private_settings(settings), keys=keys, listen=listen, insecure=insecure)
         try:
             bus = cls(hosted.session, timeout=timeout, _hosted=hosted)
         except BaseException:
@@ -338,12 +338,22 @@ class Bus:
                         pass
         finally:
             self._closed = True
-            atexit.unregister(self.close)
+            atexit.unregister(self._at_exit)
             self._control.close()
             if self._hosted is not None:
                 self._hosted.reap(0.0 if self._hosted.proc.poll() is not None else self._hosted.close_wait)
             if not self._reading:  # (a handle's events() still read in another thread: its context ends with it)
                 self.ctx.term()
+
+    def _at_exit(self) -> None:
+        """The program ends without having closed the bus: a private supervisor stops as if
+        this program had been killed (its pipe closes: engines get HOST_GRACE, not their stop
+        timeout, so the exit is not held up); a shared one is asked to stop what we spawned."""
+        if self._hosted is None:
+            self.close()
+        elif not self._closed:
+            self._hosted.let_go()
+            self._hosted.reap(self._hosted.close_wait)
 
     def _down(self, hosted: HostedSupervisor) -> None:
         if hosted.proc.poll() is not None:

@@ -10,6 +10,9 @@ process group on Windows): the host's signals, GIL and crashes stay the
 host's, and a Ctrl-C in the host's terminal reaches only the host, which then
 closes the bus (the engines get their stop timeout).
 
+A private session's run directory is removed once the supervisor has
+exited (not after a SIGKILL of the host: then it stays, a few empty sockets).
+
 What the supervisor says on stderr goes to the `bus` logger, line by line; if
 it cannot start, its last line is the error raised.
 
@@ -25,12 +28,15 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import threading
 from collections import deque
 from pathlib import Path
 from typing import Any
+
+from .runtime import local_session
 
 log = logging.getLogger("bus")
 
@@ -46,9 +52,11 @@ def private_session() -> str:
 class HostedSupervisor:
     """The child process; `ready` and `close` are the caller's to drive (sync here, async in bus.aio)."""
 
-    def __init__(self, config: str | Path | None, session: str, settings: dict[str, Any], *,
+    def __init__(self, config: str | Path | None, session: str | None, settings: dict[str, Any], *,
                  keys: str | Path | None = None, listen: str | None = None, insecure: bool = False) -> None:
-        self.session = session
+        self.private = session is None  # a session of its own: its run directory goes when it ends
+        self.session = session or private_session()
+        session = self.session
         self.stop_timeout = float(settings.get("stop_timeout", 10.0))
         argv = [sys.executable, "-m", "bus", "up"]
         if config is not None:
@@ -114,6 +122,8 @@ class HostedSupervisor:
         self._reader.join(timeout=1.0)
         if self.proc.stderr is not None:
             self.proc.stderr.close()
+        if self.private:  # (sockets, lock, spool: nothing anyone will look for again)
+            shutil.rmtree(local_session(self.session).dir, ignore_errors=True)
 
     @property
     def close_wait(self) -> float:
