@@ -29,7 +29,7 @@ from .app import END_KINDS, Ended, EndWatch, engine_table, one_event, private_se
 from .catchup import ALL
 from .control_client import AsyncControlClient, RequestFailed
 from .errors import BusError, NotRunning
-from .hosted import START_TIMEOUT, HostedSupervisor
+from .hosted import HostedSupervisor
 from .protocol import AnyEvent
 from .runtime import Address, resolve
 from .subscriber import AsyncSubscriber
@@ -138,18 +138,14 @@ class AsyncBus:
         return self.open().__await__()
 
     async def _wait_ready(self, hosted: HostedSupervisor) -> None:
-        until = time.monotonic() + START_TIMEOUT
+        began = time.monotonic()
         while True:
-            failed = hosted.failure()
-            if failed:
-                raise BusError(failed)
+            hosted.check_start(began)
             try:
                 if hosted.answered((await self._control.request("hello", timeout=0.25))[0]):
                     return
             except NotRunning:
                 pass
-            if time.monotonic() > until:
-                raise BusError(f"the private supervisor (session {hosted.session!r}) did not answer within {START_TIMEOUT:g}s")
 
     async def request(self, op: str, *, timeout: float | None = -1.0, **args: Any) -> dict[str, Any]:
         if self._closed or not self._opened:

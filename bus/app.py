@@ -42,7 +42,7 @@ import zmq
 from .catchup import ALL
 from .control_client import ControlClient, RequestFailed
 from .errors import BusError, NotRunning
-from .hosted import START_TIMEOUT, HostedSupervisor
+from .hosted import HostedSupervisor
 from .protocol import AnyEvent, EngineExited, EngineState, RemoteProtocolError, Result
 from .protocol.codec import split_batch
 from .runtime import Address, default_name, engine_name, resolve
@@ -249,18 +249,14 @@ class Bus:
         return bus
 
     def _wait_ready(self, hosted: HostedSupervisor) -> None:
-        until = time.monotonic() + START_TIMEOUT
+        began = time.monotonic()
         while True:
-            failed = hosted.failure()
-            if failed:
-                raise BusError(failed)
+            hosted.check_start(began)
             try:
                 if hosted.answered(self.request("hello", timeout=0.25)):
                     return
             except NotRunning:
                 pass
-            if time.monotonic() > until:
-                raise BusError(f"the private supervisor (session {hosted.session!r}) did not answer within {START_TIMEOUT:g}s")
 
     # -- requests ----------------------------------------------------------------
 

@@ -32,10 +32,12 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from pathlib import Path
 from typing import Any
 
+from .errors import BusError
 from .runtime import local_session
 
 log = logging.getLogger("bus")
@@ -93,6 +95,14 @@ class HostedSupervisor:
         self._reader.join(timeout=1.0)  # its last words are in
         last = self.said[-1].removeprefix("bus: ") if self.said else f"it exited with code {code}"
         return f"the private supervisor (session {self.session!r}) did not start: {last}"
+
+    def check_start(self, began: float) -> None:
+        """BusError in one line if it exited, or has not answered START_TIMEOUT after `began`."""
+        failed = self.failure()
+        if failed:
+            raise BusError(failed)
+        if time.monotonic() > began + START_TIMEOUT:
+            raise BusError(f"the private supervisor (session {self.session!r}) did not answer within {START_TIMEOUT:g}s")
 
     def answered(self, hello: dict[str, Any]) -> bool:
         """A hello is from this supervisor (not from another one already in the session)."""
