@@ -25,7 +25,7 @@ from typing import Any, AsyncIterator, Generator, Mapping, Sequence
 
 import zmq.asyncio
 
-from .app import END_KINDS, Ended, EndWatch, engine_table, one_event, private_settings, spawn_name
+from .app import END_KINDS, QUIET_CHECK, Ended, EndWatch, engine_table, one_event, private_settings, spawn_name
 from .catchup import ALL
 from .control_client import AsyncControlClient, RequestFailed
 from .errors import BusError, NotRunning
@@ -40,44 +40,57 @@ __all__ = ["AsyncBus", "AsyncHandle", "Ended"]
 class AsyncHandle:
     """An engine (all its instances): `async for event in h.events()`, `await h.wait()`, `await h.stop()`."""
 
-    def __init__(self, bus: AsyncBus, name: str, names: Sequence[str], errors: Mapping[str, str] | None = None) -> None:
+    def __init__(self, bus: AsyncBus, name: str, names: Sequence[str], errors: Mapping[str, str] | None = None, after: int = 0) -> None:
         self.bus = bus
         self.name = name
         self.names = tuple(names)
         self.errors = dict(errors or {})
+        self.after = after
         self._ended: Ended | None = None
+
+    def _watch(self) -> EndWatch:
+        return EndWatch(self.name, frozenset(self.names), self.after)
 
     async def events(self, *, history: int | str | None = ALL) -> AsyncIterator[AnyEvent]:
         """As Handle.events: in order, none lost, until every instance has ended."""
-        watch = EndWatch(self.name, frozenset(self.names))
+        watch = self._watch()
         async with self.bus.reading(self.names, history=history) as sub:
-            while not watch.done:
-                event = await sub.recv()
-                if event is None:
-                    break
-                if watch.take(event):
-                    yield event
+            async for event in self._follow(sub, watch, None):
+                yield event
         self._ended = watch.ended()
 
     async def wait(self, timeout: float | None = None) -> Ended:
-        if self._ended is not None:
-            return self._ended
-        watch = EndWatch(self.name, frozenset(self.names))
-        async with self.bus.reading(self.names, kinds=END_KINDS) as sub:
-            until = None if timeout is None else time.monotonic() + timeout
-            while not watch.done:
-                event = await sub.recv(timeout=None if until is None else max(0.0, until - time.monotonic()))
-                if event is None:
-                    break
-                watch.take(event)
-        self._ended = watch.ended()
+        if self._ended is None:
+            watch = self._watch()
+            async with self.bus.reading(self.names, kinds=END_KINDS) as sub:
+                async for _ in self._follow(sub, watch, timeout):
+                    pass
+            self._ended = watch.ended()
         return self._ended
+
+    async def _follow(self, sub: AsyncSubscriber, watch: EndWatch, timeout: float | None) -> AsyncIterator[AnyEvent]:
+        """As Handle._follow."""
+        until = None if timeout is None else time.monotonic() + timeout
+        while not watch.done:
+            wait = QUIET_CHECK if until is None else max(0.0, min(QUIET_CHECK, until - time.monotonic()))
+            try:
+                event = await sub.recv(timeout=wait)
+            except TimeoutError:
+                if until is not None and time.monotonic() >= until:
+                    raise TimeoutError(f"{self.name} has not ended within {timeout:g}s") from None
+                if sub.catchup.live and not sub.catchup.ready:
+                    try:
+                        watch.settle(await self.bus.request("snapshot"), sub.catchup.position)
+                    except NotRunning:
+                        pass
+                continue
+            if event is None:
+                return
+            if watch.take(event):
+                yield event
 
     async def stop(self) -> None:
         await self.bus.request("stop", name=self.name)
-
-    async def restart(self) -> None:
-        await self.bus.request("restart", name=self.name)
 
     async def snapshot(self) -> dict[str, dict[str, Any]]:
         reply = await self.bus.request("snapshot")
@@ -158,8 +171,10 @@ class AsyncBus:
         engine = spawn_name(name, command)
         table = engine_table(command, local=self.address.session is not None, env=env, cwd=cwd, shell=shell, **settings)
         reply = await self.request("spawn", name=engine, engine=table)
-        handle = AsyncHandle(self, engine, list(reply["engines"]), {n: s["error"] for n, s in reply["engines"].items() if s.get("error")})
+        handle = AsyncHandle(self, engine, list(reply["engines"]), {n: s["error"] for n, s in reply["engines"].items() if s.get("error")}, reply.get("after", 0))
         self._spawned.append(handle)
+        if self._hosted is not None:
+            self._hosted.takes_up_to(settings.get("stop_timeout"))
         return handle
 
     async def handle(self, name: str) -> AsyncHandle:
@@ -179,6 +194,8 @@ class AsyncBus:
         history; None once history no longer holds it."""
         if self._closed or not self._opened:
             raise BusError("this AsyncBus is not open")
+        if gseq < 1:
+            return None
         reply, frames = await self._control.request("history", after=gseq - 1, until=gseq)
         return one_event(reply, frames, gseq)
 
@@ -187,10 +204,12 @@ class AsyncBus:
 
     @asynccontextmanager
     async def reading(self, names: Sequence[str], **options: Any) -> AsyncIterator[AsyncSubscriber]:
+        if self._closed or not self._opened:
+            raise BusError("this AsyncBus is closed" if self._closed else "this AsyncBus is not open")
         sub = self.subscriber(names, **options)
         self._reading.add(sub)
         try:
-            async with sub:
+            async with sub:  # (its exit says we are done, or the supervisor waits for us at the end of its run)
                 yield sub
         finally:
             self._reading.discard(sub)

@@ -75,13 +75,21 @@ class Ended:
 
 @dataclass(slots=True)
 class EndWatch:
-    """Follows the events of an engine's instances to tell when they have all ended (pure)."""
+    """Follows the events of an engine's instances to tell when they have all ended (pure).
+
+    Events at or before `after` (the gseq before its spawn) are of an earlier engine of
+    that name. An instance whose end a reader will never see (its last events left the
+    history before the reader came, or it ended before a `history=0` reader) is ended by
+    the supervisor's word instead (`settle`, from a snapshot taken while the reader had
+    everything up to it), so nothing waits for ever."""
 
     name: str
     names: frozenset[str]
+    after: int = 0
     states: dict[str, EngineState] = field(default_factory=dict)
     exits: dict[str, EngineExited] = field(default_factory=dict)
     results: dict[str, Result] = field(default_factory=dict)
+    settled: dict[str, dict[str, Any]] = field(default_factory=dict)  # instance -> its snapshot entry
     gone: bool = False
 
     def take(self, event: AnyEvent) -> bool:
@@ -89,7 +97,7 @@ class EndWatch:
         if event.kind == "sup.stop":
             self.gone = True
             return False
-        if event.engine not in self.names:
+        if event.engine not in self.names or (event.gseq is not None and event.gseq <= self.after):
             return False
         if isinstance(event, EngineState):
             self.states[event.engine] = event
@@ -99,9 +107,25 @@ class EndWatch:
             self.results[event.engine] = event
         return True
 
+    def settle(self, snapshot: Mapping[str, Any], position: int) -> None:
+        """`snapshot`: the supervisor's, taken when this reader had every event up to `position`."""
+        if position < snapshot.get("last", 0):
+            return  # events up to the snapshot are still on their way: they will tell
+        now = {e["name"]: e for e in snapshot.get("engines", ())}
+        for name in self.names - set(self.settled):
+            entry = now.get(name)
+            if entry is None:
+                self.settled[name] = {"state": "gone", "reason": "the supervisor no longer knows it"}
+            elif entry["state"] in FINAL_STATES and not self._final(name):
+                self.settled[name] = entry
+
+    def _final(self, name: str) -> bool:
+        state = self.states.get(name)
+        return state is not None and state.state in FINAL_STATES
+
     @property
     def done(self) -> bool:
-        return self.gone or all(n in self.states and self.states[n].state in FINAL_STATES for n in self.names)
+        return self.gone or all(self._final(n) or n in self.settled for n in self.names)
 
     def ended(self) -> Ended:
         ends = tuple(self._one(n) for n in sorted(self.names))
@@ -111,6 +135,10 @@ class EndWatch:
         return Ended(self.name, worst.state, worst.code, worst.signal, worst.reason, None, ends)
 
     def _one(self, name: str) -> Ended:
+        if not self._final(name) and name in self.settled:
+            entry = self.settled[name]
+            exit_ = entry.get("exit") or {}
+            return Ended(name, entry["state"], exit_.get("code"), exit_.get("signame") or "", entry.get("reason", ""), entry.get("result"))
         state, exit_, result = self.states.get(name), self.exits.get(name), self.results.get(name)
         final = state is not None and state.state in FINAL_STATES
         return Ended(
@@ -119,6 +147,9 @@ class EndWatch:
             state.reason if state is not None else "the supervisor ended first",
             dict(result.summary) if result is not None else None,
         )
+
+
+QUIET_CHECK = 1.0  # seconds without an event of the engine before a handle asks whether its end was missed
 
 
 def engine_table(command: Sequence[str] | str, *, local: bool, env: Mapping[str, str] | None = None, cwd: str | Path | None = None,
@@ -161,47 +192,59 @@ def private_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
 class Handle:
     """An engine (all its instances) of a supervisor: its events, its end, stop, its state."""
 
-    def __init__(self, bus: Bus, name: str, names: Sequence[str], errors: Mapping[str, str] | None = None) -> None:
+    def __init__(self, bus: Bus, name: str, names: Sequence[str], errors: Mapping[str, str] | None = None, after: int = 0) -> None:
         self.bus = bus
         self.name = name
         self.names = tuple(names)
         self.errors = dict(errors or {})  # instances that could not be started, and why
+        self.after = after  # the gseq before its spawn: what came before is another engine's
         self._ended: Ended | None = None
+
+    def _watch(self) -> EndWatch:
+        return EndWatch(self.name, frozenset(self.names), self.after)
 
     def events(self, *, history: int | str | None = ALL) -> Iterator[AnyEvent]:
         """Its events, in order, none lost, from the first (history=ALL) until every
         instance has ended (its last `state` event is the last one handed out)."""
-        watch = EndWatch(self.name, frozenset(self.names))
+        watch = self._watch()
         with self.bus.reading(self.names, history=history) as sub:
-            while not watch.done:
-                event = sub.recv()
-                if event is None:
-                    break
-                if watch.take(event):
-                    yield event
+            for event in self._follow(sub, watch, None):
+                yield event
         self._ended = watch.ended()
 
     def wait(self, timeout: float | None = None) -> Ended:
         """Block until every instance has ended (TimeoutError after `timeout` seconds)."""
-        if self._ended is not None:
-            return self._ended
-        watch = EndWatch(self.name, frozenset(self.names))
-        with self.bus.reading(self.names, kinds=END_KINDS) as sub:
-            until = None if timeout is None else time.monotonic() + timeout
-            while not watch.done:
-                event = sub.recv(timeout=None if until is None else max(0.0, until - time.monotonic()))
-                if event is None:
-                    break
-                watch.take(event)
-        self._ended = watch.ended()
+        if self._ended is None:
+            watch = self._watch()
+            with self.bus.reading(self.names, kinds=END_KINDS) as sub:
+                for _ in self._follow(sub, watch, timeout):
+                    pass
+            self._ended = watch.ended()
         return self._ended
+
+    def _follow(self, sub: Subscriber, watch: EndWatch, timeout: float | None) -> Iterator[AnyEvent]:
+        until = None if timeout is None else time.monotonic() + timeout
+        while not watch.done:
+            wait = QUIET_CHECK if until is None else max(0.0, min(QUIET_CHECK, until - time.monotonic()))
+            try:
+                event = sub.recv(timeout=wait)
+            except TimeoutError:
+                if until is not None and time.monotonic() >= until:
+                    raise TimeoutError(f"{self.name} has not ended within {timeout:g}s") from None
+                if sub.catchup.live and not sub.holds():
+                    try:
+                        watch.settle(self.bus.request("snapshot"), sub.catchup.position)
+                    except NotRunning:
+                        pass  # the subscriber says when its supervisor is gone for good
+                continue
+            if event is None:
+                return
+            if watch.take(event):
+                yield event
 
     def stop(self) -> None:
         """Ask it to stop (its stop signal, then SIGKILL after its stop timeout); `wait()` for its end."""
         self.bus.request("stop", name=self.name)
-
-    def restart(self) -> None:
-        self.bus.request("restart", name=self.name)
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """Each instance's current state, as `bus status --json` shows it (docs/PROTOCOL.md, `snapshot`)."""
@@ -220,7 +263,8 @@ class Bus:
         self.timeout = timeout
         self.ctx = zmq.Context()
         self._control = ControlClient(self.ctx, self.address, timeout=timeout)
-        self._turn = threading.Lock()
+        self._turn = threading.Lock()   # the control socket: one request at a time
+        self._guard = threading.Lock()  # the open subscriptions, against close()
         self._hosted = _hosted
         self._spawned: list[Handle] = []
         self._reading: set[Subscriber] = set()  # open subscriptions of handles (closed by them; the context ends after them)
@@ -262,9 +306,9 @@ class Bus:
 
     def request(self, op: str, *, timeout: float | None = -1.0, **args: Any) -> dict[str, Any]:
         """One control request (docs/PROTOCOL.md, section 7); RequestFailed if refused."""
-        if self._closed:
-            raise BusError("this Bus is closed")
         with self._turn:
+            if self._closed:
+                raise BusError("this Bus is closed")
             return self._control.request(op, timeout=timeout, **args)[0]
 
     def spawn(self, command: Sequence[str] | str, *, name: str | None = None, env: Mapping[str, str] | None = None,
@@ -276,8 +320,10 @@ class Bus:
         engine = spawn_name(name, command)
         table = engine_table(command, local=self.address.session is not None, env=env, cwd=cwd, shell=shell, **settings)
         reply = self.request("spawn", name=engine, engine=table)
-        handle = Handle(self, engine, list(reply["engines"]), {n: s["error"] for n, s in reply["engines"].items() if s.get("error")})
+        handle = Handle(self, engine, list(reply["engines"]), {n: s["error"] for n, s in reply["engines"].items() if s.get("error")}, reply.get("after", 0))
         self._spawned.append(handle)
+        if self._hosted is not None:
+            self._hosted.takes_up_to(settings.get("stop_timeout"))
         return handle
 
     def handle(self, name: str) -> Handle:
@@ -296,9 +342,11 @@ class Bus:
     def event(self, gseq: int) -> AnyEvent | None:
         """Event `gseq` of this run, with its bytes (a screenshot), from the supervisor's
         history (a web app serves screenshots so); None once history no longer holds it."""
-        if self._closed:
-            raise BusError("this Bus is closed")
+        if gseq < 1:
+            return None
         with self._turn:
+            if self._closed:
+                raise BusError("this Bus is closed")
             reply, frames = self._control.request("history", after=gseq - 1, until=gseq)
         return one_event(reply, frames, gseq)
 
@@ -308,13 +356,19 @@ class Bus:
 
     @contextmanager
     def reading(self, names: Sequence[str], **options: Any) -> Iterator[Subscriber]:
-        sub = self.subscriber(names, **options)
-        self._reading.add(sub)
+        with self._guard:
+            if self._closed:
+                raise BusError("this Bus is closed")
+            sub = self.subscriber(names, **options)
+            self._reading.add(sub)
         try:
             yield sub
         finally:
-            self._reading.discard(sub)
-            sub.close()
+            try:
+                sub.close()
+            finally:
+                with self._guard:
+                    self._reading.discard(sub)  # (after its sockets are closed: close() terms the context only without readers)
 
     # -- the end -----------------------------------------------------------------
 
@@ -333,12 +387,15 @@ class Bus:
                     except BusError:  # ended and forgotten, or the supervisor is gone: nothing to stop
                         pass
         finally:
-            self._closed = True
+            with self._turn:  # (no request of another thread is on the socket while it closes)
+                self._closed = True
+                self._control.close()
+            with self._guard:
+                readers = bool(self._reading)
             atexit.unregister(self._at_exit)
-            self._control.close()
             if self._hosted is not None:
                 self._hosted.reap(0.0 if self._hosted.proc.poll() is not None else self._hosted.close_wait)
-            if not self._reading:  # (a handle's events() still read in another thread: its context ends with it)
+            if not readers:  # (a handle's events() still read in another thread: its context ends with it)
                 self.ctx.term()
 
     def _at_exit(self) -> None:

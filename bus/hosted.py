@@ -42,6 +42,7 @@ from .runtime import local_session
 
 log = logging.getLogger("bus")
 
+LAUNCH = "import sys; sys.path.insert(0, sys.argv.pop(1)); sys.argv[0] = 'bus'; from bus.cli import main; main()"
 START_TIMEOUT = 15.0  # seconds for a private supervisor to answer its first hello
 EXTRA_WAIT = 5.0      # beyond the stop timeout, for the supervisor to exit after `down`
 
@@ -59,8 +60,10 @@ class HostedSupervisor:
         self.private = session is None  # a session of its own: its run directory goes when it ends
         self.session = session or private_session()
         session = self.session
-        self.stop_timeout = float(settings.get("stop_timeout", 10.0))
-        argv = [sys.executable, "-m", "bus", "up"]
+        stop_timeout = settings.get("stop_timeout", 10.0)
+        self.stop_timeout = float(stop_timeout) if isinstance(stop_timeout, (int, float)) else 10.0  # (a bad one: the child says so)
+        # bus as this program found it (a source checkout too), without PYTHONPATH: engines inherit the environment
+        argv = [sys.executable, "-c", LAUNCH, str(Path(__file__).resolve().parent.parent), "up"]
         if config is not None:
             argv.append(os.fspath(config))
         argv += ["--keep", "--quiet", "--host-pipe", "--session", session, "--settings", json.dumps(settings)]
@@ -70,11 +73,8 @@ class HostedSupervisor:
             argv += ["--listen", listen]
         if insecure:
             argv.append("--insecure")
-        env = dict(os.environ)
-        root = str(Path(__file__).resolve().parent.parent)  # bus itself, found as this program found it
-        env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
         apart: dict[str, Any] = {"start_new_session": True} if os.name == "posix" else {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, close_fds=True, **apart)
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, close_fds=True, **apart)
         self.said: deque[str] = deque(maxlen=20)
         self._reader = threading.Thread(target=self._relay_stderr, name=f"bus-{session}-stderr", daemon=True)
         self._reader.start()
@@ -134,6 +134,11 @@ class HostedSupervisor:
             self.proc.stderr.close()
         if self.private:  # (sockets, lock, spool: nothing anyone will look for again)
             shutil.rmtree(local_session(self.session).dir, ignore_errors=True)
+
+    def takes_up_to(self, stop_timeout: Any) -> None:
+        """An engine was spawned with its own stop timeout: closing waits for the longest."""
+        if isinstance(stop_timeout, (int, float)) and stop_timeout > self.stop_timeout:
+            self.stop_timeout = float(stop_timeout)
 
     @property
     def close_wait(self) -> float:

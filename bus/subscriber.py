@@ -190,8 +190,13 @@ class Subscriber(Following):
         return self._subscribe(endpoint)
 
     def close(self) -> None:
-        if self._leaving():  # a supervisor at the end of its run need not wait for us
-            self._report(done=True)
+        try:
+            if self._leaving():  # a supervisor at the end of its run need not wait for us
+                self._report(done=True)
+        finally:
+            self._close_sockets()
+
+    def _close_sockets(self) -> None:
         if self._watch is not None:
             self._watch.close()
         if self._sub is not None:
@@ -340,6 +345,8 @@ class AsyncSubscriber(Following):
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
-        if self._leaving():
-            await self._report(done=True)
-        self.close()
+        try:
+            if self._leaving():
+                await self._report(done=True)
+        finally:
+            self.close()  # (also when the task was cancelled while saying so)

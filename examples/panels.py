@@ -14,6 +14,7 @@ daemons go with it within a second or two.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import threading
 from collections import deque
@@ -45,14 +46,17 @@ class View:
     lines: deque[str] = field(default_factory=lambda: deque(maxlen=LINES))
 
     def read(self, handle: Handle) -> None:
-        for event in handle.events():
-            kind = event.kind
-            if kind == "state":
-                self.state, self.pid = event.state, event.pid  # type: ignore[attr-defined]
-            elif kind == "log":
-                self.lines.append(event.message)  # type: ignore[attr-defined]
-            elif kind == "progress":
-                self.phase, self.pct = event.phase, event.pct or 0.0  # type: ignore[attr-defined]
+        try:
+            for event in handle.events():
+                kind = event.kind
+                if kind == "state":
+                    self.state, self.pid = event.state, event.pid  # type: ignore[attr-defined]
+                elif kind == "log":
+                    self.lines.append(event.message)  # type: ignore[attr-defined]
+                elif kind == "progress":
+                    self.phase, self.pct = event.phase, event.pct or 0.0  # type: ignore[attr-defined]
+        except Exception as exc:  # shown in its panel, not lost on a thread's stderr
+            self.state = f"not followed: {exc}"
 
     def panel(self, colour: str) -> Panel:
         head = Table.grid(expand=True)
@@ -61,16 +65,30 @@ class View:
         return Panel(body, title=self.name, border_style=colour)
 
 
-def screen(views: list[View]) -> Table:
+class Said(logging.Handler):
+    """What the supervisor says (the `bus` logger), kept for a line under the panels instead of written over them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last: deque[str] = deque(maxlen=2)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.last.append(record.getMessage())
+
+
+def screen(views: list[View], said: Said) -> Group:
     grid = Table.grid(expand=True)
     grid.add_row(*(v.panel(c) for v, c in zip(views, ("blue", "green"))))
-    return grid
+    return Group(grid, Text("\n".join(said.last), style="dim"))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--interval", type=float, default=1.0)
     args = parser.parse_args()
+    said = Said()
+    logging.getLogger("bus").addHandler(said)
+    logging.getLogger("bus").propagate = False
     with Bus.start(stop_timeout=3) as bus:
         views, readers = [], []
         for role in ("monitor", "agent"):
@@ -81,10 +99,11 @@ def main() -> int:
         for _, reader in readers:
             reader.start()
         try:
-            with Live(screen(views), refresh_per_second=8) as live:
-                while any(r.is_alive() for _, r in readers):
-                    readers[0][1].join(0.125)
-                    live.update(screen(views))
+            with Live(screen(views, said), refresh_per_second=8) as live:
+                frame = threading.Event()  # (never set: a timer. Not Thread.join(timeout): a Ctrl-C inside it can leave
+                while any(r.is_alive() for _, r in readers):  # that thread marked ended while it runs, on Python <= 3.12)
+                    frame.wait(0.125)
+                    live.update(screen(views, said))
         except KeyboardInterrupt:
             for handle, _ in readers:
                 handle.stop()

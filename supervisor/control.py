@@ -176,6 +176,7 @@ def spawn(sup: Served, request: Request, who: str | None) -> list[Any]:
         return [encode_error(request.id, "bad-engine", str(exc))]
     except (OSError, TypeError, ValueError) as exc:  # a path the OS refuses (too long, no access), a bytes key...
         return [encode_error(request.id, "bad-engine", f"engine {name!r}: {exc}; nothing was started")]
+    before = sup.gseq  # (the engine's events are all after it, even under a name used before)
     try:
         names = sup.spawn(spec)
     except ValueError as exc:
@@ -183,7 +184,7 @@ def spawn(sup: Served, request: Request, who: str | None) -> list[Any]:
     except OverflowError as exc:
         return [encode_error(request.id, "too-many-engines", f"{exc}; nothing was started")]
     children = [sup.children[n] for n in names if n in sup.children]
-    return [encode_reply(request.id, engines={c.name: {"state": str(c.state), "pid": c.pid, "error": c.spawn_error or None} for c in children})]
+    return [encode_reply(request.id, after=before, engines={c.name: {"state": str(c.state), "pid": c.pid, "error": c.spawn_error or None} for c in children})]
 
 
 def name_state(sup: Served, name: str) -> str:

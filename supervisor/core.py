@@ -533,8 +533,10 @@ class Supervisor:
             self.fleet.exited(item.source, item.code, item.at)  # type: ignore[arg-type]
         elif isinstance(item, HostGone):
             self._host_gone = True
-            self.stop("the program that started this supervisor is gone", Cause.DOWN)
-            self.fleet.kill_now(after=HOST_GRACE)
+            try:
+                self.stop("the program that started this supervisor is gone", Cause.DOWN)
+            finally:
+                self.fleet.kill_now(after=HOST_GRACE)  # (whatever the stop did: nothing outlives the host by more)
 
     # -- publishing --------------------------------------------------------------
 

@@ -76,7 +76,7 @@ def test_a_host_that_dies_or_exits_takes_its_engines_and_their_grandchildren_wit
         else:
             host.stdin.write("\n")  # type: ignore[union-attr]
             host.stdin.flush()  # type: ignore[union-attr]
-        host.wait(timeout=10)  # (an exit is not held up by engines that ignore SIGTERM)
+        host.wait(timeout=5)  # an exit is not held up by the stop timeout (10 s) of engines that ignore SIGTERM
         assert gone_within(tree, 2.0) == [], "engine or grandchildren alive 2 s after their host was SIGKILLed"
         assert gone_within([pids["supervisor"]], 10.0) == [], "the private supervisor outlived its host"
     finally:
@@ -193,3 +193,21 @@ def test_asyncio_handles_in_one_loop(runtime_dir: Path) -> None:
         assert {sig: signal.getsignal(sig) for sig in handlers} == handlers  # the host's own, untouched
 
     asyncio.run(main())
+
+
+def test_a_name_used_again_is_a_new_story_and_an_end_gone_from_history_still_ends(runtime_dir: Path) -> None:
+    with Bus.start(history_events=10, stop_timeout=2) as bus:
+        first = bus.spawn([sys.executable, "-c", "raise SystemExit(3)"], name="job")
+        assert first.wait(timeout=20).code == 3
+        bus.forget(first)
+        second = bus.spawn([sys.executable, "-c", "print('again')"], name="job")
+        story = list(second.events())
+        assert [e.fields()["message"] for e in story if e.kind == "log"] == ["again"]
+        assert second.wait(timeout=20).code == 0, "the earlier job's end was taken for this one's"
+        noisy = bus.spawn([sys.executable, "-c", "for i in range(50): print(i)"], name="noisy")
+        assert noisy.wait(timeout=20).ok
+        late = bus.handle("job")  # its events have left the 10-event history: the supervisor's word ends it
+        late.after = second.after
+        ended = late.wait(timeout=20)
+        assert ended.state == "exited" and ended.code == 0
+        assert [e.kind for e in late.events(history=0)] == []  # nothing more will come: ends, no hang
