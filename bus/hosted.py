@@ -1,7 +1,8 @@
 """A supervisor of an application's own: a `bus up --keep` child process, gone with it.
 
-The application (bus.app, bus.aio) starts `python -m bus up --keep --quiet
---host-pipe` in a private session with its settings, and keeps the write end
+The application (bus.app, bus.aio) starts `bus up --keep --quiet --host-pipe`
+(this Python, with bus put on its sys.path by LAUNCH, not PYTHONPATH, which
+engines would inherit) in a private session with its settings, and keeps the write end
 of the child's stdin. Nobody ever writes to it: when the application exits,
 crashes or is SIGKILLed, the OS closes it, the supervisor reads its end
 (Supervisor.watch_host), stops its engines and SIGKILLs them a second later.
