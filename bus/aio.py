@@ -25,7 +25,7 @@ from typing import Any, AsyncIterator, Generator, Mapping, Sequence
 
 import zmq.asyncio
 
-from .app import END_KINDS, QUIET_CHECK, Ended, EndWatch, engine_table, one_event, private_settings, spawn_name
+from .app import END_KINDS, QUIET_CHECK, Ended, EndWatch, engine_table, instances_in, instances_of, one_event, private_settings, spawn_name, spawned
 from .catchup import ALL
 from .control_client import AsyncControlClient, RequestFailed
 from .errors import BusError, NotRunning
@@ -94,7 +94,7 @@ class AsyncHandle:
 
     async def snapshot(self) -> dict[str, dict[str, Any]]:
         reply = await self.bus.request("snapshot")
-        return {e["name"]: e for e in reply["engines"] if e["name"] in self.names}
+        return instances_in(reply, self.names)
 
     def __repr__(self) -> str:
         return f"<AsyncHandle {self.name} {list(self.names)}>"
@@ -171,14 +171,14 @@ class AsyncBus:
         engine = spawn_name(name, command)
         table = engine_table(command, local=self.address.session is not None, env=env, cwd=cwd, shell=shell, **settings)
         reply = await self.request("spawn", name=engine, engine=table)
-        handle = AsyncHandle(self, engine, list(reply["engines"]), {n: s["error"] for n, s in reply["engines"].items() if s.get("error")}, reply.get("after", 0))
+        handle = AsyncHandle(self, engine, *spawned(reply))
         self._spawned.append(handle)
         if self._hosted is not None:
             self._hosted.takes_up_to(settings.get("stop_timeout"))
         return handle
 
     async def handle(self, name: str) -> AsyncHandle:
-        names = [e["name"] for e in (await self.request("status"))["engines"] if e["name"] == name or e.get("engine") == name]
+        names = instances_of(await self.request("status"), name)
         if not names:
             raise RequestFailed("status", "unknown-engine", f"no engine {name!r} at {self.address.label}")
         return AsyncHandle(self, name, names)

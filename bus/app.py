@@ -140,9 +140,8 @@ class EndWatch:
             exit_ = entry.get("exit") or {}
             return Ended(name, entry["state"], exit_.get("code"), exit_.get("signame") or "", entry.get("reason", ""), entry.get("result"))
         state, exit_, result = self.states.get(name), self.exits.get(name), self.results.get(name)
-        final = state is not None and state.state in FINAL_STATES
         return Ended(
-            name, state.state if final and state is not None else "gone",
+            name, state.state if state is not None and self._final(name) else "gone",
             exit_.code if exit_ is not None else None, exit_.signame if exit_ is not None else "",
             state.reason if state is not None else "the supervisor ended first",
             dict(result.summary) if result is not None else None,
@@ -175,6 +174,22 @@ def spawn_name(name: str | None, command: Sequence[str] | str) -> str:
         return engine_name(name, "name")
     words = command.split() if isinstance(command, str) else [os.fspath(w) for w in command]
     return f"{default_name(tuple(words or ['engine']))[:48]}-{secrets.token_hex(3)}"
+
+
+def spawned(reply: Mapping[str, Any]) -> tuple[list[str], dict[str, str], int]:
+    """A spawn reply: its instances, why those that could not start did not, and the gseq before it."""
+    engines = reply["engines"]
+    return list(engines), {n: s["error"] for n, s in engines.items() if s.get("error")}, reply.get("after", 0)
+
+
+def instances_in(reply: Mapping[str, Any], names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The entries of `names` in a status or snapshot reply."""
+    return {e["name"]: e for e in reply["engines"] if e["name"] in names}
+
+
+def instances_of(status: Mapping[str, Any], name: str) -> list[str]:
+    """The instance names of engine `name` (or `name` itself, one instance) in a status reply."""
+    return [e["name"] for e in status["engines"] if e["name"] == name or e.get("engine") == name]
 
 
 def one_event(reply: dict[str, Any], frames: list[Any], gseq: int) -> AnyEvent | None:
@@ -249,7 +264,7 @@ class Handle:
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """Each instance's current state, as `bus status --json` shows it (docs/PROTOCOL.md, `snapshot`)."""
         reply = self.bus.request("snapshot")
-        return {e["name"]: e for e in reply["engines"] if e["name"] in self.names}
+        return instances_in(reply, self.names)
 
     def __repr__(self) -> str:
         return f"<Handle {self.name} {list(self.names)}>"
@@ -320,7 +335,7 @@ class Bus:
         engine = spawn_name(name, command)
         table = engine_table(command, local=self.address.session is not None, env=env, cwd=cwd, shell=shell, **settings)
         reply = self.request("spawn", name=engine, engine=table)
-        handle = Handle(self, engine, list(reply["engines"]), {n: s["error"] for n, s in reply["engines"].items() if s.get("error")}, reply.get("after", 0))
+        handle = Handle(self, engine, *spawned(reply))
         self._spawned.append(handle)
         if self._hosted is not None:
             self._hosted.takes_up_to(settings.get("stop_timeout"))
@@ -328,7 +343,7 @@ class Bus:
 
     def handle(self, name: str) -> Handle:
         """A handle on an engine the supervisor runs (all instances of `name`, or one instance)."""
-        names = [e["name"] for e in self.request("status")["engines"] if e["name"] == name or e.get("engine") == name]
+        names = instances_of(self.request("status"), name)
         if not names:
             raise RequestFailed("status", "unknown-engine", f"no engine {name!r} at {self.address.label}")
         return Handle(self, name, names)
