@@ -11,7 +11,11 @@ its public key, per socket, by role:
 
     engines      may connect to PULL (push events), and ask control `hello` (where to push)
     subscribers  may connect to PUB and ask control read-only questions
-    admins       what subscribers may, plus control verbs (start, stop, restart, down)
+    admins       what subscribers may, plus control verbs (start, stop, restart, down), and everything below
+    producers    may ask control to `submit` work to a queue and read jobs (`jobs`, `job`), nothing else:
+                 a web backend that feeds a queue needs no power to stop engines or run commands (admins),
+                 and a reader (subscribers) cannot inject work
+    engines      (also) may ask control `take`: work from a queue, for the engine it is
 
 ipc endpoints stay unauthenticated: they live in an owner-only directory
 (bus/runtime.py), so only the same user (and root) can reach them.
@@ -38,12 +42,13 @@ import zmq.auth
 
 from .errors import BusError
 
-ROLES = ("engines", "subscribers", "admins")
+ROLES = ("engines", "subscribers", "admins", "producers")
 # ZAP domain of each bound socket -> the roles it admits.
-DOMAINS = {"bus-pull": {"engines"}, "bus-pub": {"subscribers", "admins"}, "bus-control": {"subscribers", "admins", "engines"}}
+DOMAINS = {"bus-pull": {"engines"}, "bus-pub": {"subscribers", "admins"}, "bus-control": {"subscribers", "admins", "engines", "producers"}}
 SOCKET_DOMAIN = {"pull": "bus-pull", "pub": "bus-pub", "control": "bus-control"}
 READ_ONLY_OPS = frozenset({"hello", "status", "snapshot", "history", "runs"})
-ENGINE_OPS = frozenset({"hello"})  # an engine key finds the pull endpoint, nothing more (bus attach)
+ENGINE_OPS = frozenset({"hello", "take"})  # an engine key finds the pull endpoint (bus attach), and takes work from a queue
+PRODUCER_OPS = frozenset({"hello", "submit", "jobs", "job"})  # work in, and what became of it (docs/PROTOCOL.md section 10)
 Z85_KEY = re.compile(r"[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}")
 MAX_DENIED_SHOWN = 10  # the newest refused keys status keeps
 
@@ -168,7 +173,7 @@ class Security:
         client = self.clients.get(user_id.encode("ascii", "replace"))
         if client is None:
             return False
-        return "admins" in client.roles or (op in READ_ONLY_OPS and "subscribers" in client.roles) or (op in ENGINE_OPS and "engines" in client.roles)
+        return "admins" in client.roles or (op in READ_ONLY_OPS and "subscribers" in client.roles) or (op in ENGINE_OPS and "engines" in client.roles) or (op in PRODUCER_OPS and "producers" in client.roles)
 
     def role_of(self, user_id: str) -> set[str]:
         client = self.clients.get(user_id.encode("ascii", "replace"))
@@ -208,7 +213,7 @@ def load_security(base: Path, table: Mapping[str, Any], where: str) -> Security:
 
 
 def keys_dir(directory: str | Path) -> Security:
-    """`--keys DIR`: DIR/server.key_secret, and DIR/engines/, DIR/subscribers/, DIR/admins/ of public keys."""
+    """`--keys DIR`: DIR/server.key_secret, and DIR/engines/, DIR/subscribers/, DIR/admins/, DIR/producers/ of public keys."""
     base = Path(directory).expanduser()
     if not base.is_dir():
         raise KeyFileError(f"--keys {directory}: not a directory (see docs/SECURITY.md for its layout)")

@@ -311,8 +311,8 @@ def fast_progress(header: dict[str, Any], from_engine: bool) -> Event | None:
     """The hottest event, checked inline: the same Progress `_build` would make, or
     None when anything is unusual (then the full checks run and say what is wrong)."""
     get = header.get
-    engine, seq, ts, phase, done, total, pct, detail = (
-        get("engine"), get("seq"), get("ts"), get("phase"), get("done"), get("total"), get("pct"), get("detail"),
+    engine, seq, ts, phase, done, total, pct, detail, job = (
+        get("engine"), get("seq"), get("ts"), get("phase"), get("done"), get("total"), get("pct"), get("detail"), get("job"),
     )
     gseq = None if from_engine else get("gseq")
     if not from_engine and ("origin" in header or "origin_gseq" in header):
@@ -326,6 +326,7 @@ def fast_progress(header: dict[str, Any], from_engine: bool) -> Event | None:
         and (gseq is None or (type(gseq) is int and 0 <= gseq < _LIMIT))
         and (ts is None or _number(ts))
         and plain_progress(phase, done, total, pct, detail)
+        and (job is None or (type(job) is str and 0 < len(job) <= MAX_NAME))
     ):
         return None
     if pct is None:
@@ -335,7 +336,7 @@ def fast_progress(header: dict[str, Any], from_engine: bool) -> Event | None:
         pct = float(pct)
     event = _NEW(Progress)
     for name, value in (
-        ("engine", engine), ("seq", seq), ("ts", time.time() if ts is None else float(ts)), ("gseq", gseq), ("origin", None), ("origin_gseq", None),
+        ("engine", engine), ("seq", seq), ("ts", time.time() if ts is None else float(ts)), ("gseq", gseq), ("origin", None), ("origin_gseq", None), ("job", job),
         ("phase", phase), ("done", done), ("total", total), ("pct", pct), ("detail", detail),
     ):
         _SET(event, name, value)
@@ -343,7 +344,7 @@ def fast_progress(header: dict[str, Any], from_engine: bool) -> Event | None:
 
 
 # Per kind: the header keys an engine's header may hold to be published as it came.
-_PLAIN_KEYS = {name: frozenset(("v", "kind", "engine", "seq", "ts", *cls.HEADER_FIELDS)) for name, cls in KINDS.items()}
+_PLAIN_KEYS = {name: frozenset(("v", "kind", "engine", "seq", "ts", "job", *cls.HEADER_FIELDS)) for name, cls in KINDS.items()}
 
 
 def jsonable(value: Any) -> Any:

@@ -20,6 +20,8 @@ MAX_HISTORY_BATCH = 1000  # events in one history reply
 MAX_HISTORY_BYTES = 32 * 1024 * 1024  # frame bytes in one history reply (at least one event is sent)
 
 REQUIRED = object()
+MAP_LISTS = {"jobs"}  # list arguments of maps (the others are lists of strings)
+MAX_WAIT = 3600.0     # seconds a request may ask to be held (take, job)
 
 # op -> {argument: (accepted types, default or REQUIRED)}
 OPS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
@@ -39,6 +41,13 @@ OPS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
     "start": {"name": ((str,), REQUIRED)},
     "stop": {"name": ((str,), REQUIRED)},
     "restart": {"name": ((str,), REQUIRED)},
+    # Work queues (docs/PROTOCOL.md section 10).
+    "submit": {"queue": ((str,), REQUIRED), "jobs": ((list,), REQUIRED), "ids": ((list, type(None)), None), "partial": ((bool,), False)},
+    "take": {"queue": ((str,), REQUIRED), "engine": ((str,), REQUIRED), "pid": ((int, type(None)), None),
+             "credit": ((int,), 1), "wait": ((int, float), 30.0)},
+    "jobs": {"queue": ((str, type(None)), None), "state": ((str, type(None)), None), "ids": ((list, type(None)), None), "limit": ((int,), 1000)},
+    "job": {"job": ((str,), REQUIRED), "wait": ((int, float, type(None)), None)},
+    "retry": {"job": ((str,), REQUIRED)},
     "history": {
         "after": ((int,), 0),
         "until": ((int, type(None)), None),
@@ -81,10 +90,17 @@ def decode_request(frame: bytes | memoryview) -> Request:
         value = body.get(name, default)
         if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             raise RemoteProtocolError(f"{op}: argument {name!r} has the wrong type: {value!r}", reason="bad-request")
+        if name == "wait" and value is not None:
+            value = float(value)
         if isinstance(value, int) and value < 0:
             raise RemoteProtocolError(f"{op}: argument {name!r} must be >= 0, got {value}", reason="bad-request")
-        if isinstance(value, list) and (len(value) > MAX_ITEMS or not all(isinstance(x, str) for x in value)):
+        if isinstance(value, list) and name in MAP_LISTS:
+            if len(value) > MAX_ITEMS or not all(isinstance(x, dict) for x in value):
+                raise RemoteProtocolError(f"{op}: argument {name!r} must be a list of at most {MAX_ITEMS:,} maps", reason="bad-request")
+        elif isinstance(value, list) and (len(value) > MAX_ITEMS or not all(isinstance(x, str) for x in value)):
             raise RemoteProtocolError(f"{op}: argument {name!r} must be a list of strings", reason="bad-request")
+        if name == "wait" and value is not None and not 0 <= value <= MAX_WAIT:
+            raise RemoteProtocolError(f"{op}: argument {name!r} must be from 0 to {MAX_WAIT:g} seconds, got {value!r}", reason="bad-request")
         if isinstance(value, str) and len(value) > MAX_NAME:
             raise RemoteProtocolError(f"{op}: argument {name!r} is longer than {MAX_NAME} characters", reason="bad-request")
         args[name] = value

@@ -13,6 +13,7 @@ ENGINE_REJECTS = (
     "no-frames", "too-large", "bad-msgpack", "bad-utf8", "not-a-map", "bad-version", "newer-version",
     "bad-kind", "unknown-kind", "reserved-kind", "missing-field", "bad-field", "bad-frames", "bad-batch", "unknown-engine",
     "name-taken", "too-many-engines",
+    "unknown-job",  # a job.end for a job that is not running on that engine (it was queued again meanwhile, or never given)
     "internal-error",  # a bug of ours that a message reached: counted and said (a `bus` log), never fatal
 )
 # The `code` of a control error reply (docs/PROTOCOL.md, "Control"): its own codes, or the
@@ -20,6 +21,7 @@ ENGINE_REJECTS = (
 CONTROL_ERRORS = (
     "bad-request", "unknown-op", "forbidden", "stopping", "unknown-engine", "remote", "unknown-run", "internal-error",
     "bad-engine", "name-taken", "too-many-engines", "not-ended",
+    "unknown-queue", "queue-full", "unknown-job", "bad-job",
 )
 OTHER_REASONS = ("bad-marker", "bad-reply", *CONTROL_ERRORS)
 

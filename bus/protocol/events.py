@@ -29,6 +29,7 @@ from .fields import (
     Number,
     RequiredLabel,
     Text,
+    JobId,
     compile_checker,
     is_blob,
 )
@@ -60,6 +61,8 @@ class Event:
     gseq: int | None = doc("global sequence number stamped by the supervisor (1, 2, ...); absent from engine to supervisor", None)
     origin: EngineName | None = doc("set by a hub (`bus hub`): the label of the supervisor it relayed the event from; absent otherwise", None)
     origin_gseq: int | None = doc("set by a hub: the event's `gseq` at its origin (in that supervisor's current run, see `upstream`)", None)
+    job: JobId | None = doc("the job (work queues, section 10) this event belongs to: the SDK sets it on what an engine sends while it runs one; "
+                            "every `job.*` event has it", None)
 
     def __post_init__(self) -> None:
         for name, check in type(self).CHECKS:
@@ -90,7 +93,7 @@ class Event:
         return numbered
 
 
-COMMON_FIELDS = ("engine", "seq", "ts", "gseq", "origin", "origin_gseq")
+COMMON_FIELDS = ("engine", "seq", "ts", "gseq", "origin", "origin_gseq", "job")
 KINDS: dict[str, type[Event]] = {}
 
 
@@ -348,6 +351,99 @@ class Upstream(Event):
     engines: list[EngineName] = doc("started: the engines it will run", factory=list)
     code: int | None = doc("stopped: the supervisor's exit code", None)
     reason: Text = doc("why, in words", "")
+
+
+@kind("job.end")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobEnd(Event):
+    """An engine ends the job it was given (`job`): done with a result, or failed. The
+    supervisor does not publish it as is: it publishes `job.done`, `job.failed` or
+    `job.dead` in its place (section 10)."""
+
+    ok: bool = doc("true: done; false: failed")
+    result: Data = doc("done: what it produced, a free-form map as for finding", factory=dict)
+    error: Text = doc("failed: what went wrong", "")
+    retry: bool = doc("failed: may it be tried again (while attempts are left)? false makes it `dead` at once", True)
+
+    def _validate(self) -> None:
+        _needs_job(self)
+
+
+class _JobEvent(Event):
+    """What every job.* event of the supervisor has."""
+
+    __slots__ = ()
+
+    def _validate(self) -> None:
+        _needs_job(self)
+
+
+def _needs_job(event: Event) -> None:
+    if not event.job:
+        raise _bad(event.KIND, "job (the job's id) is required")
+
+
+@kind("job.queued", origin="supervisor")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobQueued(_JobEvent):
+    """A job joined the end of its queue: submitted, or retried by hand."""
+
+    queue: RequiredLabel = doc("the queue")
+    payload: Data = doc("the job's input, a free-form map as for finding", factory=dict)
+    attempt: int = doc("starts so far (0 when submitted; a retry by hand starts again from 0)", 0)
+    cause: Text = doc('why, if not a submit: "retried by hand"', "")
+
+
+@kind("job.started", origin="supervisor")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobStarted(_JobEvent):
+    """A job was given to the instance `engine` (it had asked for work)."""
+
+    queue: RequiredLabel = doc("the queue")
+    attempt: int = doc("this start's number: 1 the first time")
+
+
+@kind("job.done", origin="supervisor")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobDone(_JobEvent):
+    """The instance `engine` finished the job."""
+
+    queue: RequiredLabel = doc("the queue")
+    attempt: int = doc("the start that finished it")
+    result: Data = doc("what the engine's `job.end` said it produced", factory=dict)
+    runtime: float = doc("seconds from its start to its end", 0.0)
+
+
+@kind("job.failed", origin="supervisor")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobFailed(_JobEvent):
+    """The job failed on `engine` and is queued again (attempts are left); see `job.dead` for the last one."""
+
+    queue: RequiredLabel = doc("the queue")
+    attempt: int = doc("the start that failed")
+    error: Text = doc("what the engine said went wrong", "")
+
+
+@kind("job.retried", origin="supervisor")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobRetried(_JobEvent):
+    """The instance running the job ended (exit, kill, lost) or could not be given it:
+    the job is back at the front of its queue."""
+
+    queue: RequiredLabel = doc("the queue")
+    attempt: int = doc("the start that was lost")
+    reason: Text = doc("why, in words", "")
+
+
+@kind("job.dead", origin="supervisor")
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobDead(_JobEvent):
+    """The job failed for the last time (its attempts are spent, or the engine said not to retry):
+    it is kept, counted and shown, and runs again only when retried by hand."""
+
+    queue: RequiredLabel = doc("the queue")
+    attempt: int = doc("the start that failed last")
+    error: Text = doc("what went wrong last", "")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

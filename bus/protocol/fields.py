@@ -70,6 +70,7 @@ Number = Annotated[float, NumberMark()]
 Blob = Annotated[bytes, BlobMark()]
 Data = Annotated[dict, DataMark()]
 Counts = Annotated[dict, CountsMark()]
+JobId = Annotated[str, MaxLen(MAX_NAME), NonEmpty()]
 EngineName = Annotated[str, MaxLen(MAX_NAME), Matches(ENGINE_NAME, "letters, digits, '_', '.', '-'")]
 Mime = Annotated[str, MaxLen(MAX_NAME), NonEmpty(), Matches(MIME, "type/subtype")]
 

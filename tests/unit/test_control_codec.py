@@ -16,7 +16,7 @@ def test_history_request_defaults_and_round_trip() -> None:
 @pytest.mark.parametrize(
     "body, reason, words",
     [
-        ({"op": "reboot"}, "unknown-op", "unknown request 'reboot'; known: down, forget, hello, history, restart, runs, snapshot, spawn, start, status, stop"),
+        ({"op": "reboot"}, "unknown-op", "unknown request 'reboot'; known: down, forget, hello, history, job, jobs, restart, retry, runs, snapshot, spawn, start, status, stop, submit, take"),
         ({"op": 5}, "bad-request", "'op' must be a string"),
         ({"op": "history", "after": "x"}, "bad-request", "argument 'after' has the wrong type"),
         ({"op": "history", "after": -1}, "bad-request", "must be >= 0"),
