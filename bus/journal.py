@@ -10,6 +10,13 @@ process: after the supervisor is gone, or from the supervisor that followed it.
 
     runs(run PRIMARY KEY, started, stopped, code, pid, broken, broken_after)
     events(run, gseq, ts, kind, engine, frames, size; PRIMARY KEY (run, gseq))
+    jobs(id PRIMARY KEY, queue, state, attempt, instance, payload, result, error,
+         submitted, joined, started, ended, n)
+
+`jobs` holds each job of the session's work queues in its newest state
+(queued, running, done, dead; payload and result msgpack), so a supervisor
+started after one that was killed takes them back (supervisor/work.py); `n`
+orders a queue.
 
 `broken` says why the journal stopped during that run (a full disk, ...) and
 `broken_after` the last event it holds of it; a stop the database could not
@@ -37,7 +44,13 @@ CREATE TABLE IF NOT EXISTS events (
     run TEXT NOT NULL, gseq INTEGER NOT NULL, ts REAL NOT NULL, kind TEXT NOT NULL, engine TEXT NOT NULL,
     frames BLOB NOT NULL, size INTEGER NOT NULL, PRIMARY KEY (run, gseq)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, queue TEXT NOT NULL, state TEXT NOT NULL, attempt INTEGER NOT NULL, instance TEXT,
+    payload BLOB, result BLOB, error TEXT, submitted REAL, joined REAL, started REAL, ended REAL, n INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, ended);
 """
+JOB_COLUMNS = 13
+MAX_DONE_KEPT = 100_000  # finished jobs the journal keeps (the newest; also no older than its max age)
 BATCH = 2000          # events per transaction at most
 PRUNE_EVERY = 30.0    # seconds between retention passes
 T = TypeVar("T")
@@ -111,7 +124,27 @@ def prune(conn: sqlite3.Connection, *, max_bytes: int, max_age: float, now: floa
                 "DELETE FROM events WHERE (run, gseq) IN (SELECT run, gseq FROM events ORDER BY ts LIMIT ?)", (chunk,)
             ).rowcount
     conn.execute("DELETE FROM runs WHERE stopped IS NOT NULL AND run NOT IN (SELECT DISTINCT run FROM events)")
+    if max_age > 0:
+        conn.execute("DELETE FROM jobs WHERE state = 'done' AND ended < ?", (now - max_age,))
+    conn.execute("DELETE FROM jobs WHERE state = 'done' AND ended < (SELECT ended FROM jobs WHERE state = 'done' ORDER BY ended DESC LIMIT 1 OFFSET ?)", (MAX_DONE_KEPT,))
     return deleted
+
+
+def load_jobs(path: Path) -> tuple[list[tuple[Any, ...]], dict[str, int]]:
+    """The jobs a journal holds that are not done, in queue order (running ones first), and the done count per queue."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(
+            "SELECT id, queue, state, attempt, instance, payload, result, error, submitted, joined, started, ended, n FROM jobs "
+            "WHERE state != 'done' ORDER BY state != 'running', n").fetchall()
+        done = dict(conn.execute("SELECT queue, COUNT(*) FROM jobs WHERE state = 'done' GROUP BY queue").fetchall())
+        return rows, done
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return [], {}
+        raise
+    finally:
+        conn.close()
 
 
 def _used_bytes(conn: sqlite3.Connection) -> int:

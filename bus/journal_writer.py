@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .journal import BATCH, PRUNE_EVERY, SCHEMA, Entry, migrate, prune
+from .journal import BATCH, JOB_COLUMNS, PRUNE_EVERY, SCHEMA, Entry, migrate, prune
 from .journal_note import StopNote
 from .spool import pack_frames
 
@@ -72,6 +72,11 @@ class JournalWriter:
         if entries:
             size = sum(e.size for e in entries)
             self._put(("events", run, entries, size), len(entries), size)
+
+    def append_jobs(self, rows: list[tuple[Any, ...]]) -> None:
+        """Jobs in their new state (the `jobs` table's columns), written in the same order as the events."""
+        if rows:
+            self._put(("jobs", rows), len(rows), 0)
 
     def end_run(self, run: str, stopped: float, code: int) -> None:
         if self.error:  # the database takes no more: the stop note keeps how the run ended
@@ -159,6 +164,8 @@ class JournalWriter:
                 if item[0] == "events":
                     self._pending -= len(item[2])
                     self._pending_bytes -= item[3]
+                elif item[0] == "jobs":
+                    self._pending -= len(item[1])
             self._room.notify_all()
         waited = time.monotonic() - started
         if waited > TOLD_AFTER:
@@ -184,7 +191,9 @@ class JournalWriter:
                 last = max(last, entries[-1].gseq)
                 continue
             _insert(conn, rows)
-            if tag == "run":
+            if tag == "jobs":
+                _insert_jobs(conn, item[1])
+            elif tag == "run":
                 conn.execute("INSERT OR REPLACE INTO runs (run, started, pid) VALUES (?, ?, ?)", item[1:])
             elif tag == "stop":
                 conn.execute("UPDATE runs SET stopped = ?, code = ? WHERE run = ?", (item[2], item[3], item[1]))
@@ -249,6 +258,20 @@ def _insert(conn: sqlite3.Connection, rows: list[Any]) -> None:
     if rows:
         conn.execute(_INSERTS.get(len(rows)) or _insert_sql(len(rows)), rows)
         rows.clear()
+
+
+def _insert_jobs(conn: sqlite3.Connection, jobs: list[tuple[Any, ...]]) -> None:
+    """Upsert job rows, many per statement (as _insert does for events)."""
+    for start in range(0, len(jobs), JOB_ROWS_PER_STATEMENT):
+        chunk = jobs[start:start + JOB_ROWS_PER_STATEMENT]
+        sql = _JOB_INSERTS.get(len(chunk))
+        if sql is None:
+            sql = _JOB_INSERTS[len(chunk)] = "INSERT OR REPLACE INTO jobs VALUES " + ",".join(["(" + ", ".join("?" * JOB_COLUMNS) + ")"] * len(chunk))
+        conn.execute(sql, [value for row in chunk for value in row])
+
+
+JOB_ROWS_PER_STATEMENT = 999 // JOB_COLUMNS
+_JOB_INSERTS: dict[int, str] = {}
 
 
 def _insert_sql(values: int) -> str:
