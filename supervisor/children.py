@@ -121,7 +121,7 @@ class Child:
         self.exit, self.timers.exit_deadline, self.spawn_error = None, None, ""
 
 
-def engine_env(child: Child, *, endpoint: str, session_dir: str) -> dict[str, str]:
+def engine_env(child: Child, *, endpoint: str, session_dir: str, control: str = "") -> dict[str, str]:
     """The engine's environment: ours, its own `env`, then the bus variables.
 
     The directory of the Python running the supervisor goes first on PATH, so
@@ -132,7 +132,7 @@ def engine_env(child: Child, *, endpoint: str, session_dir: str) -> dict[str, st
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "") if bindir else env.get("PATH", "")
     if sys.prefix != sys.base_prefix:
         env["VIRTUAL_ENV"] = sys.prefix
-    for inherited in ("BUS_SPOOL", "BUS_HEARTBEAT", "BUS_INSTANCE"):  # never pass ours on
+    for inherited in ("BUS_SPOOL", "BUS_HEARTBEAT", "BUS_INSTANCE", "BUS_QUEUE", "BUS_CONTROL"):  # never pass ours on
         env.pop(inherited, None)
     env.update(child.spec.env)
     env.update(
@@ -145,6 +145,9 @@ def engine_env(child: Child, *, endpoint: str, session_dir: str) -> dict[str, st
     if child.spool is not None:
         env["BUS_SPOOL"] = str(child.spool)
     env["BUS_HEARTBEAT"] = f"{child.spec.heartbeat_timeout / 3:g}"  # 0: none (unset would mean a remote engine's default)
+    if child.spec.queue:
+        env["BUS_QUEUE"] = child.spec.queue  # the SDK's jobs() takes work from it ...
+        env["BUS_CONTROL"] = control         # ... asking here (docs/PROTOCOL.md section 10)
     if child.spec.droppable is not None:
         env["BUS_DROPPABLE"] = ",".join(child.spec.droppable) or "none"
     return env

@@ -54,6 +54,8 @@ from bus.protocol import MAY_BE_DROPPED
 from bus.protocol.limits import ENGINE_NAME
 from bus.runtime import tcp_endpoints
 
+from .queues import QueueSpec
+
 MAX_INSTANCES = 1000
 
 
@@ -83,6 +85,7 @@ class EngineSpec:
     on_unresponsive: str = "report"     # report | restart
     on_exit: str = "ignore"             # ignore | stop-all (restart is `restart`'s job)
     droppable: tuple[str, ...] | None = None  # kinds its SDK may drop under pressure (None: the SDK's default)
+    queue: str | None = None            # the work queue its instances take jobs from (supervisor/work.py)
     explicit: frozenset[str] = frozenset()    # the keys its config set (a setting that cannot apply to it is warned about)
 
     def instance_names(self) -> list[str]:
@@ -112,9 +115,18 @@ class SupervisorConfig:
     journal: bool = True                # keep every event on disk (bus/journal.py)
     journal_max_bytes: int = 1024**3    # retention: the oldest events go beyond this size...
     journal_max_age: float = 7 * 86400  # ... or this age (seconds)
+    queues: Mapping[str, QueueSpec] = field(default_factory=dict)  # [queues.NAME] (engines' `queue` add theirs)
 
     def __post_init__(self) -> None:
         check_listen(self.listen, self.security, self.insecure)
+
+    def queue_specs(self) -> dict[str, QueueSpec]:
+        """Every queue: those of [queues.NAME], and those engines name (with the default bounds)."""
+        specs = dict(self.queues)
+        for spec in self.engines:
+            if spec.queue and spec.queue not in specs:
+                specs[spec.queue] = QueueSpec()
+        return specs
 
     @property
     def exposed(self) -> bool:
@@ -157,10 +169,12 @@ def load_config(path: str | Path, *, remote_only: bool = False) -> tuple[tuple[E
         raise ConfigError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    unknown = set(data) - {"engines", "supervisor", "security"}
+    unknown = set(data) - {"engines", "supervisor", "security", "queues"}
     if unknown:
-        raise ConfigError(f"{path}: unknown section {sorted(unknown)[0]!r} (known: engines, supervisor, security)")
+        raise ConfigError(f"{path}: unknown section {sorted(unknown)[0]!r} (known: engines, supervisor, security, queues)")
     settings = supervisor_settings(path, data.get("supervisor", {}))
+    if "queues" in data:
+        settings["queues"] = _queues(path, data["queues"])
     if "security" in data:
         settings["security"] = _security(path, data["security"])
     engines = data.get("engines", {} if remote_only else None)
@@ -264,6 +278,7 @@ ENGINE_CHECKS: dict[str, Check] = {
     "on_exit": _choice("ignore", "restart", "stop-all"),
     "shell": _boolean,
     "droppable": _kinds_to_drop,
+    "queue": lambda value: _queue_name(value),
 }
 ENGINE_KEYS = {"command", "env", "cwd", *ENGINE_CHECKS}
 SUPERVISOR_CHECKS: dict[str, Check] = {
@@ -278,7 +293,7 @@ SUPERVISOR_CHECKS: dict[str, Check] = {
     "remote_timeout": _number(0, DAY, above=True),
     "serve_after": _number(0, DAY),
 }
-SECURITY_KEYS = {"server_key", "engines", "subscribers", "admins"}
+SECURITY_KEYS = {"server_key", "engines", "subscribers", "admins", "producers"}
 
 
 def _suggest(key: str, known: Iterable[str]) -> str:
@@ -304,6 +319,42 @@ def supervisor_settings(path: Path | str, table: Any) -> dict[str, Any]:
         if key in settings:
             settings[name] = int(settings.pop(key) * unit) if name.endswith("bytes") else settings.pop(key) * unit
     return settings
+
+
+QUEUE_CHECKS: dict[str, Check] = {
+    "max_queued": _integer(1, 100_000_000),
+    "max_attempts": _integer(1, 1_000_000),
+}
+
+
+def _queues(path: Path, table: Any) -> dict[str, QueueSpec]:
+    """[queues.NAME] tables: each queue's bounds."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [queues] must hold tables like [queues.library] with max_queued = 100000")
+    specs = {}
+    for name, values in table.items():
+        where = f"{path}: [queues.{name}]"
+        if not ENGINE_NAME.fullmatch(name):
+            raise ConfigError(f"{where}: a queue's name may hold only letters, digits, '_', '.', '-' (at most 128)")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: must be a table (max_queued, max_attempts)")
+        checked = {}
+        for key, value in values.items():
+            check = QUEUE_CHECKS.get(key)
+            if check is None:
+                raise ConfigError(f"{where}: unknown key {key!r}{_suggest(key, QUEUE_CHECKS)}")
+            try:
+                checked[key] = check(value)
+            except _Bad as exc:
+                raise ConfigError(f"{where}: {key} {exc}") from None
+        specs[name] = QueueSpec(**checked)
+    return specs
+
+
+def _queue_name(value: Any) -> str:
+    if not isinstance(value, str) or not ENGINE_NAME.fullmatch(value):
+        raise _Bad(f"must be a queue's name (letters, digits, '_', '.', '-'; at most 128), got {value!r}")
+    return value
 
 
 def _security(path: Path, table: Any) -> Security:
@@ -439,5 +490,6 @@ def _spec(where: str, name: str, command: tuple[str, ...], env: dict[str, str], 
         on_unresponsive=values.get("on_unresponsive", "report"),
         on_exit=on_exit,
         droppable=values.get("droppable"),
+        queue=values.get("queue"),
         explicit=frozenset(values),
     )

@@ -66,6 +66,7 @@ class Served(Protocol):
     finished: bool
     spawns: bool  # whether `spawn` may add engines here (a hub: no)
     stop: Callable[..., None]
+    work: Any  # supervisor/work.py's Work (None before control is bound)
 
     def command(self, op: str, name: str) -> dict[str, Answer]: ...
     def spawn(self, spec: EngineSpec) -> list[str]: ...
@@ -97,17 +98,18 @@ def serve(sup: Served) -> None:
         sup.replies.take(envelope, body, who)
 
 
-def guarded_answer(sup: Served, body: list[bytes], who: str | None) -> list[Any]:
+def guarded_answer(sup: Served, body: list[bytes], who: str | None, envelope: list[bytes] | None = None) -> list[Any]:
     """`answer`, and an error reply if it fails: a request that reaches a bug of ours is said, never fatal."""
     try:
-        return answer(sup, body, who)
+        return answer(sup, body, who, envelope)
     except Exception as exc:
         sup._internal_error("a control request", exc)
         return [encode_error(None, "internal-error", f"the supervisor failed on this request ({type(exc).__name__}: {exc}); it keeps running")]
 
 
-def answer(sup: Served, body: list[bytes], who: str | None = None) -> list[Any]:
-    """The reply to one request; `who` is the CURVE client's key (None: a local client, who may do anything)."""
+def answer(sup: Served, body: list[bytes], who: str | None = None, envelope: list[bytes] | None = None) -> list[Any]:
+    """The reply to one request; `who` is the CURVE client's key (None: a local client, who may do anything).
+    [] when the request is held (take, job: `envelope` is where its reply goes later)."""
     if len(body) != 1:
         return [encode_error(None, "bad-request", f"a request is one frame, got {len(body)}")]
     try:
@@ -117,11 +119,20 @@ def answer(sup: Served, body: list[bytes], who: str | None = None) -> list[Any]:
     security = sup.config.security
     if security is not None and who != PLAIN_TCP and not security.may(who, request.op):  # (a keyless TCP client: Windows' local endpoints)
         name = security.name_of(who or "")
-        if security.role_of(who or "") == {"engines"}:
-            return [encode_error(request.id, "forbidden", f"key {name!r} is an engine key: it may push events and ask hello, nothing else ({request.op} needs a subscriber or admin key)")]
+        roles = security.role_of(who or "")
+        if roles == {"engines"}:
+            return [encode_error(request.id, "forbidden", f"key {name!r} is an engine key: it may push events and ask hello and take, nothing else ({request.op} needs a subscriber, producer or admin key)")]
+        if request.op in ("submit", "jobs", "job"):
+            return [encode_error(request.id, "forbidden", f"key {name!r} may not {request.op}: that needs a producer or admin key")]
+        if request.op == "take":
+            return [encode_error(request.id, "forbidden", f"key {name!r} may not take work: that needs an engine or admin key")]
+        if "producers" in roles and "subscribers" not in roles:
+            return [encode_error(request.id, "forbidden", f"key {name!r} is a producer key: it may submit and read jobs ({request.op} needs a subscriber or admin key)")]
         return [encode_error(request.id, "forbidden", f"key {name!r} may only read (it is not an admin key): {request.op} needs an admin key")]
     if request.op == "history":
         return history(sup, request)
+    if request.op in WORK_OPS:
+        return work(sup, request, envelope or [b""])
     if request.op == "down":
         sup.stop("down requested", Cause.DOWN)
         return [encode_reply(request.id, stopping=True, finished=sup.finished)]
@@ -159,6 +170,40 @@ def answer(sup: Served, body: list[bytes], who: str | None = None) -> list[Any]:
         sup.readers.heard(args["subscriber"], args.get("at") or 0, bool(args.get("done")), time.monotonic())
     name = args.get("engine")
     return [encode_reply(request.id, **hello(sup), **({"engine": name_state(sup, name)} if name is not None else {}))]
+
+
+WORK_OPS = frozenset({"submit", "take", "jobs", "job", "retry"})
+TAKING = frozenset({"starting", "running", "unresponsive", "stopping"})  # the states of an instance that may ask for work
+
+
+def work(sup: Served, request: Request, envelope: list[bytes]) -> list[Any]:
+    """Work queues (docs/PROTOCOL.md section 10): supervisor/work.py decides."""
+    work, args, rid = sup.work, request.args, request.id
+    if work is None:
+        return [encode_error(rid, "unknown-queue", "this supervisor has no work queues")]
+    if request.op == "submit":
+        reply, queued = work.submit(rid, args["queue"], args["jobs"], args["ids"], args["partial"], sup.stop_reason)
+        if queued and sup.journal is not None:
+            sup.flush_journal()  # answered once the jobs are on disk: an acknowledged job survives a kill -9
+        return reply
+    if request.op == "take":
+        name = args["engine"]
+        child = sup.children.get(name)
+        if child is None:
+            return [encode_error(rid, "unknown-engine", f"no engine {name!r} here: work goes to the engines this supervisor knows (started, or attached)")]
+        if child.remote and child.state not in TAKING:
+            return [encode_error(rid, "unknown-engine", f"engine {name!r} is {child.state}: a remote engine says hello before it takes work")]
+        if not child.remote and (child.state not in TAKING or (args["pid"] is not None and args["pid"] != child.pid)):
+            return [encode_error(rid, "unknown-engine", f"engine {name!r} is {child.state}{f' as process {child.pid}' if child.pid else ''}; process {args['pid']} is not it (an earlier process of it?)")]
+        return work.take(envelope, rid, name, args["queue"], args["credit"], args["wait"], bool(sup.stop_reason))
+    if request.op == "job":
+        return work.job(envelope, rid, args["job"], args["wait"])
+    if request.op == "jobs":
+        return work.jobs(rid, args["queue"], args["state"], args["ids"], args["limit"])
+    reply, queued = work.retry(rid, args["job"], sup.stop_reason)
+    if queued and sup.journal is not None:
+        sup.flush_journal()
+    return reply
 
 
 def spawn(sup: Served, request: Request, who: str | None) -> list[Any]:
@@ -226,6 +271,7 @@ def status(sup: Served) -> dict[str, Any]:
         "history": {"first": sup.history.first, "events": len(sup.history), "bytes": sup.history.bytes},
         "journal": sup.journal_status(),
         "engines": sup.engines_status(),
+        **({"queues": sup.work.status()} if sup.work is not None and sup.work.active else {}),
         **sup.extra_status(),
     }
 

@@ -37,7 +37,7 @@ from bus._version import __version__
 from bus.protocol import Event, Log, RemoteProtocolError, SupervisorStarted, SupervisorStopped, Welcome
 from bus.protocol.codec import batch_raws, decode_engine, encode, is_batch, pack_event_header, stamp_header, topic_of
 from bus.errors import BusError
-from bus.journal import Entry, JournalReader
+from bus.journal import Entry, JournalReader, load_jobs
 from bus.journal_writer import JournalWriter
 from bus.keys import Gatekeeper
 from bus.process import Inbox, OutputLines, ProcessExited, StreamClosed
@@ -52,11 +52,13 @@ from .history import History
 from .memory import Trimmer
 from .outcome import Cause, run_exit_code
 from .processes import Processes
+from .queues import QueueSpec
 from .replies import Readers, Replies
 from .sources import source_of
 from .timers import KILL_WAIT
 from .wake import SignalWake
 from .watchdog import Watchdog
+from .work import Work
 
 Sink = Callable[[Event], None]
 _send, _SNDMORE = zmq.backend.Socket.send, zmq.SNDMORE
@@ -73,6 +75,10 @@ LATE_MAX = 5.0       # ... but no longer than this
 MAX_SLEEP_MS = 60_000  # the loop wakes at least this often, whatever the timers say
 RETRY_REPLIES_MS = 5   # while control replies wait for a full pipe, retry them this often
 HOST_GRACE = 1.0       # the program that started us is gone (watch_host): engines get this long, then SIGKILL
+ENDED_STATES = frozenset({"backoff", "exited", "fatal", "lost"})  # an instance in one of these runs no job (work.gone)
+
+
+_WORK_KINDS = frozenset({"job.end", "state"})  # (Publish outputs _do hands to _work_event)
 
 
 class HostGone:
@@ -114,6 +120,7 @@ class Supervisor:
         self._stop_signal: int | None = None
         self._done = False
         self._host_gone = False  # (watch_host) no subscriber is left to serve after the run
+        self.work: Work | None = None  # work queues (supervisor/work.py): made once control is bound
 
     # -- running -------------------------------------------------------------
 
@@ -136,7 +143,7 @@ class Supervisor:
             for stale in spools.iterdir():  # left by a supervisor that was killed; we hold the session lock
                 stale.unlink(missing_ok=True)
             self.processes = Processes(self._inbox, self.config.max_line, watchdog)
-            self.fleet.open(self.processes, endpoint=self.endpoints["pull"][0], session_dir=str(session.dir), spool_dir=spools)
+            self.fleet.open(self.processes, endpoint=self.endpoints["pull"][0], session_dir=str(session.dir), spool_dir=spools, control=self.endpoints["control"][0])
             wake = SignalWake() if handle_signals else None
             try:
                 self._publish(SupervisorStarted(run=self.run_id, pid=os.getpid(), version=__version__, engines=list(self.children)))
@@ -144,6 +151,7 @@ class Supervisor:
                     self._publish(Log(message=f"bus: engines may outlive a killed supervisor: {watchdog.broken}", level="warning", stream="bus"))
                 if self.config.exposed:
                     self._publish(Log(message=f"bus: INSECURE: listening on {self.config.listen} without keys: anyone who reaches it can read every event and stop engines (see docs/SECURITY.md)", level="warning", stream="bus"))
+                self._restore_jobs()
                 self.fleet.start_all()
                 self._begin()
                 self._loop(wake)
@@ -205,6 +213,22 @@ class Supervisor:
             raise BusError(f"{self.journal.error}: set BUS_STATE_DIR to a writable directory, or use --no-journal")
         self.journal.begin_run(self.run_id, self.started, os.getpid())
 
+    def _restore_jobs(self) -> None:
+        """Take back the jobs an earlier supervisor of this session left in the journal (killed, or stopped with work queued)."""
+        if self.journal is None or self.journal.error or self.work is None:
+            return
+        try:
+            rows, done = load_jobs(self.journal.path)
+        except Exception as exc:  # noqa: BLE001 - a damaged table: said, the run goes on without them
+            self._publish(Log(message=f"bus: could not take back the queued jobs of the journal {self.journal.path}: {exc}", level="error", stream="bus"))
+            return
+        if not rows:
+            return
+        lost = self.work.restore(rows, done)
+        waiting = sum(1 for row in rows if row[2] != "dead")
+        self._publish(Log(message=f"bus: took back {waiting:,} unfinished job(s) from the journal ({len(lost):,} were running when the last supervisor ended: "
+                                  f"queued again first, with their attempt counted)", level="info", stream="bus"))
+
     def journal_reader(self) -> JournalReader | None:
         """For history the memory no longer holds, and for earlier runs."""
         if self.journal is None or self.journal.error:
@@ -224,7 +248,8 @@ class Supervisor:
         self.pull, self.endpoints["pull"] = sockets.pull(self.ctx, local["pull"], remote["pull"], security=security)
         self.pub, self.endpoints["pub"] = sockets.xpub(self.ctx, local["pub"], remote["pub"], security=security)
         self.router, self.endpoints["control"] = sockets.router(self.ctx, local["control"], remote["control"], security=security)
-        self.replies = Replies(self.router, lambda body, who: control.guarded_answer(self, body, who))
+        self.replies = Replies(self.router, lambda body, who, envelope: control.guarded_answer(self, body, who, envelope))
+        self.work = Work(self.config.queue_specs(), self.run_id, publish=self._publish, deliver=self.replies.deliver)
         self.connections.plan(engines=sum(spec.instances for spec in self.config.engines), tcp_sockets=len(extra))
         for name, sock in (("pull", self.pull), ("pub", self.pub), ("control", self.router)):
             self.connections.watch(name, sock, self.endpoints[name])
@@ -286,6 +311,10 @@ class Supervisor:
             batch, self._unjournaled = self._unjournaled, []
             if self.journal is not None:
                 self.journal.append_many(self.run_id, batch)
+        if self.work is not None:
+            rows = self.work.rows()  # (after the events: a job's row is never ahead of its events)
+            if rows and self.journal is not None and not self.journal.error:
+                self.journal.append_jobs(rows)
         if self.journal is not None and self.journal.error and not self._journal_told:
             self._journal_told = True
             self._unjournaled.clear()
@@ -314,6 +343,10 @@ class Supervisor:
         try:
             outputs, next_due = self.fleet.tick(now)
             self._do(outputs)
+            if self.work is not None:
+                due = self.work.tick(now)
+                if due is not None:
+                    next_due = due if next_due is None else min(next_due, due)
         except Exception as exc:  # a bug of ours in a timer: said, and tried again in a second (never a spin)
             self._internal_error("the engines' timers", exc)
             next_due = now + 1.0
@@ -332,6 +365,8 @@ class Supervisor:
                 self.fleet.kill_now()
             return
         self.stop_reason, self.stop_cause, self._stop_signal = reason, cause, signum
+        if self.work is not None:
+            self.work.drain()  # no job more is given out; running ones may finish within the stop timeout
         self._do(self.fleet.shutdown(reason))
 
     def _do(self, outputs: list[Output]) -> None:
@@ -339,11 +374,29 @@ class Supervisor:
         for out in outputs:
             try:
                 if isinstance(out, Publish):
+                    kind = out.event.KIND
+                    if kind in _WORK_KINDS:
+                        self._work_event(out.event)
+                        continue
                     self._publish(out.event, out.blobs, out.raw)
                 elif isinstance(out, StopAll) and not self.stop_reason:
                     self.stop_reason, self.stop_cause = out.reason, Cause.STOP_ALL
             except Exception as exc:  # a bug of ours (a sink, say): said; the outputs after it still go out
                 self._internal_error(f"publishing {type(out).__name__}", exc)
+
+    def _work_event(self, event: Any) -> None:
+        """What the work queues must know of: an engine's job.end (published as job.done, failed or dead), and an instance's end."""
+        if event.KIND == "job.end":
+            if self.work is None:
+                return
+            try:
+                self.work.end(event.engine, event.job, event.ok, event.result, event.error, event.retry)
+            except RemoteProtocolError as exc:
+                self._count_reject_from(exc.reason, event.engine)
+            return
+        self._publish(event)
+        if event.state in ENDED_STATES and self.work is not None:
+            self.work.gone(event.engine, f"its engine ended ({event.state}{': ' + event.ended if event.ended else ''})")
 
     # -- what control requests see (a hub adds its upstreams' engines) --------------------
 
@@ -360,6 +413,8 @@ class Supervisor:
         passes); its instance names. ValueError: a name is taken; OverflowError: too many engines."""
         if len(self.children) + spec.instances > MAX_ENGINES:
             raise OverflowError(f"this supervisor has {len(self.children):,} engines; {spec.instances} more would pass its bound of {MAX_ENGINES:,} (forget ended ones: bus forget NAME)")
+        if spec.queue and self.work is not None and spec.queue not in self.work.queues.names:
+            self.work.queues.add(spec.queue, QueueSpec())
         self._do(self.fleet.add(spec))
         outputs, _ = self.fleet.tick()  # started now, so the answer can say whether it could be
         self._do(outputs)
@@ -497,9 +552,11 @@ class Supervisor:
     def _count_reject(self, reason: str, frame: zmq.Frame) -> None:
         """Count a rejected message by reason and by who sent it: the CURVE key's
         name, the TCP peer's address, or "local" (ipc)."""
+        self._count_reject_from(reason, source_of(frame, self.gatekeeper))
+
+    def _count_reject_from(self, reason: str, source: str) -> None:
         self.counters["rejected"] += 1
         self.rejects[reason] = self.rejects.get(reason, 0) + 1
-        source = source_of(frame, self.gatekeeper)
         if source not in self.reject_sources and len(self.reject_sources) >= MAX_SOURCES:
             source = "other"
         counts = self.reject_sources.setdefault(source, {})

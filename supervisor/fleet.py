@@ -114,12 +114,13 @@ class Fleet:
         self.lingering: dict[int, float] = {}  # process group left by an exited engine -> SIGKILL time
         self.procs: ProcessSeam | None = None
         self.endpoint = ""
+        self.control = ""
         self.session_dir = ""
         self.spool_dir: Path | None = None
 
-    def open(self, procs: ProcessSeam, *, endpoint: str, session_dir: str = "", spool_dir: Path | None = None) -> None:
-        """Ready to start engines: they reach us at `endpoint`; their crash spools go in `spool_dir` (None: none)."""
-        self.procs, self.endpoint, self.session_dir, self.spool_dir = procs, endpoint, session_dir, spool_dir
+    def open(self, procs: ProcessSeam, *, endpoint: str, session_dir: str = "", spool_dir: Path | None = None, control: str = "") -> None:
+        """Ready to start engines: they reach us at `endpoint` (and ask for work at `control`); their crash spools go in `spool_dir` (None: none)."""
+        self.procs, self.endpoint, self.session_dir, self.spool_dir, self.control = procs, endpoint, session_dir, spool_dir, control
 
     def _add_spec(self, spec: EngineSpec) -> list[Child]:
         added = [Child(spec=spec, name=name, instance=k, tracker=RestartTracker(spec.restart, self.rng)) for k, name in enumerate(spec.instance_names(), 1)]
@@ -520,7 +521,7 @@ class Fleet:
             return
         now = self.clock()
         child.spool = self.spool_dir / f"{child.name}.{child.spawns + 1}" if self.spool_dir is not None else None
-        env = engine_env(child, endpoint=self.endpoint, session_dir=self.session_dir)
+        env = engine_env(child, endpoint=self.endpoint, session_dir=self.session_dir, control=self.control)
         try:
             proc = self.procs.spawn(child.name, child.spec.command, child.spec.cwd, env)
         except (OSError, ValueError) as exc:  # ValueError: what the OS cannot take (a NUL in an argument, '=' in a variable name)

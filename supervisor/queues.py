@@ -1,4 +1,4 @@
-"""Work queues as a state machine without I/O (issue 20: the core; not wired into the loop yet).
+"""Work queues as a state machine without I/O (the loop's side is supervisor/work.py).
 
 How it works (in the manner of fleet.py): the loop tells `Queues` what happened
 (a job submitted, an instance asking for work, a job done or failed, an
@@ -56,6 +56,10 @@ class Job:
     submitted: float = 0.0
     result: Any = None
     error: str = ""
+    started: float = 0.0          # when its current (or last) start began
+    ended: float = 0.0            # when it was done or went dead
+    joined: float = 0.0           # when it joined its queue's end (submit, retry by hand)
+    n: int = 0                    # its place in that order (what a restart restores by)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,7 @@ class Queues:
         self._running: dict[str, set[str]] = {}       # instance -> ids of its running jobs
         self.draining = False
         self._out: list[Output] = []
+        self._n = 0  # the last `n` given
 
     # -- inputs ---------------------------------------------------------------
 
@@ -108,7 +113,9 @@ class Queues:
         job_id = job_id or next(self._ids)
         if job_id in self.jobs:
             raise ValueError(f"job id {job_id!r} is taken")
-        job = Job(job_id, queue, payload, submitted=self._clock())
+        now = self._clock()
+        self._n += 1
+        job = Job(job_id, queue, payload, submitted=now, joined=now, n=self._n)
         self.jobs[job_id] = job
         q.waiting.append(job_id)
         self._out.append(Changed(job, "queued"))
@@ -123,9 +130,15 @@ class Queues:
         self._hand_out(queue)
         return self._take_out()
 
+    def unask(self, instance: str, queue: str) -> None:
+        """What `instance` may still be given of `queue` is void (its request was answered, or timed out)."""
+        held = self._credit.get(queue)
+        if held is not None:
+            held.pop(instance, None)
+
     def done(self, instance: str, job_id: str, result: Any = None) -> list[Output]:
         job = self._running_on(instance, job_id)
-        job.state, job.result = DONE, result
+        job.state, job.result, job.ended = DONE, result, self._clock()
         self._queues[job.queue].done += 1
         self._finish(job)
         self._out.append(Changed(job, "done"))
@@ -158,7 +171,8 @@ class Queues:
         if job is None or job.state != DEAD:
             raise LookupError(f"no dead job {job_id!r}")
         self._queues[job.queue].dead -= 1
-        job.state, job.attempt, job.instance = QUEUED, 0, None
+        self._n += 1
+        job.state, job.attempt, job.instance, job.joined, job.n = QUEUED, 0, None, self._clock(), self._n
         self._queues[job.queue].waiting.append(job_id)
         self._out.append(Changed(job, "queued", "retried by hand"))
         self._hand_out(job.queue)
@@ -168,18 +182,61 @@ class Queues:
         """A shutdown: give out nothing more (running jobs may still finish)."""
         self.draining = True
 
-    def restore(self, jobs: Iterable[Job]) -> None:
-        """Jobs from the journal, oldest first: running ones are queued again (their instance is gone)."""
+    def add(self, name: str, spec: QueueSpec) -> None:
+        """A queue more (or a new bound for one that exists)."""
+        if name in self._queues:
+            self._queues[name].spec = spec
+        else:
+            self._queues[name] = _Queue(spec)
+
+    def restore(self, jobs: Iterable[Job], done: dict[str, int] | None = None) -> list[Job]:
+        """Jobs from the journal, in queue order: running ones are queued again (their instance
+        died with the old supervisor), first in line. `done`: the finished count per queue.
+        A job of a queue this config no longer has gets that queue back (with the default
+        bound), so nothing submitted is lost; the ones that were running are returned."""
+        lost, waiting = [], []
         for job in jobs:
-            q = self._queue(job.queue)
+            if job.queue not in self._queues:
+                self._queues[job.queue] = _Queue(QueueSpec())
+            q = self._queues[job.queue]
             self.jobs[job.id] = job
-            if job.state in (QUEUED, RUNNING):
-                job.state, job.instance = QUEUED, None
-                q.waiting.append(job.id)
+            self._n = max(self._n, job.n)
+            if job.state == RUNNING:
+                job.state = QUEUED
+                lost.append(job)
+            elif job.state == QUEUED:
+                waiting.append(job)
             elif job.state == DEAD:
                 q.dead += 1
+            elif job.state == DONE:
+                self._finish(job)
+        for job in lost + waiting:
+            self._queues[job.queue].waiting.append(job.id)
+        for name, count in (done or {}).items():
+            if name in self._queues:
+                self._queues[name].done += count
+        return lost
 
     # -- views ------------------------------------------------------------------
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._queues)
+
+    def spec(self, queue: str) -> QueueSpec:
+        return self._queue(queue).spec
+
+    def room(self, queue: str) -> int:
+        """How many more jobs `queue` takes now."""
+        q = self._queue(queue)
+        return max(0, q.spec.max_queued - len(q.waiting))
+
+    def running_on(self, instance: str) -> list[Job]:
+        return [self.jobs[i] for i in self._running.get(instance, ())]
+
+    def waiting(self, queue: str) -> list[Job]:
+        """Its queued jobs, next first."""
+        return [self.jobs[i] for i in self._queue(queue).waiting]
 
     def counts(self, queue: str) -> dict[str, int]:
         q = self._queue(queue)
@@ -204,7 +261,7 @@ class Queues:
     def _again(self, job: Job, what: str, cause: str, *, retry: bool, front: bool = False) -> None:
         q = self._queues[job.queue]
         if not retry or job.attempt >= q.spec.max_attempts:
-            job.state = DEAD
+            job.state, job.ended = DEAD, self._clock()
             q.dead += 1
             self._out.append(Changed(job, "dead", cause))
             return
@@ -219,7 +276,7 @@ class Queues:
         while q.waiting and held:
             instance = next(iter(held))
             job = self.jobs[q.waiting.popleft()]
-            job.state, job.instance = RUNNING, instance
+            job.state, job.instance, job.started = RUNNING, instance, self._clock()
             job.attempt += 1
             self._running.setdefault(instance, set()).add(job.id)
             held[instance] -= 1

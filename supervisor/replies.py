@@ -12,6 +12,10 @@ pass. A peer that is gone (EHOSTUNREACH) loses what waited for it; a peer with
 MAX_WAITING requests waiting has its next ones dropped, and counted, as is
 anything past MAX_HELD bytes held for all peers together.
 
+A request may also be held (`take` waiting for work, `job` waiting for an end):
+its answer is then [] and nothing is sent now; the reply goes later through
+`deliver`, behind what already waits for that peer.
+
 `Readers` keeps what subscribers said of how far they are (`hello` with
 `subscriber`, `at`, `done`), so a supervisor whose run is over knows whom to wait for.
 """
@@ -28,7 +32,7 @@ MAX_WAITING = 1000             # requests of one peer held while its pipe is ful
 MAX_PEERS = 1000               # peers with something waiting
 MAX_HELD = 128 * 1024 * 1024   # bytes of requests and replies held for all of them
 
-Answer = Callable[[list[bytes], "str | None"], list[Any]]
+Answer = Callable[[list[bytes], "str | None", list[bytes]], list[Any]]  # (body, who, envelope) -> reply frames ([]: held, see deliver)
 
 
 class Replies:
@@ -51,19 +55,36 @@ class Replies:
                 queue.append((envelope, _Request(body, who), size))
                 self.held += size
             return
-        reply = self.answer(body, who)
+        reply = self.answer(body, who, envelope)
+        if not reply:
+            return  # held: delivered later
+        self._queue_or_send(envelope, reply)
+
+    def deliver(self, envelope: list[bytes], reply: list[Any]) -> bool:
+        """The reply to a request that was held; False when its peer is gone (the reply is lost)."""
+        queue = self.waiting.get(envelope[0])
+        if queue is not None:
+            size = _size(envelope + reply)
+            queue.append((envelope, reply, size))  # (one per held request: bounded by what the peer asked)
+            self.held += size
+            return True
+        return self._queue_or_send(envelope, reply)
+
+    def _queue_or_send(self, envelope: list[bytes], reply: list[Any]) -> bool:
+        peer = envelope[0]
         try:
             if self._send(envelope, reply):
-                return
+                return True
         except _Gone:
             self.vanished += 1
-            return
+            return False
         size = _size(envelope + reply)
         if len(self.waiting) >= MAX_PEERS or self.held + size > MAX_HELD:
             self.dropped += 1
-            return
+            return False
         self.waiting[peer] = deque([(envelope, reply, size)])
         self.held += size
+        return True
 
     def flush(self) -> None:
         """Send what waits, peer by peer, in order, while each peer has room."""
@@ -72,7 +93,11 @@ class Replies:
             while queue:
                 envelope, item, size = queue[0]
                 if isinstance(item, _Request):  # its turn: answered now (one reply per peer held at a time)
-                    item = self.answer(item.body, item.who)
+                    item = self.answer(item.body, item.who, envelope)
+                    if not item:  # held: delivered later
+                        queue.popleft()
+                        self.held -= size
+                        continue
                     reply_size = _size(envelope + item)
                     self.held += reply_size - size
                     queue[0] = (envelope, item, size := reply_size)
