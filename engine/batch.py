@@ -101,6 +101,18 @@ class Batcher:
                 self._wake.notify()
             return True
 
+    def sent(self, timeout: float) -> bool:
+        """Wait (at most `timeout` seconds) until everything put here has been handed to zmq:
+        a job's end goes out before the engine asks for its next job on another socket."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._queue or self._in_hand:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._room.wait(left)
+        return True
+
     def close(self, linger: float) -> None:
         """Send what waits (at most `linger` seconds), then stop the flusher."""
         with self._lock:

@@ -71,6 +71,7 @@ from bus.protocol import (
     Event,
     Finding,
     Heartbeat,
+    JobEnd,
     LocalProtocolError,
     Log,
     PhaseCompleted,
@@ -90,6 +91,7 @@ from bus.runtime import tcp_address
 from bus.spool import DEFAULT_SIZE, SpoolWriter
 
 from .batch import BATCH_GAP, Batcher, send_now
+from .jobs import STOP_SIGNALS, Job, exit_on_stop, take_jobs
 
 TELL_DROPS_EVERY = 0.5  # seconds after a drop: a heartbeat saying how many (retried until there is room)
 REMOTE_HEARTBEAT = 5.0  # seconds between heartbeats when no supervisor started us (BUS_HEARTBEAT unset)
@@ -139,6 +141,7 @@ class Engine:
         self._spool: SpoolWriter | None = None
         self._batch: Batcher | None = None  # what a burst sends goes out in batches (batch.py)
         self._last_send = 0.0
+        self._job: Job | None = None  # the job jobs() gave that runs now: what is sent meanwhile carries its id
         spool_path = os.environ.pop("BUS_SPOOL", None)  # ours alone: not for our own children
         if endpoint:
             self._ctx = zmq.Context()
@@ -152,9 +155,9 @@ class Engine:
         # heard from us it may stop us at any moment, and we must then say bye.
         self._old_handlers: dict[int, Any] = {}
         if handle_sigterm and threading.current_thread() is threading.main_thread():
-            for signum in _STOP_SIGNALS:
+            for signum in STOP_SIGNALS:
                 if signal.getsignal(signum) is signal.SIG_DFL:
-                    self._old_handlers[signum] = signal.signal(signum, _exit_on_sigterm)
+                    self._old_handlers[signum] = signal.signal(signum, exit_on_stop)
         self._beat_stop = threading.Event()
         atexit.register(self.close)
         # A supervisor that starts us says how often to beat (0: never). Without it
@@ -170,6 +173,20 @@ class Engine:
     def connected(self) -> bool:
         """True when events go to a supervisor (not to the stdout fallback)."""
         return self._sock is not None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def jobs(self, queue: str | None = None, *, credit: int = 1, wait: float = 30.0) -> Iterator[Job]:
+        """Jobs of `queue` (default: the one the engine's config names, BUS_QUEUE), one at a time,
+        asked for when idle (at most `credit` held); see engine/jobs.py. Under a supervisor only."""
+        return take_jobs(self, queue, credit, wait)
+
+    def _end_job(self, job: Job, *, ok: bool, result: dict[str, Any] | None = None, error: str = "", retry: bool = True) -> None:
+        self._emit(JobEnd, job=job.id, ok=ok, result=result or {}, error=error, retry=retry)
+        if self._batch is not None:
+            self._batch.sent(self._send_timeout_ms / 1000)  # (out before the next take, which goes on the control socket)
 
     @property
     def sent(self) -> int:
@@ -237,6 +254,9 @@ class Engine:
         if pct is not None:
             header["pct"] = pct
         header["detail"] = detail
+        job = self._job
+        if job is not None:
+            header["job"] = job.id
         with self._lock:
             if self._closed or self._forks != _forks:
                 self._refuse("progress")
@@ -288,6 +308,9 @@ class Engine:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, trace: TracebackType | None) -> None:
         if isinstance(exc, Exception) and not self._closed:
             self.exception(exc, fatal=True)
+            job = self._job
+            if job is not None and not job.ended:  # it raised out of a jobs() loop: that job failed
+                job.fail(f"{type(exc).__name__}: {exc}")
         self.close()
 
     def close(self) -> None:
@@ -333,6 +356,8 @@ class Engine:
                 raise LocalProtocolError(f"engine {self.name!r} is closed; {cls.KIND} not sent")
             if self._forks != _forks:
                 raise LocalProtocolError("this Engine was made in another process; make a new Engine after fork()")
+            if "job" not in fields and self._job is not None and cls not in _NO_JOB:
+                fields["job"] = self._job.id
             event = cls(engine=self.name, seq=self._seq + 1, **fields)
             if self._sock is None:
                 self._seq += 1
@@ -485,6 +510,7 @@ class Engine:
 
 
 _FULL = object()  # _spool_full: no room for it
+_NO_JOB = (Heartbeat, EngineHello, EngineBye)  # kinds that never carry the running job's id
 _now, _perf = time.time, time.perf_counter
 _forks = 0  # fork()s this process came through (counted in the child)
 
@@ -545,16 +571,6 @@ def _droppable(chosen: Iterable[str] | None) -> frozenset[str]:
             "(phase changes, results, errors, hello and bye are never dropped silently)"
         )
     return kinds
-
-
-# How a supervisor asks an engine to stop: SIGTERM; on Windows CTRL_BREAK_EVENT (SIGBREAK).
-_STOP_SIGNALS = [signal.SIGTERM] + ([signal.SIGBREAK] if hasattr(signal, "SIGBREAK") else [])
-
-
-def _exit_on_sigterm(signum: int, frame: Any) -> None:
-    # Turn the stop signal into SystemExit so `with Engine()` blocks and finally
-    # clauses run and the last events are flushed (the shell code for SIGTERM is 143).
-    raise SystemExit(128 + signum)
 
 
 def _open_spool(path: str, name: str) -> SpoolWriter | None:
