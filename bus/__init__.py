@@ -30,6 +30,7 @@ _LAZY = {
     "AsyncSubscriber": "subscriber", "Subscriber": "subscriber",
     "Bus": "app", "Ended": "app", "Handle": "app",
     "AsyncBus": "aio", "AsyncHandle": "aio",
+    "JobDead": "work_client", "JobTimeout": "work_client", "QueueFull": "work_client",
 }
 _EVENTS = (
     "AnyEvent", "EngineBye", "EngineError", "EngineExited", "EngineHello", "EngineState", "Event", "Finding",
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from .aio import AsyncBus, AsyncHandle
     from .app import Bus, Ended, Handle
     from .errors import BusError, NotRunning
+    from .work_client import JobDead, JobTimeout, QueueFull
     from .protocol import (
         AnyEvent, EngineBye, EngineError, EngineExited, EngineHello, EngineState, Event, Finding, Heartbeat, Log,
         PhaseCompleted, PhaseFailed, PhaseStarted, Progress, Result, Screenshot, SupervisorStarted, SupervisorStopped,
@@ -69,6 +71,6 @@ def __dir__() -> list[str]:
 __all__ = [
     "__version__",
     "AnyEvent", "AsyncBus", "AsyncHandle", "AsyncSubscriber", "Bus", "BusError", "Ended", "Handle", "EngineBye", "EngineError", "EngineExited", "EngineHello", "EngineState",
-    "Event", "Finding", "Heartbeat", "Log", "NotRunning", "PhaseCompleted", "PhaseFailed", "PhaseStarted", "Progress",
+    "Event", "Finding", "Heartbeat", "JobDead", "JobTimeout", "Log", "NotRunning", "QueueFull", "PhaseCompleted", "PhaseFailed", "PhaseStarted", "Progress",
     "Replay", "Result", "Screenshot", "Subscriber", "SupervisorStarted", "SupervisorStopped", "UnknownEvent",
 ]

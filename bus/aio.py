@@ -33,6 +33,7 @@ from .hosted import HostedSupervisor
 from .protocol import AnyEvent
 from .runtime import Address, resolve
 from .subscriber import AsyncSubscriber
+from .work_client import MAX_JOB_WAIT, JobTimeout, ended, job_wait, result_of, submit_steps
 
 __all__ = ["AsyncBus", "AsyncHandle", "Ended"]
 
@@ -176,6 +177,47 @@ class AsyncBus:
         if self._hosted is not None:
             self._hosted.takes_up_to(settings.get("stop_timeout"))
         return handle
+
+    # -- work queues: as Bus's -----------------------------------------------------------
+
+    async def submit(self, queue: str, payload: Mapping[str, Any], *, id: str | None = None, wait: bool = False, timeout: float | None = None) -> str:
+        return (await self.submit_many(queue, [payload], ids=None if id is None else [id], wait=wait, timeout=timeout))[0]
+
+    async def submit_many(self, queue: str, payloads: Sequence[Mapping[str, Any]], *, ids: Sequence[str] | None = None, wait: bool = False, timeout: float | None = None) -> list[str]:
+        steps = submit_steps(queue, [dict(p) for p in payloads], ids=ids, wait=wait, timeout=timeout)
+        reply: Any = None
+        try:
+            while True:
+                what, arg = steps.send(reply)
+                reply = None
+                if what == "sleep":
+                    await asyncio.sleep(arg)
+                    continue
+                try:
+                    reply = await self.request(what, **arg)
+                except BusError as exc:
+                    steps.throw(exc)
+        except StopIteration as stop:
+            return list(stop.value)
+
+    async def job(self, job_id: str, *, wait: float | None = None) -> dict[str, Any]:
+        args = {"wait": min(wait, MAX_JOB_WAIT)} if wait else {}
+        return dict((await self.request("job", job=job_id, timeout=self.timeout + (wait or 0), **args))["job"])
+
+    async def result(self, job_id: str, timeout: float | None = None) -> dict[str, Any]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = await self.job(job_id, wait=job_wait(timeout, deadline) or None)
+            if ended(job):
+                return result_of(job)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise JobTimeout(f"job {job_id} is still {job['state']} after {timeout:g}s")
+
+    async def jobs(self, queue: str | None = None, *, state: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        return list((await self.request("jobs", queue=queue, state=state, limit=limit))["jobs"])
+
+    async def retry(self, job_id: str) -> dict[str, Any]:
+        return dict((await self.request("retry", job=job_id))["job"])
 
     async def handle(self, name: str) -> AsyncHandle:
         names = instances_of(await self.request("status"), name)

@@ -47,6 +47,7 @@ from .protocol import AnyEvent, EngineExited, EngineState, RemoteProtocolError, 
 from .protocol.codec import split_batch
 from .runtime import Address, default_name, engine_name, resolve
 from .subscriber import Subscriber
+from .work_client import MAX_JOB_WAIT, JobTimeout, ended, job_wait, result_of, submit_all
 
 __all__ = ["Bus", "Ended", "Handle", "engine_table"]
 
@@ -340,6 +341,41 @@ class Bus:
         if self._hosted is not None:
             self._hosted.takes_up_to(settings.get("stop_timeout"))
         return handle
+
+    # -- work queues (docs/PROTOCOL.md section 10) ---------------------------------------
+
+    def submit(self, queue: str, payload: Mapping[str, Any], *, id: str | None = None, wait: bool = False, timeout: float | None = None) -> str:
+        """Queue one job (`payload`: a map); its id. A full queue raises QueueFull, or with
+        `wait` is waited on (at most `timeout` seconds). `id`: yours (a second submit with it queues nothing)."""
+        return self.submit_many(queue, [payload], ids=None if id is None else [id], wait=wait, timeout=timeout)[0]
+
+    def submit_many(self, queue: str, payloads: Sequence[Mapping[str, Any]], *, ids: Sequence[str] | None = None, wait: bool = False, timeout: float | None = None) -> list[str]:
+        """Queue many jobs, in order (in requests of up to 10,000); their ids."""
+        return submit_all(self.request, queue, [dict(p) for p in payloads], ids=ids, wait=wait, timeout=timeout)
+
+    def job(self, job_id: str, *, wait: float | None = None) -> dict[str, Any]:
+        """A job as the supervisor holds it (id, queue, state, attempt, instance, payload, result, error, times);
+        `wait`: hold the request up to that many seconds until it is done or dead."""
+        args = {"wait": min(wait, MAX_JOB_WAIT)} if wait else {}
+        return dict(self.request("job", job=job_id, timeout=self.timeout + (wait or 0), **args)["job"])
+
+    def result(self, job_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """Wait until the job is done and return its result; JobDead if it died, JobTimeout after `timeout`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.job(job_id, wait=job_wait(timeout, deadline) or None)
+            if ended(job):
+                return result_of(job)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise JobTimeout(f"job {job_id} is still {job['state']} after {timeout:g}s")
+
+    def jobs(self, queue: str | None = None, *, state: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """The jobs the supervisor holds (all, of one queue, in one state), at most `limit`."""
+        return list(self.request("jobs", queue=queue, state=state, limit=limit)["jobs"])
+
+    def retry(self, job_id: str) -> dict[str, Any]:
+        """Queue a dead job again (its attempts start over)."""
+        return dict(self.request("retry", job=job_id)["job"])
 
     def handle(self, name: str) -> Handle:
         """A handle on an engine the supervisor runs (all instances of `name`, or one instance)."""

@@ -30,7 +30,7 @@ class RequestFailed(BusError):
         elif code in ("bad-engine", "name-taken", "too-many-engines"):
             self.exit_code = exitcodes.CANNOT_START  # (a spawn: nothing was started)
         else:
-            self.exit_code = exitcodes.USAGE if code in ("unknown-engine", "bad-request", "remote", "not-ended") else exitcodes.ENGINE_FAILED
+            self.exit_code = exitcodes.USAGE if code in ("unknown-engine", "bad-request", "remote", "not-ended", "unknown-queue", "unknown-job", "bad-job") else exitcodes.ENGINE_FAILED
 
 
 class ControlClient:

@@ -42,6 +42,8 @@ class EngineView:
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None        # the newest one: message, type, fatal, ts
     findings: int = 0
+    job: dict[str, Any] | None = None          # the job it runs (work queues): id, queue, attempt, since
+    jobs: dict[str, int] = field(default_factory=lambda: {"done": 0, "failed": 0, "lost": 0})  # how its jobs ended (failed: also dead)
 
     def take(self, event: Event, gseq: int) -> None:
         """One published event of this engine (`gseq`: its number)."""
@@ -60,7 +62,7 @@ class EngineView:
             "restarts": self.restarts, "spawns": None, "exit": self.exit, "error": None, "events": self.events,
             "lost": 0, "dropped": 0, "dropped_kinds": {}, "recovered": 0, "lines": 0, "markers": 0, "bad_markers": 0,
             "phase": self.phase, "progress": self.progress, "last_event": self.last_event_ts or None,
-            "remote": self.remote, "host": self.host, "via": None,
+            "remote": self.remote, "host": self.host, "via": None, "job": self.job, "jobs": dict(self.jobs),
             **({"origin": self.origin} if self.origin is not None else {}),
         }
         out.update(facts)
@@ -112,12 +114,27 @@ def _finding(view: EngineView, f: Any, gseq: int) -> None:
     view.findings += 1
 
 
+def _job_started(view: EngineView, f: Any, gseq: int) -> None:
+    view.job = {"id": f.job, "queue": f.queue, "attempt": f.attempt, "since": f.ts}
+
+
+def _job_ended(view: EngineView, f: Any, gseq: int) -> None:
+    if view.job is not None and view.job["id"] == f.job:
+        view.job = None
+    view.jobs[JOB_ENDS[f.KIND]] += 1
+
+
+JOB_ENDS = {"job.done": "done", "job.failed": "failed", "job.dead": "failed", "job.retried": "lost"}  # (its instance ended: lost to it)
+
+
 TAKES: dict[str, Callable[[EngineView, Any, int], None] | None] = {
     "state": _state, "exit": _exit, "hello": _hello,
     "phase.start": _phase, "phase.done": _phase, "phase.error": _phase,
     "progress": _progress, "log": _log, "screenshot": _screenshot, "result": _result, "error": _error, "finding": _finding,
     "heartbeat": None, "bye": None,                                 # liveness and counts: the fleet's
     "sup.start": None, "sup.stop": None, "welcome": None, "upstream": None,  # not an engine's
+    "job.started": _job_started, "job.done": _job_ended, "job.failed": _job_ended, "job.retried": _job_ended, "job.dead": _job_ended,
+    "job.queued": None, "job.end": None,  # (queued: no engine yet; end: never published, job.done/failed/dead say it)
 }
 
 

@@ -9,6 +9,7 @@ from bus._version import __version__
 from .attach import attach
 from .engines import restart, start, stop
 from .hub import hub
+from .jobs import jobs, retry, submit
 from .keygen import keygen
 from .run import run
 from .spawn import forget, spawn
@@ -32,6 +33,8 @@ def main() -> None:
       bus status                       engines, states, counters
       bus restart audit                restart an engine (or one instance: audit.2)
       bus spawn -- python worker.py    add an engine to a running supervisor (bus up --keep)
+      bus submit library '{"path": "a.flac"}'   put a job in a work queue (engines with queue = "library")
+      bus jobs library --state dead    jobs and what became of them (bus retry ID runs a dead one again)
       bus down                         stop the local supervisor
       bus attach tcp://head:7010 -- python worker.py   join a supervisor elsewhere as a remote engine
       bus hub east=tcp://a:7010 west=tcp://b:7010   one view of several supervisors
@@ -40,5 +43,5 @@ def main() -> None:
     """
 
 
-for command in (up, run, attach, hub, tail, status, runs, start, stop, restart, spawn, forget, down, keygen, web):
+for command in (up, run, attach, hub, tail, status, runs, start, stop, restart, spawn, forget, submit, jobs, retry, down, keygen, web):
     main.add_command(command)

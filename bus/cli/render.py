@@ -51,7 +51,12 @@ def describe(event: AnyEvent) -> str | None:
     if isinstance(event, UnknownEvent):
         return f"({event.kind} event, not known to this version)"
     describe_kind = _DESCRIBE[event.KIND]  # every kind is named there (tests/unit/test_kinds.py)
-    return describe_kind(event.fields()) if describe_kind else None
+    if describe_kind is None:
+        return None
+    fields = event.fields()
+    if event.job:
+        fields["job"] = event.job
+    return describe_kind(fields)
 
 
 def _pairs(data: dict[str, Any]) -> str:
@@ -120,6 +125,12 @@ _DESCRIBE: dict[str, Callable[[dict[str, Any]], str | None] | None] = {
         "following": f"following the supervisor at {f['address']}" + (f" ({f['reason']})" if f["reason"] else ""),
         "lost": f"LOST the supervisor at {f['address']}: {f['reason']}",
     }.get(f["state"], f"{f['state']}: {f['reason']}"),
+    # Work queues: what a job came to (a queued or started job is not a line of its own: there may be 100,000).
+    "job.end": None, "job.queued": None, "job.started": None,
+    "job.done": lambda f: f"job {f['job']} done in {f['runtime']:.2f}s" + (": " + _pairs(f["result"]) if f["result"] else ""),
+    "job.failed": lambda f: f"job {f['job']} FAILED (attempt {f['attempt']}): {f['error']}; queued again",
+    "job.retried": lambda f: f"job {f['job']} queued again (attempt {f['attempt']} lost): {f['reason']}",
+    "job.dead": lambda f: f"job {f['job']} DEAD after attempt {f['attempt']}: {f['error']} (bus retry {f['job']})",
 }
 
 

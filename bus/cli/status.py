@@ -18,6 +18,7 @@ from bus.control_client import ControlClient
 from bus.runtime import resolve
 
 from .common import Seconds, command_body, events_until, key_options, watching
+from .jobs import print_queues
 from .render import printable
 
 
@@ -73,6 +74,8 @@ def print_status(reply: dict[str, Any]) -> None:
             Text(printable(_last(engine))),
         )
     console.print(table)
+    if reply.get("queues"):
+        print_queues(console, reply["queues"])
     for up in reply.get("upstreams") or []:  # a hub: the supervisors it follows
         said = f"run {up['run']}, {up['relayed']} events relayed" if up["run"] else "no run seen yet"
         why = f": {up['reason']}" if up["reason"] else ""

@@ -17,6 +17,7 @@ from collections import deque
 from typing import Any
 
 from bus.protocol import AnyEvent, Event, jsonable
+from bus.view import JOB_ENDS
 
 LOG_LINES = 12  # the newest log lines a card shows
 FINDINGS = 20  # the newest findings a card lists (it counts all of them)
@@ -38,6 +39,7 @@ class Card:
         "phase": "", "progress": None, "rate": None, "eta": None,
         "logs": [], "findings": [], "findings_total": 0, "screenshot": None, "shots_total": 0,
         "result": None, "error": None, "exit": None, "events": 0, "updated": None,
+        "job": None, "jobs": {"done": 0, "failed": 0, "lost": 0},
     }
     FIELDS = tuple(NEW)
     # Every kind (tests/unit/test_kinds.py): what `apply` shows of it, or None for nothing
@@ -47,6 +49,8 @@ class Card:
         "progress": "progress, rate, eta", "log": "logs", "finding": "findings", "result": "result", "error": "error",
         "exit": "exit", "screenshot": "screenshot (by Board.apply)",
         "phase.done": None, "heartbeat": None, "bye": None, "sup.start": None, "sup.stop": None, "welcome": None, "upstream": None,
+        "job.started": "job", "job.done": "job, jobs", "job.failed": "job, jobs", "job.retried": "job, jobs", "job.dead": "job, jobs",
+        "job.queued": None, "job.end": None,  # (a queued job has no engine yet; job.end is never published)
     }
 
     def __init__(self, name: str) -> None:
@@ -91,6 +95,14 @@ class Card:
             self.set(error={"message": _cut(f["message"]), "type": f["type"], "fatal": f["fatal"], "phase": "", "ts": event.ts})
         elif kind == "exit":
             self.set(exit={"code": f["code"], "signal": f["signal"], "signame": f["signame"], "runtime": f["runtime"]})
+        elif kind == "job.started":
+            self.set(job={"id": event.job, "queue": f["queue"], "attempt": f["attempt"], "since": event.ts})
+        elif kind in ("job.done", "job.failed", "job.retried", "job.dead"):
+            if self.data["job"] is not None and self.data["job"]["id"] == event.job:
+                self.set(job=None)
+            counts = dict(self.data["jobs"])
+            counts[JOB_ENDS[kind]] += 1
+            self.set(jobs=counts)
 
     def _progress(self, ts: float, f: dict[str, Any]) -> None:
         progress = {"phase": f["phase"], "done": f["done"], "total": f["total"], "pct": f["pct"], "detail": _cut(f["detail"])}
