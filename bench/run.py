@@ -465,6 +465,12 @@ class Bench:
 
         self.results["12_spawn_to_first_event"] = measure(5 if self.quick else 30)
 
+    def queues(self) -> None:
+        """Figure 13 (bench/queues.py): jobs/s through a work queue beside a multiprocessing pool; submit to start."""
+        from bench.queues import measure
+
+        self.results.update(measure(self))
+
     def close(self) -> None:
         os.close(self._go_fd)
         self.ctx.destroy(linger=0)
@@ -557,6 +563,13 @@ TARGETS = {  # issue 18's
         ("bus tail's last line after the child (s)", lambda r: r["bus tail piped: last line after the child's end s"], "<=", 1.0),
     ],
     "10_bus_run_true_s": [("bus run -q -- true / bus --version", lambda r: r["bus run -q -- true"] / r["bus --version"], "<=", 2.0)],
+    "13_work_queue_jobs_per_s": [  # issue 20's
+        ("no-op x2: ours / multiprocessing", lambda r: r["no-op, 2 workers: ours / multiprocessing"], ">=", 0.5),
+        ("no-op x8: ours / multiprocessing", lambda r: r["no-op, 8 workers: ours / multiprocessing"], ">=", 0.5),
+        ("1 ms x2: ours / multiprocessing", lambda r: r["1 ms, 2 workers: ours / multiprocessing"], ">=", 0.9),
+        ("1 ms x8: ours / multiprocessing", lambda r: r["1 ms, 8 workers: ours / multiprocessing"], ">=", 0.9),
+    ],
+    "13_work_queue_submit_to_start_ms": [("ours p50 (ms)", lambda r: r["ours p50"], "<", 1.0)],
     "11_start_trivial_engines": [("per-engine cost, large / small", lambda r: next(v for k, v in r.items() if k.startswith("per engine")), "<=", 1.5)],
 }
 
@@ -593,13 +606,13 @@ def machine() -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a twentieth of the events: a smoke run, figures not comparable")
-    parser.add_argument("--only", metavar="NAME", action="append", help="run only this figure: throughput, latency, screenshots, many, memory, stop, lines, startup, scale, spawn")
+    parser.add_argument("--only", metavar="NAME", action="append", help="run only this figure: throughput, latency, screenshots, many, memory, stop, lines, startup, scale, spawn, queues")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"), help="where to write the JSON (default: bench/results.json)")
     args = parser.parse_args()
     bench = Bench(args.quick)
     started = time.perf_counter()
     steps = {"throughput": bench.throughput, "latency": bench.latency, "screenshots": bench.screenshots, "many": bench.many, "memory": bench.memory, "stop": bench.stop_many,
-             "lines": bench.lines, "startup": bench.startup, "scale": bench.scale, "spawn": bench.spawn}
+             "lines": bench.lines, "startup": bench.startup, "scale": bench.scale, "spawn": bench.spawn, "queues": bench.queues}
     try:
         for name, step in steps.items():
             if args.only and name not in args.only:

@@ -7,6 +7,7 @@
     python bench/workers.py stdout-progress N               ##PROGRESS:{json} lines
     python bench/workers.py stdout-shots COUNT SIZE         ##PROGRESS:{"type": "screenshot", "data": base64}
     python bench/workers.py chatty N FILE [--go FIFO]          N short lines on stdout; writes "seconds end" to FILE
+    python bench/workers.py jobs WORK_SECONDS                 a pool worker: takes jobs, spins WORK_SECONDS of CPU on each
     python bench/workers.py proxy PULL_ENDPOINT PUB_ENDPOINT
 
 An SDK worker that is given --go waits until one byte can be read from that
@@ -36,6 +37,14 @@ def wait_for_go(argv: list[str]) -> list[str]:
         os.close(fd)
         argv = argv[:at] + argv[at + 2 :]
     return argv
+
+
+def spin(seconds: float) -> None:
+    """`seconds` of CPU work (a job of figure 13)."""
+    if seconds > 0:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
 
 
 def payload(size: int, n: int) -> bytes:
@@ -87,6 +96,13 @@ def main(argv: list[str]) -> None:
     from bus.engine import Engine
 
     with Engine() as eng:
+        if mode == "jobs":  # figure 13 (bench/queues.py)
+            work = float(argv[1])
+            for job in eng.jobs():
+                got = time.time()
+                spin(work)
+                job.done({"n": job.payload.get("n"), "got": got})
+            return
         if mode == "sdk-idle":
             threading.Event().wait()  # until SIGTERM (the SDK turns it into SystemExit)
         started = time.perf_counter()
