@@ -18,7 +18,7 @@ def test_the_benchmark_runs_and_loses_nothing(runtime_dir: Path, tmp_path: Path)
     assert run.returncode == 0, run.stderr[-2000:]
     results = json.loads(out.read_text())
     figures = [k for k in results if not k.startswith("_")]
-    assert [f.split("_", 1)[0] for f in figures] == ["1", "9", "5", "2", "3", "4", "6", "7", "8", "10", "11", "12"]
+    assert [f.split("_", 1)[0] for f in figures] == ["1", "9", "5", "2", "3", "4", "6", "7", "8", "10", "11", "12", "13", "13"]
     assert all(v > 0 for v in results["1_small_events_per_s"].values())
     many = results["4_fifty_engines_five_subscribers"]
     assert many["lost"] == 0 and many["every_subscriber_complete"] is True
@@ -36,3 +36,7 @@ def test_the_benchmark_runs_and_loses_nothing(runtime_dir: Path, tmp_path: Path)
     assert spawn["runs"] == 5 and all(v > 0 for k, v in spawn.items() if k.endswith(" ms"))
     for figure in figures:
         assert figure in run.stdout  # the table names every figure
+    jobs = results["13_work_queue_jobs_per_s"]
+    assert all(v > 0 for k, v in jobs.items() if "jobs/s" in k)  # every pool, both sides, finished its jobs
+    latency = results["13_work_queue_submit_to_start_ms"]
+    assert 0 < latency["ours p50"] <= latency["ours p99"]
