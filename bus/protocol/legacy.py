@@ -106,7 +106,7 @@ def _plain_log(engine: str, ts: float, message: str, stream: str) -> Log:
     is one the supervisor runs, the line a str within MAX_TEXT, the stream and level
     valid, `ts` a finite float from the clock. (The hottest path of a chatty engine.)"""
     event = _NEW(Log)
-    for name, value in (("engine", engine), ("seq", None), ("ts", ts), ("gseq", None), ("origin", None), ("origin_gseq", None), ("message", message), ("level", "info"), ("stream", stream)):
+    for name, value in (("engine", engine), ("seq", None), ("ts", ts), ("gseq", None), ("origin", None), ("origin_gseq", None), ("job", None), ("message", message), ("level", "info"), ("stream", stream)):
         _SET(event, name, value)
     return event
 

@@ -100,3 +100,15 @@ def test_kinds_without_a_marker_form_print_nothing() -> None:
     assert format_marker(Log(message="x")) is None
     assert format_marker(Heartbeat()) is None
     assert format_marker(EngineHello(pid=1)) is None
+
+
+def test_an_output_line_is_the_same_log_the_full_checks_make_and_publishes() -> None:
+    # Issue 20 added the common field `job`; the output-line fast path built its Log
+    # without it and every output line raised in the supervisor's publish (found by the bench).
+    from bus.protocol import Log, encode_published
+    from bus.protocol.legacy import line_event
+
+    event, _ = line_event("legacy", "stdout", "a plain line", 0, 1_700_000_000.5)
+    full = Log(engine="legacy", ts=1_700_000_000.5, message="a plain line", stream="stdout")
+    assert event == full
+    assert encode_published(event) == encode_published(full)
