@@ -56,9 +56,9 @@ def keys(tmp_path: Path) -> dict[str, Path]:
     server_dir, client_dir = tmp_path / "keys", tmp_path / "clients"
     made = bus_result("keygen", "server", "--dir", str(server_dir))
     assert made.returncode == 0, made.stderr
-    for name, role in (("eng", "engines"), ("viewer", "subscribers"), ("ops", "admins"), ("stranger", None)):
+    for name, role in (("eng", "engines"), ("viewer", "subscribers"), ("ops", "admins"), ("feeder", "producers"), ("stranger", None)):
         assert bus_result("keygen", name, "--dir", str(client_dir)).returncode == 0
         if role:
             (server_dir / role).mkdir(exist_ok=True)
             shutil.copy(client_dir / f"{name}.key", server_dir / role)
-    return {"dir": server_dir, "server": server_dir / "server.key", **{n: client_dir / f"{n}.key_secret" for n in ("eng", "viewer", "ops", "stranger")}}
+    return {"dir": server_dir, "server": server_dir / "server.key", **{n: client_dir / f"{n}.key_secret" for n in ("eng", "viewer", "ops", "feeder", "stranger")}}

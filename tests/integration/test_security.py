@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import stat
+import sys
 from pathlib import Path
 
 import zmq
-from helpers import bus, bus_result, scripted, write_config
+from helpers import ENGINES, bus, bus_result, scripted, write_config
 
-from bus import Replay, Subscriber
+from bus import Bus, Replay, Subscriber
 from bus.keys import HANDSHAKE_FAILED, ClientKeys, load_public, load_secret, monitor_events
 from bus.protocol import Log, decode_published, encode
 from bus.runtime import local_session
@@ -70,7 +71,7 @@ def test_only_admitted_keys_get_in_and_only_admins_control(runtime_dir: Path, tm
             for who, code, said in [
                 (None, 5, "requires CURVE keys"),
                 ("stranger", 5, "refused key 'stranger'"),
-                ("eng", 5, "key 'eng' is an engine key: it may push events and ask hello, nothing else"),  # (bus attach asks hello)
+                ("eng", 5, "key 'eng' is an engine key: it may push events and ask hello and take, nothing else"),  # (bus attach asks hello)
             ]:
                 result = bus_result(*cli(keys, who, "status", "--timeout", "30", tcp["control"]))
                 assert (result.returncode, result.stdout) == (code, ""), result.stderr
@@ -120,7 +121,7 @@ def test_only_admitted_keys_get_in_and_only_admins_control(runtime_dir: Path, tm
             status = json.loads(asked.stdout)
             assert status["engines"][0]["state"] == "exited"
             security = status["security"]
-            assert security["curve"] is True and security["clients"] == {"engines": ["eng"], "subscribers": ["viewer"], "admins": ["ops"]}
+            assert security["curve"] is True and security["clients"] == {"engines": ["eng"], "subscribers": ["viewer"], "admins": ["ops"], "producers": ["feeder"]}
             assert security["refused"]["bus-control"] >= 1 and security["refused"]["bus-pull"] >= 3 and security["refused"]["bus-pub"] >= 2
             assert {r["name"] for r in security["last_refused"]} >= {None, "eng"}
             assert all(security["handshakes_failed"].get(s, 0) >= 1 for s in ("control", "pub", "pull"))
@@ -167,3 +168,38 @@ def test_key_files_are_owner_only_and_a_readable_secret_is_refused(runtime_dir: 
     )
     again = bus_result("keygen", "server", "--dir", str(keys["dir"]))
     assert again.returncode == 3 and "already exists" in again.stderr
+
+
+def test_a_producer_key_may_submit_and_read_jobs_and_nothing_else(runtime_dir: Path, tmp_path: Path, keys: dict[str, Path]) -> None:
+    """Issue 20: the producers role (docs/SECURITY.md): work in, and what became of it; no control, no events."""
+    config = write_config(tmp_path, {"w": {"command": [sys.executable, str(ENGINES / "worker.py")], "instances": 1, "queue": "q"}})
+    launcher = bus("up", "--plain", "--listen", "tcp://127.0.0.1:0", "--keys", str(keys["dir"]), str(config), stdout=open(tmp_path / "up.out", "w"))
+    try:
+        with Bus(timeout=60) as local:
+            local.status()  # (up: its supervisor.json is written)
+            info = json.loads(local_session(None).info_file.read_text())
+            control = next(e for e in info["control"] if e.startswith("tcp://"))
+            submitted = bus_result(*cli(keys, "feeder", "submit", "--json", "--timeout", "30", control, "q", '{"n": 7}'))
+            assert submitted.returncode == 0, submitted.stderr
+            [job_id] = json.loads(submitted.stdout)
+            assert local.result(job_id, timeout=60)["n"] == 7  # taken and run by the pool
+            listed = bus_result(*cli(keys, "feeder", "jobs", "q", control, "--json"))
+            assert listed.returncode == 0, listed.stderr
+            assert [(j["id"], j["state"]) for j in map(json.loads, listed.stdout.splitlines())] == [(job_id, "done")]  # (JSON lines)
+            for args, said in [
+                (("stop", "w", control), "refused key 'feeder'"),  # (bus stop also follows the events: the pub socket admits no producer key)
+                (("status", control), "key 'feeder'"),
+                (("retry", job_id, "-a", control), "key 'feeder'"),
+            ]:
+                refused = bus_result(*cli(keys, "feeder", *args))
+                assert refused.returncode == 5, (args, refused.stdout, refused.stderr)
+                assert said in refused.stderr and "Traceback" not in refused.stderr
+            viewer = bus_result(*cli(keys, "viewer", "submit", control, "q", '{"n": 8}'))
+            assert viewer.returncode == 5 and "key 'viewer' may not submit: that needs a producer or admin key" in viewer.stderr, viewer.stderr
+            assert local.status()["queues"]["q"]["done"] == 1  # nothing more was queued
+        assert bus_result("down").returncode == 0
+        assert launcher.wait(30) == 0
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
