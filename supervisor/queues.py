@@ -77,6 +77,13 @@ class Changed:
     job: Job
     what: str
     cause: str = ""
+    attempt: int = -1            # the job's attempt and instance when it moved (the job itself may move on before
+    instance: str | None = None  # the change is published: failed, then at once started again elsewhere)
+
+    def __post_init__(self) -> None:
+        if self.attempt == -1:
+            object.__setattr__(self, "attempt", self.job.attempt)
+            object.__setattr__(self, "instance", self.job.instance)
 
 
 Output = Give | Changed

@@ -292,20 +292,20 @@ def job_view(job: Job) -> dict[str, Any]:
 
 
 def _event_of(change: Changed) -> Event:
-    job, what = change.job, change.what
-    engine = job.instance or ""
+    job, what, attempt = change.job, change.what, change.attempt  # (attempt and instance as they were at the change)
+    engine = change.instance or ""
     if what == "queued":
-        return JobQueued(job=job.id, queue=job.queue, payload=job.payload, attempt=job.attempt, cause=change.cause)
+        return JobQueued(job=job.id, queue=job.queue, payload=job.payload, attempt=attempt, cause=change.cause)
     if what == "started":
-        return JobStarted(engine=engine, job=job.id, queue=job.queue, attempt=job.attempt)
+        return JobStarted(engine=engine, job=job.id, queue=job.queue, attempt=attempt)
     if what == "done":
         result = job.result if isinstance(job.result, dict) else {}
-        return JobDone(engine=engine, job=job.id, queue=job.queue, attempt=job.attempt, result=result, runtime=max(0.0, job.ended - job.started))
+        return JobDone(engine=engine, job=job.id, queue=job.queue, attempt=attempt, result=result, runtime=max(0.0, job.ended - job.started))
     if what == "failed":
-        return JobFailed(engine=engine, job=job.id, queue=job.queue, attempt=job.attempt, error=change.cause)
+        return JobFailed(engine=engine, job=job.id, queue=job.queue, attempt=attempt, error=change.cause)
     if what == "retried":
-        return JobRetried(engine=engine, job=job.id, queue=job.queue, attempt=job.attempt, reason=change.cause)
-    return JobDead(engine=engine, job=job.id, queue=job.queue, attempt=job.attempt, error=change.cause)
+        return JobRetried(engine=engine, job=job.id, queue=job.queue, attempt=attempt, reason=change.cause)
+    return JobDead(engine=engine, job=job.id, queue=job.queue, attempt=attempt, error=change.cause)
 
 
 def _payload_problem(payload: Any) -> str:

@@ -77,7 +77,8 @@ def test_ten_instances_ten_thousand_jobs_five_random_kills_every_job_done_once(r
         for first in tries[:-1]:  # every start but the last was lost with its instance
             lost = retried.get((job, first.fields()["attempt"]))
             assert lost is not None and lost.engine == first.engine in victims, f"job {job} ran twice, not lost with a killed instance"
-            assert "SIGKILL" in lost.fields()["reason"]
+            # Its instance was killed while it ran, or just after it asked (the job given to it could not be delivered: a race the CI run met).
+            assert "SIGKILL" in lost.fields()["reason"] or lost.fields()["reason"] == "its request for work was answered after it had gone", lost.fields()
     assert len(again) <= 5  # at most one job in flight on each killed instance
     assert not [e for e in events if e.kind in ("job.failed", "job.dead")]
 

@@ -129,3 +129,17 @@ def test_under_random_kills_every_job_ends_done_and_only_lost_ones_ran_twice() -
     assert qs.counts("q") == {"queued": 0, "running": 0, "done": 2000, "failed": 0, "dead": 0}
     assert all(j.state == DONE for j in qs.jobs.values())
     assert {j for j, n in starts.items() if n > 1} <= lost and lost
+
+
+def test_each_change_says_the_attempt_and_instance_it_was_made_at() -> None:
+    # Seen in the integration test: a job that failed on `a` while `b` waited for work was
+    # started on `b` at once, and its job.failed (built after) said attempt 2 and instance b.
+    qs = make(max_attempts=3)
+    qs.submit("q", {}, job_id="j0")
+    qs.ask("a", "q")
+    qs.ask("b", "q")
+    out = qs.failed("a", "j0", "boom")
+    changes = [(c.what, c.attempt, c.instance) for c in out if isinstance(c, Changed)]
+    assert changes == [("failed", 1, "a"), ("started", 2, "b")]
+    out = qs.gone("b", "killed")
+    assert [(c.what, c.attempt, c.instance) for c in out if isinstance(c, Changed)] == [("retried", 2, "b")]
