@@ -305,20 +305,26 @@ def supervisor_settings(path: Path | str, table: Any) -> dict[str, Any]:
     """A [supervisor] table (from `path`: a file, or where else it came from), checked: SupervisorConfig keywords."""
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [supervisor] must be a table")
-    settings = {}
-    for key, value in table.items():
-        check = SUPERVISOR_CHECKS.get(key)
-        if check is None:
-            raise ConfigError(f"{path}: [supervisor]: unknown key {key!r}{_suggest(key, SUPERVISOR_CHECKS)}")
-        try:
-            settings[key] = check(value)
-        except _Bad as exc:
-            raise ConfigError(f"{path}: [supervisor]: {key} {exc}") from None
+    settings = _checked(f"{path}: [supervisor]:", table, SUPERVISOR_CHECKS)
     scaled = {"history_mb": ("history_bytes", 1024**2), "journal_max_mb": ("journal_max_bytes", 1024**2), "journal_max_days": ("journal_max_age", 86400)}
     for key, (name, unit) in scaled.items():
         if key in settings:
             settings[name] = int(settings.pop(key) * unit) if name.endswith("bytes") else settings.pop(key) * unit
     return settings
+
+
+def _checked(where: str, table: dict[str, Any], checks: dict[str, Check]) -> dict[str, Any]:
+    """Each key of a table through its check; an unknown key or a bad value is a one-line ConfigError."""
+    out = {}
+    for key, value in table.items():
+        check = checks.get(key)
+        if check is None:
+            raise ConfigError(f"{where} unknown key {key!r}{_suggest(key, checks)}")
+        try:
+            out[key] = check(value)
+        except _Bad as exc:
+            raise ConfigError(f"{where} {key} {exc}") from None
+    return out
 
 
 QUEUE_CHECKS: dict[str, Check] = {
@@ -338,16 +344,7 @@ def _queues(path: Path, table: Any) -> dict[str, QueueSpec]:
             raise ConfigError(f"{where}: a queue's name may hold only letters, digits, '_', '.', '-' (at most 128)")
         if not isinstance(values, dict):
             raise ConfigError(f"{where}: must be a table (max_queued, max_attempts)")
-        checked = {}
-        for key, value in values.items():
-            check = QUEUE_CHECKS.get(key)
-            if check is None:
-                raise ConfigError(f"{where}: unknown key {key!r}{_suggest(key, QUEUE_CHECKS)}")
-            try:
-                checked[key] = check(value)
-            except _Bad as exc:
-                raise ConfigError(f"{where}: {key} {exc}") from None
-        specs[name] = QueueSpec(**checked)
+        specs[name] = QueueSpec(**_checked(f"{where}:", values, QUEUE_CHECKS))
     return specs
 
 

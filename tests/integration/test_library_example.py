@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from bus import Bus
-from helpers import EXAMPLES, bus, bus_result, processes_using
+from helpers import EXAMPLES, processes_using, running
 
 
 def test_the_library_pools_scan_tag_and_calibrate_a_folder(runtime_dir: Path, tmp_path: Path, monkeypatch) -> None:
@@ -18,8 +18,7 @@ def test_the_library_pools_scan_tag_and_calibrate_a_folder(runtime_dir: Path, tm
         (music / f"Artist {n} - Song {n}.flac").write_bytes(bytes([n]) * (50_000 + n))
     (music / "sub" / "notes.txt").write_text("not audio\n")
     monkeypatch.setenv("DEMO_PACE", "0")
-    launcher = bus("up", "--plain", str(EXAMPLES / "library.toml"), stdout=open(tmp_path / "up.out", "w"))
-    try:
+    with running("up", "--plain", str(EXAMPLES / "library.toml"), stdout=open(tmp_path / "up.out", "w")):
         produced = subprocess.run([sys.executable, str(EXAMPLES / "library_producer.py"), str(music)], capture_output=True, text=True, timeout=120)
         assert produced.returncode == 0, produced.stderr
         assert "scanned 7 of 7 files (300,025 bytes), 6 audio" in produced.stdout, produced.stdout
@@ -31,10 +30,4 @@ def test_the_library_pools_scan_tag_and_calibrate_a_folder(runtime_dir: Path, tm
             assert instances == {"tagger": 2, "scanner": 10, "calibrator": 5}
             tagged = {j["result"]["artist"] for j in client.jobs("tag", state="done")}
             assert tagged == {f"Artist {n}" for n in range(6)}
-        assert bus_result("down").returncode == 0
-        assert launcher.wait(30) == 0
-        assert processes_using(runtime_dir) == []
-    finally:
-        if launcher.poll() is None:
-            launcher.kill()
-            launcher.wait()
+    assert processes_using(runtime_dir) == []

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import zmq
-from helpers import ENGINES, bus, bus_result, scripted, write_config
+from helpers import ENGINES, bus, bus_result, running, scripted, write_config
 
 from bus import Bus, Replay, Subscriber
 from bus.keys import HANDSHAKE_FAILED, ClientKeys, load_public, load_secret, monitor_events
@@ -173,8 +173,7 @@ def test_key_files_are_owner_only_and_a_readable_secret_is_refused(runtime_dir: 
 def test_a_producer_key_may_submit_and_read_jobs_and_nothing_else(runtime_dir: Path, tmp_path: Path, keys: dict[str, Path]) -> None:
     """Issue 20: the producers role (docs/SECURITY.md): work in, and what became of it; no control, no events."""
     config = write_config(tmp_path, {"w": {"command": [sys.executable, str(ENGINES / "worker.py")], "instances": 1, "queue": "q"}})
-    launcher = bus("up", "--plain", "--listen", "tcp://127.0.0.1:0", "--keys", str(keys["dir"]), str(config), stdout=open(tmp_path / "up.out", "w"))
-    try:
+    with running("up", "--plain", "--listen", "tcp://127.0.0.1:0", "--keys", str(keys["dir"]), str(config), stdout=open(tmp_path / "up.out", "w")):
         with Bus(timeout=60) as local:
             local.status()  # (up: its supervisor.json is written)
             info = json.loads(local_session(None).info_file.read_text())
@@ -197,9 +196,3 @@ def test_a_producer_key_may_submit_and_read_jobs_and_nothing_else(runtime_dir: P
             viewer = bus_result(*cli(keys, "viewer", "submit", control, "q", '{"n": 8}'))
             assert viewer.returncode == 5 and "key 'viewer' may not submit: that needs a producer or admin key" in viewer.stderr, viewer.stderr
             assert local.status()["queues"]["q"]["done"] == 1  # nothing more was queued
-        assert bus_result("down").returncode == 0
-        assert launcher.wait(30) == 0
-    finally:
-        if launcher.poll() is None:
-            launcher.kill()
-            launcher.wait()
