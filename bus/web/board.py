@@ -193,7 +193,7 @@ class Board:
             card.apply(event)
 
     def set_status(self, reply: dict[str, Any]) -> None:
-        keep = ("run", "pid", "version", "uptime", "stopping", "counters", "history")
+        keep = ("run", "pid", "version", "uptime", "stopping", "counters", "history", "queues")  # (queues: work queues, when it has any)
         status = {k: reply.get(k) for k in keep}
         security = reply.get("security") or {}
         status["insecure"] = bool(security.get("insecure"))

@@ -267,3 +267,54 @@ def test_bus_web_refuses_what_it_cannot_do_in_one_line(runtime_dir: Path) -> Non
         busy = bus_result("web", "--port", str(port), timeout=30)
     assert busy.returncode == 3 and busy.stderr.count("\n") == 1, busy.stderr
     assert f"cannot serve on 127.0.0.1:{port}" in busy.stderr and "--port" in busy.stderr
+
+
+QUEUE_SHOWN = """(want) => { const q = document.getElementById('queues');
+    const cards = [...document.querySelectorAll('section.card')];
+    return !q.hidden && q.textContent.includes(want.queue) && cards.length === want.instances
+      && cards.every(c => want.running ? c.dataset.job : !c.dataset.job)
+      && cards.every(c => c.innerText.includes(want.card)); }"""
+
+
+def test_the_dashboard_shows_each_queue_and_the_job_each_instance_runs(runtime_dir: Path, tmp_path: Path) -> None:
+    """Issue 20: per queue its depth, running, done and rate; per instance the job it runs, then how its jobs ended."""
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM}: run .ci/install-chromium (Debian's chromium package) or set BUS_CHROMIUM")
+    from playwright.sync_api import sync_playwright
+
+    from bus import Bus
+
+    hold = tmp_path / "hold"
+    config = tmp_path / "pool.toml"
+    config.write_text(f'[engines.w]\ncommand = {json.dumps([sys.executable, str(Path(__file__).parent.parent / "engines" / "worker.py")])}\ninstances = 3\nqueue = "q"\n')
+    launcher = bus("up", "-q", str(config), stdout=open(tmp_path / "up.out", "w"))
+    web, url = start_web()
+    try:
+        with Bus(timeout=60) as client:
+            ids = client.submit_many("q", [{"n": n, "block": str(hold)} for n in range(8)])
+            with sync_playwright() as pw:
+                browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                try:
+                    page = browser.new_page()
+                    errors: list[str] = []
+                    page.on("pageerror", lambda exc: errors.append(str(exc)))
+                    page.goto(url)
+                    page.wait_for_function(QUEUE_SHOWN, arg={"queue": "q: 5 queued · 3 running · 0 done", "instances": 3, "running": True, "card": "(q, attempt 1)"}, timeout=WAIT_MS)
+                    running = sorted(page.evaluate("() => [...document.querySelectorAll('section.card')].map(c => c.dataset.job)"))
+                    assert running == sorted(j["id"] for j in client.jobs("q", state="running"))
+                    hold.touch()
+                    for job_id in ids:
+                        client.result(job_id, timeout=60)
+                    page.wait_for_function(QUEUE_SHOWN, arg={"queue": "q: 0 queued · 0 running · 8 done · 0 failed · 0 dead", "instances": 3, "running": False, "card": "jobs: "}, timeout=WAIT_MS)
+                    counts = page.evaluate("() => [...document.querySelectorAll('section.card .job')].map(n => n.textContent)")
+                    assert sum(int(text.split("jobs: ")[1].split()[0]) for text in counts) == 8, counts
+                    assert errors == []
+                finally:
+                    browser.close()
+        assert bus_result("down").returncode == 0
+        assert launcher.wait(30) == 0
+    finally:
+        assert stop_web(web) == 0
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()

@@ -124,7 +124,19 @@ function drawHead() {
   }
   if (h.gseq) parts.push(`${h.gseq.toLocaleString()} events`);
   text("counters", parts.join(" · "));
+  drawQueues(s.queues || {});
   document.title = h.run ? `bus ${badge} · ${bus.cards.size} engines` : "bus";
+}
+
+function drawQueues(queues) {  // work queues (docs/PROTOCOL.md section 10), from the polled status
+  const node = document.getElementById("queues");
+  const names = Object.keys(queues);
+  node.hidden = names.length === 0;
+  const line = names.map((name) => {
+    const q = queues[name];
+    return `${name}: ${q.queued.toLocaleString()} queued · ${q.running} running · ${q.done.toLocaleString()} done · ${q.failed} failed · ${q.dead} dead · ${q.rate}/s`;
+  }).join("   |   ");
+  if (node.textContent !== line) node.textContent = line;
 }
 
 function text(id, value) {
@@ -145,6 +157,7 @@ function makeView(name) {
   p.fill = el("div", "fill", bar);
   p.numbers = el("div", "numbers", root);
   p.detail = el("div", "detail", root);
+  p.job = el("div", "job", root);
   p.error = el("div", "error", root);
   p.shot = el("figure", "shot", root);
   p.img = el("img", "", p.shot);
@@ -169,6 +182,7 @@ function drawCard(view, c, fields) {
     p.error.textContent = c.error ? `${c.error.type ? c.error.type + ": " : ""}${c.error.message}${c.error.fatal ? " (fatal)" : ""}` : "";
     p.error.hidden = !c.error;
   }
+  if (changed("job", "jobs")) drawJob(p, root, c);
   if (changed("screenshot", "shots_total")) drawShot(p, c);
   if (changed("logs")) drawLogs(p, c);
   if (changed("findings", "findings_total")) drawFindings(p, c);
@@ -198,6 +212,14 @@ function drawProgress(p, root, c) {
   if (c.eta != null) nums.push(`ETA ${duration(c.eta)}`);
   p.numbers.textContent = nums.join(" · ");
   p.detail.textContent = pr ? pr.detail || "" : "";
+}
+
+function drawJob(p, root, c) {  // the job it runs, and how its jobs ended
+  const j = c.jobs || {done: 0, failed: 0, lost: 0};
+  const ended = j.done + j.failed + j.lost ? ` · jobs: ${j.done} done${j.failed ? `, ${j.failed} failed` : ""}${j.lost ? `, ${j.lost} lost` : ""}` : "";
+  p.job.textContent = c.job ? `job ${c.job.id} (${c.job.queue}, attempt ${c.job.attempt})${ended}` : ended.slice(3);
+  p.job.hidden = !p.job.textContent;
+  root.dataset.job = c.job ? c.job.id : "";
 }
 
 function drawShot(p, c) {
