@@ -130,13 +130,18 @@ def prune(conn: sqlite3.Connection, *, max_bytes: int, max_age: float, now: floa
     return deleted
 
 
-def load_jobs(path: Path) -> tuple[list[tuple[Any, ...]], dict[str, int]]:
-    """The jobs a journal holds that are not done, in queue order (running ones first), and the done count per queue."""
+JOB_SELECT = "id, queue, state, attempt, instance, payload, result, error, submitted, joined, started, ended, n"
+
+
+def load_jobs(path: Path, done_limit: int = 0) -> tuple[list[tuple[Any, ...]], dict[str, int]]:
+    """The jobs a journal holds that are not done, in queue order (running ones first), then the
+    newest `done_limit` done ones (oldest first: their ids make a resubmit after a restart queue
+    nothing twice), and the done count per queue."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        rows = conn.execute(
-            "SELECT id, queue, state, attempt, instance, payload, result, error, submitted, joined, started, ended, n FROM jobs "
-            "WHERE state != 'done' ORDER BY state != 'running', n").fetchall()
+        rows = conn.execute(f"SELECT {JOB_SELECT} FROM jobs WHERE state != 'done' ORDER BY state != 'running', n").fetchall()
+        if done_limit > 0:
+            rows += reversed(conn.execute(f"SELECT {JOB_SELECT} FROM jobs WHERE state = 'done' ORDER BY ended DESC, n DESC LIMIT ?", (done_limit,)).fetchall())
         done = dict(conn.execute("SELECT queue, COUNT(*) FROM jobs WHERE state = 'done' GROUP BY queue").fetchall())
         return rows, done
     except sqlite3.OperationalError as exc:

@@ -114,13 +114,15 @@ def take_jobs(engine: Engine, queue: str | None, credit: int, wait: float) -> It
     state = {"waiting": False, "stop": False}
     old = _catch_stop(state)
     ids = itertools.count(1)
+    given: list[Job] = []
     try:
         while not state["stop"]:
             try:
                 given, stop = _ask(engine, dealer, ids, queue, credit, wait, state)
             except _Stop:
                 return
-            for job in given:
+            while given:
+                job = given.pop(0)
                 engine._job = job
                 try:
                     yield job
@@ -137,6 +139,9 @@ def take_jobs(engine: Engine, queue: str | None, credit: int, wait: float) -> It
             if stop:
                 return
     finally:
+        for job in given:  # given in the same take, not reached (the loop was left, or the stop signal came)
+            if not engine.closed:
+                job._end(ok=False, error="handed back unstarted", started=False)
         _restore(old)
         dealer.close(linger=0)
 

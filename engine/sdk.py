@@ -183,8 +183,8 @@ class Engine:
         asked for when idle (at most `credit` held); see engine/jobs.py. Under a supervisor only."""
         return take_jobs(self, queue, credit, wait)
 
-    def _end_job(self, job: Job, *, ok: bool, result: dict[str, Any] | None = None, error: str = "", retry: bool = True) -> None:
-        self._emit(JobEnd, job=job.id, ok=ok, result=result or {}, error=error, retry=retry)
+    def _end_job(self, job: Job, *, ok: bool, result: dict[str, Any] | None = None, error: str = "", retry: bool = True, started: bool = True) -> None:
+        self._emit(JobEnd, job=job.id, ok=ok, result=result or {}, error=error, retry=retry, started=started)
         if self._batch is not None:
             self._batch.sent(self._send_timeout_ms / 1000)  # (out before the next take, which goes on the control socket)
 

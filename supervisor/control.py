@@ -195,7 +195,7 @@ def work(sup: Served, request: Request, envelope: list[bytes]) -> list[Any]:
             return [encode_error(rid, "unknown-engine", f"engine {name!r} is {child.state}: a remote engine says hello before it takes work")]
         if not child.remote and (child.state not in TAKING or (args["pid"] is not None and args["pid"] != child.pid)):
             return [encode_error(rid, "unknown-engine", f"engine {name!r} is {child.state}{f' as process {child.pid}' if child.pid else ''}; process {args['pid']} is not it (an earlier process of it?)")]
-        return work.take(envelope, rid, name, args["queue"], args["credit"], args["wait"], bool(sup.stop_reason))
+        return work.take(envelope, rid, name, args["queue"], args["credit"], args["wait"], bool(sup.stop_reason) or child.state == "stopping")
     if request.op == "job":
         return work.job(envelope, rid, args["job"], args["wait"])
     if request.op == "jobs":

@@ -52,7 +52,7 @@ from .history import History
 from .memory import Trimmer
 from .outcome import Cause, run_exit_code
 from .processes import Processes
-from .queues import QueueSpec
+from .queues import MAX_FINISHED, QueueSpec
 from .replies import Readers, Replies
 from .sources import source_of
 from .timers import KILL_WAIT
@@ -155,6 +155,9 @@ class Supervisor:
                 self.fleet.start_all()
                 self._begin()
                 self._loop(wake)
+                if self.work is not None:
+                    self.work.close()  # what is still held (a take, a `job` wait) is answered now: nobody waits for a supervisor that is gone
+                    self.replies.flush()
             finally:
                 if wake:
                     wake.close()
@@ -218,14 +221,16 @@ class Supervisor:
         if self.journal is None or self.journal.error or self.work is None:
             return
         try:
-            rows, done = load_jobs(self.journal.path)
+            rows, done = load_jobs(self.journal.path, done_limit=MAX_FINISHED)
         except Exception as exc:  # noqa: BLE001 - a damaged table: said, the run goes on without them
             self._publish(Log(message=f"bus: could not take back the queued jobs of the journal {self.journal.path}: {exc}", level="error", stream="bus"))
             return
         if not rows:
             return
         lost = self.work.restore(rows, done)
-        waiting = sum(1 for row in rows if row[2] != "dead")
+        waiting = sum(1 for row in rows if row[2] in ("queued", "running"))
+        if not waiting:
+            return
         self._publish(Log(message=f"bus: took back {waiting:,} unfinished job(s) from the journal ({len(lost):,} were running when the last supervisor ended: "
                                   f"queued again first, with their attempt counted)", level="info", stream="bus"))
 
@@ -248,7 +253,7 @@ class Supervisor:
         self.pull, self.endpoints["pull"] = sockets.pull(self.ctx, local["pull"], remote["pull"], security=security)
         self.pub, self.endpoints["pub"] = sockets.xpub(self.ctx, local["pub"], remote["pub"], security=security)
         self.router, self.endpoints["control"] = sockets.router(self.ctx, local["control"], remote["control"], security=security)
-        self.replies = Replies(self.router, lambda body, who, envelope: control.guarded_answer(self, body, who, envelope))
+        self.replies = Replies(self.router, lambda body, who, envelope: control.guarded_answer(self, body, who, envelope), lost=self._reply_lost)
         self.work = Work(self.config.queue_specs(), self.run_id, publish=self._publish, deliver=self.replies.deliver)
         self.connections.plan(engines=sum(spec.instances for spec in self.config.engines), tcp_sockets=len(extra))
         for name, sock in (("pull", self.pull), ("pub", self.pub), ("control", self.router)):
@@ -384,13 +389,22 @@ class Supervisor:
             except Exception as exc:  # a bug of ours (a sink, say): said; the outputs after it still go out
                 self._internal_error(f"publishing {type(out).__name__}", exc)
 
+    def _reply_lost(self, envelope: list[bytes], reply: list[Any]) -> None:
+        """A reply queued for a peer that disconnected before it was sent (a take's jobs go back)."""
+        if self.work is None:
+            return
+        try:
+            self.work.lost(envelope, reply)
+        except Exception as exc:  # a bug of ours: said, the loop goes on
+            self._internal_error("a lost control reply", exc)
+
     def _work_event(self, event: Any) -> None:
         """What the work queues must know of: an engine's job.end (published as job.done, failed or dead), and an instance's end."""
         if event.KIND == "job.end":
             if self.work is None:
                 return
             try:
-                self.work.end(event.engine, event.job, event.ok, event.result, event.error, event.retry)
+                self.work.end(event.engine, event.job, event.ok, event.result, event.error, event.retry, event.started)
             except RemoteProtocolError as exc:
                 self._count_reject_from(exc.reason, event.engine)
             return

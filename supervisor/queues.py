@@ -172,6 +172,23 @@ class Queues:
             self._hand_out(queue)
         return self._take_out()
 
+    def release(self, instance: str, job_ids: Iterable[str], why: str) -> list[Output]:
+        """Jobs given to `instance` that it never started (their reply was lost, or its loop ended
+        before their turn): back first in line, and that start is not counted as an attempt."""
+        touched = set()
+        for job_id in reversed(list(job_ids)):
+            job = self.jobs.get(job_id)
+            if job is None or job.state != RUNNING or job.instance != instance:
+                continue  # (ended, or taken for gone meanwhile)
+            self._running.get(instance, set()).discard(job_id)
+            self._out.append(Changed(job, "retried", why))
+            job.state, job.attempt = QUEUED, job.attempt - 1
+            self._queues[job.queue].waiting.appendleft(job_id)
+            touched.add(job.queue)
+        for queue in touched:
+            self._hand_out(queue)
+        return self._take_out()
+
     def retry(self, job_id: str) -> list[Output]:
         """A dead job, queued again by hand (its attempts start over)."""
         job = self.jobs.get(job_id)

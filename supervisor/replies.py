@@ -36,8 +36,9 @@ Answer = Callable[[list[bytes], "str | None", list[bytes]], list[Any]]  # (body,
 
 
 class Replies:
-    def __init__(self, router: zmq.Socket, answer: Answer) -> None:
+    def __init__(self, router: zmq.Socket, answer: Answer, lost: Callable[[list[bytes], list[Any]], None] | None = None) -> None:
         self.router, self.answer = router, answer
+        self.lost = lost  # told of each held reply that was queued here and then vanished with its peer (work: the jobs it gave)
         self.waiting: dict[bytes, deque[tuple[list[bytes], Any, int]]] = {}  # identity -> (envelope, reply frames | request, bytes)
         self.held = 0       # bytes held in `waiting`
         self.dropped = 0    # requests dropped: their peer had MAX_WAITING waiting, too many peers waited, or MAX_HELD was reached
@@ -88,6 +89,7 @@ class Replies:
 
     def flush(self) -> None:
         """Send what waits, peer by peer, in order, while each peer has room."""
+        lost: list[tuple[list[bytes], list[Any]]] = []
         for peer in list(self.waiting):
             queue = self.waiting[peer]
             while queue:
@@ -106,6 +108,7 @@ class Replies:
                 except _Gone:
                     self.vanished += len(queue)
                     self.held -= sum(held for _, _, held in queue)
+                    lost.extend((env, it) for env, it, _ in queue if not isinstance(it, _Request))
                     queue.clear()
                     break
                 if not sent:
@@ -114,6 +117,9 @@ class Replies:
                 self.held -= size
             if not queue:
                 del self.waiting[peer]
+        for envelope, reply in lost:  # (told after the pass: what `lost` does may deliver more)
+            if self.lost is not None:
+                self.lost(envelope, reply)
 
     def _send(self, envelope: list[bytes], reply: list[Any]) -> bool:
         """True when sent, False when the peer's pipe is full; _Gone when the peer has disconnected."""

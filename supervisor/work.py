@@ -135,6 +135,8 @@ class Work:
         job = self.queues.jobs.get(job_id)
         if job is None:
             return [encode_error(request_id, "unknown-job", f"no job {job_id!r} here (finished jobs are kept: the newest 100,000)")]
+        if wait and job.state == QUEUED and self.queues.draining:
+            return [_stopped(request_id, job)]  # (it starts no more in this run: nothing to wait for here)
         if wait and job.state not in (DONE, DEAD) and sum(map(len, self._watchers.values())) < MAX_WATCHERS:
             self._watchers.setdefault(job_id, []).append(_Watch(envelope, request_id, self._monotonic() + wait))
             return []
@@ -171,11 +173,19 @@ class Work:
 
     # -- what the loop sees --------------------------------------------------------------
 
-    def end(self, instance: str, job_id: str, ok: bool, result: Any, error: str, retry: bool) -> None:
+    def end(self, instance: str, job_id: str, ok: bool, result: Any, error: str, retry: bool, started: bool = True) -> None:
         """A `job.end` from `instance`. RemoteProtocolError (unknown-job): it does not run that job
         (it was queued again meanwhile: its instance was taken for gone, or never given it)."""
         try:
-            outputs = self.queues.done(instance, job_id, result) if ok else self.queues.failed(instance, job_id, error, retry=retry)
+            if not started:
+                job = self.queues.jobs.get(job_id)
+                if job is None or job.state != RUNNING or job.instance != instance:
+                    raise LookupError(f"job {job_id!r} is not running on {instance!r}")
+                outputs = self.queues.release(instance, [job_id], "handed back unstarted by its engine (its loop ended before the job's turn)")
+            elif ok:
+                outputs = self.queues.done(instance, job_id, result)
+            else:
+                outputs = self.queues.failed(instance, job_id, error, retry=retry)
         except LookupError as exc:
             raise RemoteProtocolError(f"job.end: {exc}", reason="unknown-job") from None
         self._apply(outputs)
@@ -186,12 +196,48 @@ class Work:
         self._apply(self.queues.gone(instance, why))
 
     def drain(self) -> None:
-        """A shutdown: nothing more is given out; instances waiting for work are told to stop."""
+        """A shutdown: nothing more is given out; instances waiting for work are told to stop,
+        and whoever waits for a queued job is told it will not start in this run."""
         self.queues.drain()
+        self._stop_takes()
+        self._answer_watchers(lambda job: job is None or job.state != RUNNING)
+
+    def close(self) -> None:
+        """The loop is over: every request still held is answered (nothing waits for a supervisor that is gone)."""
+        self.queues.drain()
+        self._stop_takes()
+        self._answer_watchers(lambda job: True)
+
+    def lost(self, envelope: list[bytes], reply: list[Any]) -> None:
+        """A reply that could not reach its peer (it disconnected): the jobs it gave were never started there."""
+        try:
+            body = msgpack.unpackb(reply[-1], raw=False)
+            given = [j["id"] for j in body.get("jobs") or ()] if body.get("ok") else []
+        except Exception:  # noqa: BLE001 - (not a take reply of ours)
+            return
+        by_instance: dict[str, list[str]] = {}
+        for job_id in given:
+            job = self.queues.jobs.get(job_id)
+            if job is not None and job.state == RUNNING and job.instance:
+                by_instance.setdefault(job.instance, []).append(job_id)
+        for instance, ids in by_instance.items():
+            self.lost_replies += 1
+            self._apply(self.queues.release(instance, ids, "its engine had disconnected before the job reached it"))
+
+    def _stop_takes(self) -> None:
         for instance, take in list(self._takes.items()):
             del self._takes[instance]
             self.queues.unask(instance, take.queue)
             self._deliver(take.envelope, [encode_reply(take.id, jobs=[], stop=True)])
+
+    def _answer_watchers(self, which: Callable[[Job | None], bool]) -> None:
+        for job_id, watchers in list(self._watchers.items()):
+            job = self.queues.jobs.get(job_id)
+            if not which(job):
+                continue
+            del self._watchers[job_id]
+            for w in watchers:
+                self._deliver(w.envelope, [_stopped(w.id, job) if job is not None else encode_error(w.id, "unknown-job", f"no job {job_id!r} here")])
 
     def tick(self, now: float) -> float | None:
         """Answer what waited long enough; the next time something is due."""
@@ -272,16 +318,19 @@ class Work:
                 self._ended.setdefault(job.queue, deque()).append(self._clock())
                 for w in self._watchers.pop(job.id, ()):
                     self._deliver(w.envelope, [encode_reply(w.id, job=job_view(job))])
+        unsent: list[tuple[str, list[Job], str]] = []  # (released after the loop: releasing hands out again, and so changes `given`'s takes)
         for instance, jobs in given.items():
             take = self._takes.pop(instance, None)
             if take is None:  # (never: a Give follows an ask, and an ask parks a take first)
-                self._apply(self.queues.gone(instance, "it was given work it had not asked for (a bug of ours)"))
+                unsent.append((instance, jobs, "it was given to an instance that had not asked (a bug of ours)"))
                 continue
             self.queues.unask(instance, take.queue)  # one reply per take: what it did not get now, it asks for again
             reply = encode_reply(take.id, jobs=[{"id": j.id, "queue": j.queue, "payload": j.payload, "attempt": j.attempt} for j in jobs], stop=False)
             if not self._deliver(take.envelope, [reply]):
                 self.lost_replies += 1
-                self._apply(self.queues.gone(instance, "its request for work was answered after it had gone"))
+                unsent.append((instance, jobs, "its engine had disconnected before the job reached it"))
+        for instance, jobs, why in unsent:
+            self._apply(self.queues.release(instance, [j.id for j in jobs], why))
 
 
 def job_view(job: Job) -> dict[str, Any]:
@@ -306,6 +355,11 @@ def _event_of(change: Changed) -> Event:
     if what == "retried":
         return JobRetried(engine=engine, job=job.id, queue=job.queue, attempt=attempt, reason=change.cause)
     return JobDead(engine=engine, job=job.id, queue=job.queue, attempt=attempt, error=change.cause)
+
+
+def _stopped(request_id: Any, job: Job) -> Any:
+    return encode_error(request_id, "stopping", f"the supervisor is stopping: job {job.id} is {job.state} and did not end in this run"
+                        f"{' (with a journal, the next start takes it back)' if job.state in (QUEUED, RUNNING) else ''}")
 
 
 def _payload_problem(payload: Any) -> str:

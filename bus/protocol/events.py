@@ -364,6 +364,7 @@ class JobEnd(Event):
     result: Data = doc("done: what it produced, a free-form map as for finding", factory=dict)
     error: Text = doc("failed: what went wrong", "")
     retry: bool = doc("failed: may it be tried again (while attempts are left)? false makes it `dead` at once", True)
+    started: bool = doc("false: handed back unstarted (given in one take with others, and the engine's loop ended before its turn): queued again first, the attempt not counted", True)
 
     def _validate(self) -> None:
         _needs_job(self)

@@ -2,7 +2,8 @@
 
 payload keys: n (echoed in the result), sleep (seconds of work), fail (always raise),
 block (a path: wait until it exists, so a test knows which jobs are in flight), progress (send one),
-fail_unless (a path: fail while it does not exist).
+fail_unless (a path: fail while it does not exist), quit (done, then leave the loop).
+WORKER_CREDIT in the environment: how many jobs one take may be given (default 1).
 """
 
 import os
@@ -12,7 +13,7 @@ from pathlib import Path
 from bus.engine import Engine
 
 with Engine() as eng:
-    for job in eng.jobs():
+    for job in eng.jobs(credit=int(os.environ.get("WORKER_CREDIT", "1"))):
         with job:
             p = job.payload
             if p.get("fail"):
@@ -27,3 +28,5 @@ with Engine() as eng:
             if p.get("progress"):
                 eng.progress(1, 1, detail=str(p.get("n")))
             job.done({"n": p.get("n"), "pid": os.getpid(), "attempt": job.attempt})
+        if p.get("quit"):
+            break

@@ -8,6 +8,7 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -78,7 +79,7 @@ def test_ten_instances_ten_thousand_jobs_five_random_kills_every_job_done_once(r
             lost = retried.get((job, first.fields()["attempt"]))
             assert lost is not None and lost.engine == first.engine in victims, f"job {job} ran twice, not lost with a killed instance"
             # Its instance was killed while it ran, or just after it asked (the job given to it could not be delivered: a race the CI run met).
-            assert "SIGKILL" in lost.fields()["reason"] or lost.fields()["reason"] == "its request for work was answered after it had gone", lost.fields()
+            assert "SIGKILL" in lost.fields()["reason"] or lost.fields()["reason"] == "its engine had disconnected before the job reached it", lost.fields()
     assert len(again) <= 5  # at most one job in flight on each killed instance
     assert not [e for e in events if e.kind in ("job.failed", "job.dead")]
 
@@ -240,6 +241,120 @@ def test_submit_refuses_clearly_and_a_full_queue_waits_when_asked(runtime_dir: P
             control.close()
         assert bus_result("down").returncode == 0
         assert finish(launcher) == 0
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+
+
+def test_who_waits_for_a_job_is_answered_when_the_supervisor_stops(runtime_dir: Path, tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bus.control_client import RequestFailed
+
+    gate = tmp_path / "gate"  # (never opened: the running job is still running when the stop timeout ends it)
+    launcher = bus("up", "--plain", str(pool(tmp_path, 1, stop_timeout=1.0)), stdout=open(tmp_path / "up.out", "w"))
+    try:
+        with Subscriber(kinds=JOB_KINDS, timeout=30, connect_timeout=60) as sub, Bus(timeout=30) as client:
+            running = client.submit("q", {"block": str(gate)})
+            wait_until(Watcher(sub), 1, "job.started")
+            queued = client.submit("q", {"n": 1})
+
+            connected = [threading.Event(), threading.Event()]
+
+            def result(n: int, job_id: str) -> Any:
+                with Bus(timeout=30) as mine:
+                    mine.job(job_id)
+                    connected[n].set()
+                    try:
+                        return mine.result(job_id)  # (no timeout: held for as long as the job takes)
+                    except RequestFailed as exc:
+                        return exc
+
+            with ThreadPoolExecutor(2) as pool_:
+                waits = [pool_.submit(result, n, job_id) for n, job_id in enumerate((queued, running))]
+                assert all(c.wait(30) for c in connected)
+                assert bus_result("down").returncode == 0  # (a wait that comes after it is refused at once: also "stopping")
+                answers = [w.result(timeout=20) for w in waits]  # before the fix: held until the 3600 s wait ran out
+        assert finish(launcher) == 0
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+    for answer, job_id, state in zip(answers, (queued, running), ("queued", "running")):
+        assert isinstance(answer, RequestFailed) and answer.code == "stopping", answer
+        assert f"job {job_id} is" in str(answer) and "did not end in this run" in str(answer)
+
+
+def test_jobs_given_in_one_take_and_not_reached_go_back_without_an_attempt(runtime_dir: Path, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    config = write_config(tmp_path, {"w": {"command": WORKER, "queue": "q", "restart": "always", "backoff": 0.05,
+                                           "env": {"BUS_SNDHWM": "100000", "WORKER_CREDIT": "3"}}})
+    launcher = bus("up", "--plain", str(config), stdout=open(tmp_path / "up.out", "w"))
+    try:
+        with Subscriber(kinds=JOB_KINDS, timeout=30, connect_timeout=60) as sub, Bus(timeout=30) as client:
+            watcher = Watcher(sub)
+            client.submit("q", {"block": str(gate)})
+            wait_until(watcher, 1, "job.started")
+            quits, *rest = client.submit_many("q", [{"n": 0, "quit": True}, {"n": 1}, {"n": 2}])  # all three go in the next take
+            gate.touch()
+            results = [client.result(job_id, timeout=60) for job_id in rest]
+            assert client.result(quits, timeout=60)["attempt"] == 1
+            assert bus_result("down").returncode == 0
+            events = watcher.rest()
+        assert finish(launcher) == 0
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+    assert [r["attempt"] for r in results] == [1, 1]  # before the fix: 2 (they stayed running until the engine exited)
+    handed = [e for e in events if e.kind == "job.retried"]
+    assert sorted(e.job for e in handed) == sorted(rest) and all("unstarted" in e.fields()["reason"] for e in handed), handed
+    assert not [e for e in events if e.kind in ("job.failed", "job.dead")]
+
+
+def test_an_id_done_before_a_restart_queues_nothing_again(runtime_dir: Path, tmp_path: Path) -> None:
+    config = pool(tmp_path, 1)
+    ran_in: list[int] = []
+    for round_ in (1, 2):
+        launcher = bus("up", "--plain", str(config), stdout=open(tmp_path / f"up{round_}.out", "w"))
+        try:
+            with Subscriber(timeout=30, connect_timeout=60), Bus(timeout=30) as client:
+                assert client.submit("q", {"n": 7}, id="file-7") == "file-7"
+                job = client.job("file-7", wait=60)
+                assert job["state"] == "done" and job["attempt"] == 1
+                ran_in.append(job["result"]["pid"])
+                assert client.status()["queues"]["q"]["done"] == 1
+            assert bus_result("down").returncode == 0
+            assert finish(launcher) == 0
+        finally:
+            if launcher.poll() is None:
+                launcher.kill()
+                launcher.wait()
+    assert ran_in[0] == ran_in[1]  # the second supervisor knew it done (before the fix: it ran again, in the second run's engine)
+
+
+def test_an_instance_that_is_stopping_is_given_no_more_work(runtime_dir: Path, tmp_path: Path, ctx: zmq.Context) -> None:
+    gate = tmp_path / "gate"
+    launcher = bus("up", "--plain", str(pool(tmp_path, 1, stop_timeout=30.0)), stdout=open(tmp_path / "up.out", "w"))
+    try:
+        with Subscriber(kinds=JOB_KINDS, timeout=30, connect_timeout=60) as sub, Bus(timeout=30) as client:
+            watcher = Watcher(sub)
+            client.submit("q", {"block": str(gate)})
+            wait_until(watcher, 1, "job.started")
+            queued = client.submit("q", {"n": 1})
+            pid = client.status()["engines"][0]["pid"]
+            control = ControlClient(ctx, resolve(None), timeout=10)
+            try:
+                control.request("stop", name="w")  # SIGTERM: its job goes on (jobs() lets it finish), the instance is stopping
+                watcher.until(lambda: any(e.kind == "state" and e.fields()["state"] == "stopping" for e in watcher.events), 30)
+                reply, _ = control.request("take", queue="q", engine="w", pid=pid, wait=0.0)
+            finally:
+                control.close()
+            assert reply["stop"] is True and reply["jobs"] == []  # before the fix: it was given the queued job
+            assert client.job(queued)["state"] == "queued"
+            gate.touch()
+        assert finish(launcher) == 0  # (its only engine stopped: the run is over by itself)
     finally:
         if launcher.poll() is None:
             launcher.kill()

@@ -143,3 +143,16 @@ def test_each_change_says_the_attempt_and_instance_it_was_made_at() -> None:
     assert changes == [("failed", 1, "a"), ("started", 2, "b")]
     out = qs.gone("b", "killed")
     assert [(c.what, c.attempt, c.instance) for c in out if isinstance(c, Changed)] == [("retried", 2, "b")]
+
+
+def test_a_release_puts_unstarted_jobs_back_first_without_counting_an_attempt() -> None:
+    qs = make()
+    for n in range(4):
+        qs.submit("q", n, job_id=f"j{n}")
+    qs.ask("a", "q", 3)  # j0, j1, j2
+    out = qs.release("a", ["j1", "j2", "nope"], "handed back unstarted")
+    assert [(c.job.id, c.what, c.attempt, c.instance) for c in out if isinstance(c, Changed)] == [("j2", "retried", 1, "a"), ("j1", "retried", 1, "a")]
+    assert [j.id for j in qs.running_on("a")] == ["j0"]
+    assert given(qs.ask("b", "q", 3)) == [("b", "j1"), ("b", "j2"), ("b", "j3")]  # in their order, before the rest
+    assert [qs.jobs[f"j{n}"].attempt for n in range(4)] == [1, 1, 1, 1]
+    assert qs.release("a", ["j1"], "again") == []  # (it runs on b now: nothing to give back)
