@@ -25,6 +25,7 @@ from bus.protocol.control import (
     decode_request,
     encode_error,
     encode_reply,
+    request_id_of,
 )
 from bus.view import add_counts
 
@@ -104,7 +105,7 @@ def guarded_answer(sup: Served, body: list[bytes], who: str | None, envelope: li
         return answer(sup, body, who, envelope)
     except Exception as exc:
         sup._internal_error("a control request", exc)
-        return [encode_error(None, "internal-error", f"the supervisor failed on this request ({type(exc).__name__}: {exc}); it keeps running")]
+        return [encode_error(request_id_of(body[0]) if len(body) == 1 else None, "internal-error", f"the supervisor failed on this request ({type(exc).__name__}: {exc}); it keeps running")]
 
 
 def answer(sup: Served, body: list[bytes], who: str | None = None, envelope: list[bytes] | None = None) -> list[Any]:
@@ -115,7 +116,7 @@ def answer(sup: Served, body: list[bytes], who: str | None = None, envelope: lis
     try:
         request = decode_request(body[0])
     except RemoteProtocolError as exc:
-        return [encode_error(None, exc.reason, str(exc))]
+        return [encode_error(request_id_of(body[0]), exc.reason, str(exc))]  # (the id when one could be read, so a client matching replies sees it)
     security = sup.config.security
     if security is not None and who != PLAIN_TCP and not security.may(who, request.op):  # (a keyless TCP client: Windows' local endpoints)
         name = security.name_of(who or "")

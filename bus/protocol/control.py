@@ -72,6 +72,17 @@ def encode_request(op: str, req_id: Any = None, **args: Any) -> bytes:
     return msgpack.packb({"v": PROTOCOL_VERSION, "op": op, "id": req_id, **args}, use_bin_type=True)
 
 
+def request_id_of(frame: bytes | memoryview) -> Any:
+    """The `id` of a request that could not be decoded or answered, for its error reply
+    (None when the frame is not a msgpack map, or has no id)."""
+    try:
+        body = unpack_header(frame)
+    except RemoteProtocolError:
+        return None
+    req_id = body.get("id")
+    return req_id if isinstance(req_id, (int, str, bytes)) and not isinstance(req_id, bool) else None
+
+
 def decode_request(frame: bytes | memoryview) -> Request:
     body = unpack_header(frame)
     op = body.get("op")

@@ -9,6 +9,7 @@ tests/unit/test_docs.py fails when the document and the code disagree.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import sys
 import typing
 from pathlib import Path
@@ -74,7 +75,7 @@ def generate() -> str:
         if name == "log":
             who = "Engines send it; the supervisor makes one for every stdout/stderr line (then `seq` is nil)."
         drop = " An engine may drop it when its send queue is full (counted in `bye.dropped`)." if cls.DROPPABLE else ""
-        out += ["", f"### `{name}`", "", f"{(cls.__doc__ or '').strip()} {who}{drop}", ""]
+        out += ["", f"### `{name}`", "", f"{inspect.cleandoc(cls.__doc__ or '')} {who}{drop}", ""]
         own = cls.HEADER_FIELDS + cls.BLOB_FIELDS
         out += _rows(cls, own) if own else ["No fields of its own."]
     progress = Progress(engine="audit", seq=3, ts=1700000000.5, phase="scan", done=2, total=8, detail="/about", gseq=42)

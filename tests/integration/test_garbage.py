@@ -116,17 +116,19 @@ def test_bad_control_requests_get_error_replies(runtime_dir: Path, tmp_path: Pat
         dealer = ctx.socket(zmq.DEALER)
         dealer.setsockopt(zmq.LINGER, 0)
         dealer.connect(local_session(None).ipc("ctl"))
-        requests = [
-            [b"", b"\xc1 not msgpack"],
-            [b"", packed(op="reboot", id=1)],
-            [b"", packed(op="history", after="yesterday", id=2)],
-            [b"", packed(op="status"), b"extra frame"],
+        requests = [  # (what is sent, the code and the id of the error reply: the request's id whenever it could be read)
+            ([b"", b"\xc1 not msgpack"], "bad-msgpack", None),
+            ([b"", packed(op="reboot", id=1)], "unknown-op", 1),
+            ([b"", packed(op="history", after="yesterday", id=2)], "bad-request", 2),
+            ([b"", packed(op="take", id="three")], "bad-request", "three"),
+            ([b"", packed(op=7, id=4)], "bad-request", 4),
+            ([b"", packed(op="status"), b"extra frame"], "bad-request", None),
         ]
-        for request in requests:
+        for request, code, req_id in requests:
             dealer.send_multipart(request)
             assert dealer.poll(10_000), "no reply to a bad request"
             reply = msgpack.unpackb(dealer.recv_multipart()[1])
-            assert reply["ok"] is False and reply["error"] and reply["code"]
+            assert reply["ok"] is False and reply["error"] and (reply["code"], reply["id"]) == (code, req_id), reply
         dealer.send_multipart([b"", packed(op="hello", id=9)])
         assert dealer.poll(10_000)
         hello = msgpack.unpackb(dealer.recv_multipart()[1])

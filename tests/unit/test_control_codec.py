@@ -4,7 +4,7 @@ import msgpack
 import pytest
 
 from bus.protocol import RemoteProtocolError
-from bus.protocol.control import decode_reply, decode_request, encode_error, encode_reply, encode_request
+from bus.protocol.control import decode_reply, decode_request, encode_error, encode_reply, encode_request, request_id_of
 
 
 def test_history_request_defaults_and_round_trip() -> None:
@@ -36,3 +36,12 @@ def test_replies() -> None:
     assert decode_reply(encode_error(3, "unknown-op", "nope"))["error"] == "nope"
     with pytest.raises(RemoteProtocolError):
         decode_reply(msgpack.packb({"id": 1}))
+
+
+def test_the_id_of_a_request_that_cannot_be_decoded_is_read_when_it_can_be() -> None:
+    pack = lambda **f: msgpack.packb(f, use_bin_type=True)  # noqa: E731
+    assert request_id_of(pack(op="nope", id=5)) == 5
+    assert request_id_of(pack(op="take", id="r-1")) == "r-1"
+    assert request_id_of(pack(op="status", id=True)) is None  # (a bool is no id)
+    assert request_id_of(pack(op="status", id=[1])) is None
+    assert request_id_of(b"\xc1 garbage") is None and request_id_of(msgpack.packb([1, 2])) is None
