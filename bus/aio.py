@@ -130,7 +130,10 @@ class AsyncBus:
             self._hosted = await asyncio.to_thread(HostedSupervisor, h["config"], h["session"], h["settings"], keys=h["keys"], listen=h["listen"], insecure=h["insecure"])
             self._address = self._hosted.session
         try:
-            self.address = self._address if isinstance(self._address, Address) else resolve(self._address)
+            if self._hosted is not None:
+                await asyncio.to_thread(self._hosted.wait_endpoints)
+            wait = 0.0 if self._hosted is not None else self.timeout
+            self.address = self._address if isinstance(self._address, Address) else await asyncio.to_thread(resolve, self._address, wait=wait)
         except BaseException:
             if self._hosted is not None:
                 self._hosted.let_go()

@@ -275,7 +275,7 @@ class Bus:
     """A client of one supervisor: `Bus(ADDRESS)` for a running one, `Bus.start()` for a private one."""
 
     def __init__(self, address: str | Address | None = None, *, timeout: float = 10.0, _hosted: HostedSupervisor | None = None) -> None:
-        self.address = address if isinstance(address, Address) else resolve(address)
+        self.address = address if isinstance(address, Address) else resolve(address, wait=0.0 if _hosted is not None else timeout)
         self.timeout = timeout
         self.ctx = zmq.Context()
         self._control = ControlClient(self.ctx, self.address, timeout=timeout)
@@ -296,6 +296,7 @@ class Bus:
         (default: a private one). Raises BusError in one line if it cannot start."""
         hosted = HostedSupervisor(config, session, private_settings(settings), keys=keys, listen=listen, insecure=insecure)
         try:
+            hosted.wait_endpoints()
             bus = cls(hosted.session, timeout=timeout, _hosted=hosted)
         except BaseException:
             hosted.let_go()

@@ -46,6 +46,8 @@ class ControlClient:
         """Send `op`; return (reply, extra frames). `timeout=None` waits for ever."""
         wait = self.timeout if timeout == -1.0 else timeout
         req_id = next(self._ids)
+        if op == "spawn" and self.address.token:
+            args = {**args, "token": self.address.token}  # (local TCP: proves we may read the owner's supervisor.json)
         self._sock.send_multipart([b"", encode_request(op, req_id, **args)])
         deadline = None if wait is None else time.monotonic() + wait
         poller = zmq.Poller()
@@ -105,6 +107,8 @@ class AsyncControlClient:
     async def _request(self, op: str, timeout: float | None, args: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
         wait = self.timeout if timeout == -1.0 else timeout
         req_id = next(self._ids)
+        if op == "spawn" and self.address.token:
+            args = {**args, "token": self.address.token}
         await self._sock.send_multipart([b"", encode_request(op, req_id, **args)])
         deadline = None if wait is None else time.monotonic() + wait
         while True:

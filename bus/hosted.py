@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BusError
-from .runtime import local_session
+from .runtime import HAS_IPC, INFO_POLL, live_info, local_session
 
 log = logging.getLogger("bus")
 
@@ -104,6 +104,19 @@ class HostedSupervisor:
             raise BusError(failed)
         if time.monotonic() > began + START_TIMEOUT:
             raise BusError(f"the private supervisor (session {self.session!r}) did not answer within {START_TIMEOUT:g}s")
+
+    def wait_endpoints(self) -> None:
+        """Without ipc (Windows, BUS_LOCAL_TCP=1) its endpoints are known once it has written
+        supervisor.json: wait for that (BusError in one line if it fails to start first)."""
+        if HAS_IPC:
+            return
+        began, session = time.monotonic(), local_session(self.session)
+        while True:
+            info = live_info(session)
+            if info is not None and info.get("pid") == self.proc.pid:
+                return
+            self.check_start(began)
+            time.sleep(INFO_POLL)
 
     def answered(self, hello: dict[str, Any]) -> bool:
         """A hello is from this supervisor (not from another one already in the session)."""

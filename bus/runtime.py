@@ -23,6 +23,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,12 +208,15 @@ class Address:
     label: str
     session: Session | None = None
     keys: ClientKeys | None = None  # CURVE keys for tcp (BUS_SERVER_KEY, BUS_KEY)
+    token: str | None = None        # local TCP (no ipc): supervisor.json's owner token, which `spawn` needs
 
 
-def resolve(address: str | None) -> Address:
+def resolve(address: str | None, *, wait: float = 0.0) -> Address:
     """`None` or a session name -> the local session; `tcp://HOST:PORT` -> remote
     control socket (PUB found through it), with CURVE keys from the environment
-    if set; a directory -> that run directory."""
+    if set; a directory -> that run directory. Without ipc (Windows, BUS_LOCAL_TCP=1)
+    the local endpoints are read from supervisor.json: `wait` seconds for a supervisor
+    to write it (as a client of ipc endpoints may connect before the supervisor binds)."""
     if address and address.startswith("tcp://"):
         tcp_address(address, "address")
         return Address(control=address, pub=None, label=address, keys=client_keys())
@@ -227,10 +231,41 @@ def resolve(address: str | None) -> Address:
         session = local_session(address)
     if HAS_IPC:
         return Address(control=session.ipc("ctl"), pub=session.ipc("pub"), label=session.label, session=session)
-    info = session.read_info()  # (Windows, or BUS_LOCAL_TCP=1: tcp endpoints from the info file)
+    info = live_info(session, wait)  # (Windows, or BUS_LOCAL_TCP=1: tcp endpoints from the info file)
     if info is None:
         raise NotRunning(f"no supervisor is running in {session.label}: start one with `bus up`")
-    return Address(control=info["control"][0], pub=info["pub"][0], label=session.label, session=session)
+    return Address(control=info["control"][0], pub=info["pub"][0], label=session.label, session=session, token=info.get("token"))
+
+
+INFO_POLL = 0.02  # seconds between looks at supervisor.json while waiting for one
+
+
+def live_info(session: Session, wait: float = 0.0) -> dict[str, Any] | None:
+    """supervisor.json of a supervisor that runs (one left by a killed supervisor is not),
+    waiting up to `wait` seconds for one."""
+    deadline = time.monotonic() + min(wait, MAX_WAIT)
+    while True:
+        info = session.read_info()
+        if info is not None and pid_alive(info.get("pid")) and info.get("control") and info.get("pub"):
+            return info
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(INFO_POLL)
+
+
+def pid_alive(pid: Any) -> bool:
+    """Is there a process `pid`? (Windows: assumed, there is no signal 0 to ask with.)"""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    if os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 TCP_ADDRESS = re.compile(r"tcp://(\[[0-9A-Fa-f:.]+\]|\*|[A-Za-z0-9](?:[A-Za-z0-9.\-]{0,251}[A-Za-z0-9])?):(\d{1,5})")

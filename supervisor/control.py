@@ -61,11 +61,15 @@ class Served(Protocol):
     endpoints: dict[str, list[str]]
     counters: dict[str, int]
     internal_errors: int
+    received_kinds: dict[str, int]   # engine events decoded, by kind
+    published_kinds: dict[str, int]  # events published, by kind
+    relay_lag: float                 # seconds from an engine's emit to the loop taking it (the latest pass that took one)
     rejects: dict[str, int]
     reject_sources: dict[str, dict[str, int]]
     stop_reason: str
     finished: bool
     spawns: bool  # whether `spawn` may add engines here (a hub: no)
+    token: str  # in supervisor.json (owner-only): a local TCP client that read it may spawn (no ipc: Windows)
     stop: Callable[..., None]
     work: Any  # supervisor/work.py's Work (None before control is bound)
 
@@ -209,7 +213,8 @@ def work(sup: Served, request: Request, envelope: list[bytes]) -> list[Any]:
 
 def spawn(sup: Served, request: Request, who: str | None) -> list[Any]:
     """Add an engine (checked as a TOML engine is, and its program found) and start it at once."""
-    if who == PLAIN_TCP:  # running a command is for the owner (ipc) or an admin key, never for whoever reaches a port
+    if who == PLAIN_TCP and not (sup.token and request.args.get("token") == sup.token):  # running a command is for the owner (ipc, or
+        # the token of supervisor.json on local TCP: Windows, BUS_LOCAL_TCP=1) or an admin key, never for whoever reaches a port
         return [encode_error(request.id, "forbidden", "spawn over TCP needs CURVE keys and an admin key (start the supervisor with --keys); on this host, use the local session")]
     if not sup.spawns:
         return [encode_error(request.id, "remote", "a hub runs no engines of its own: spawn into one of the supervisors it follows")]
@@ -268,6 +273,8 @@ def status(sup: Served) -> dict[str, Any]:
         "connections": sup.connections.report(),
         "rejects": dict(sup.rejects),
         "reject_sources": {source: dict(counts) for source, counts in sup.reject_sources.items()},
+        "kinds": {"received": dict(sup.received_kinds), "published": dict(sup.published_kinds)},  # (bus/metrics.py's by-kind counters)
+        "relay": {"lag": sup.relay_lag},
         "security": security_status(sup),
         "history": {"first": sup.history.first, "events": len(sup.history), "bytes": sup.history.bytes},
         "journal": sup.journal_status(),

@@ -21,6 +21,7 @@ history requests until they go quiet, and only then closes the sockets.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -37,7 +38,7 @@ from bus._version import __version__
 from bus.protocol import Event, Log, RemoteProtocolError, SupervisorStarted, SupervisorStopped, Welcome
 from bus.protocol.codec import batch_raws, decode_engine, encode, is_batch, pack_event_header, stamp_header, topic_of
 from bus.errors import BusError
-from bus.journal import Entry, JournalReader, load_jobs
+from bus.journal import Entry, JournalReader, disk_bytes, load_jobs
 from bus.journal_writer import JournalWriter
 from bus.keys import Gatekeeper
 from bus.process import Inbox, OutputLines, ProcessExited, StreamClosed
@@ -100,9 +101,14 @@ class Supervisor:
         self.blobs = BlobBudget()  # the screenshot bytes libzmq holds for subscribers, bounded
         self.gseq = 0
         self.started = time.time()
+        self.token = secrets.token_hex(16)  # supervisor.json's owner token (what `spawn` over local TCP must show)
         self.endpoints: dict[str, list[str]] = {}
         self.counters = {"received": 0, "rejected": 0, "published": 0}  # (what the fleet took: fleet.accepted, fleet.lines)
         self.internal_errors = 0  # bugs of ours that a message or request reached (each said on stderr)
+        self.received_kinds: dict[str, int] = {}   # engine events decoded, by kind (status `kinds`; rejects by reason apart)
+        self.published_kinds: dict[str, int] = {}  # events published, by kind
+        self.relay_lag = 0.0  # seconds from an engine's emit (its ts) to our taking it: the last engine event of the latest pass that took one
+        self._newest_ts = 0.0  # the ts of the last engine event this pass took (0: none)
         self.rejects: dict[str, int] = {}
         self.reject_sources: dict[str, dict[str, int]] = {}  # who sent what was rejected, by reason
         self.gatekeeper: Gatekeeper | None = None
@@ -135,7 +141,7 @@ class Supervisor:
             self._bind(session)
             watchdog = Watchdog() if self.config.watchdog else None
             session.write_info(
-                {"pid": os.getpid(), "run": self.run_id, "version": __version__, "started": self.started,
+                {"pid": os.getpid(), "run": self.run_id, "version": __version__, "started": self.started, "token": self.token,
                  "watchdog": watchdog.proc.pid if watchdog is not None and watchdog.proc is not None else None, **self.endpoints}
             )
             spools = session.dir / "spool"
@@ -250,15 +256,26 @@ class Supervisor:
         security = self.config.security
         if security is not None and extra:
             self.gatekeeper = Gatekeeper(self.ctx, security)
-        self.pull, self.endpoints["pull"] = sockets.pull(self.ctx, local["pull"], remote["pull"], security=security)
-        self.pub, self.endpoints["pub"] = sockets.xpub(self.ctx, local["pub"], remote["pub"], security=security)
-        self.router, self.endpoints["control"] = sockets.router(self.ctx, local["control"], remote["control"], security=security)
+        # Without ipc the local endpoints are TCP ports listed in supervisor.json; those of a supervisor of this
+        # session that was killed are taken again when free, so its clients (which reconnect by themselves) find us.
+        previous = {} if HAS_IPC else (session.read_info() or {})
+        for name, make in (("pull", sockets.pull), ("pub", sockets.xpub), ("control", sockets.router)):
+            sock, self.endpoints[name] = self._bind_local(make, previous.get(name) or [], local[name], remote[name], security)
+            setattr(self, "router" if name == "control" else name, sock)
         self.replies = Replies(self.router, lambda body, who, envelope: control.guarded_answer(self, body, who, envelope), lost=self._reply_lost)
         self.work = Work(self.config.queue_specs(), self.run_id, publish=self._publish, deliver=self.replies.deliver)
         self.connections.plan(engines=sum(spec.instances for spec in self.config.engines), tcp_sockets=len(extra))
         for name, sock in (("pull", self.pull), ("pub", self.pub), ("control", self.router)):
             self.connections.watch(name, sock, self.endpoints[name])
         self.connections.start()
+
+    def _bind_local(self, make: Any, previous: list[str], local: list[str], remote: list[str], security: Any) -> tuple[zmq.Socket, list[str]]:
+        if previous and previous[0].startswith("tcp://127.0.0.1:") and not HAS_IPC:
+            try:
+                return make(self.ctx, previous[:1], remote, security=security)
+            except zmq.ZMQError:
+                pass  # (taken by now: a free port, as the first time)
+        return make(self.ctx, local, remote, security=security)
 
     def _loop(self, wake: SignalWake | None) -> None:
         poller = zmq.Poller()
@@ -280,6 +297,8 @@ class Supervisor:
                     self.stop(f"signal {signal.Signals(signum).name}", Cause.SIGNAL, signum=signum)
             if self.pull in ready:
                 self._ingest()
+                if self._newest_ts:  # (once per pass, not per event; a remote engine's clock may be ahead: never below 0)
+                    self.relay_lag, self._newest_ts = max(0.0, time.time() - self._newest_ts), 0.0
             if self._inbox.fileno() in ready:
                 self._drain_inbox()
             if self.pub in ready:
@@ -340,7 +359,8 @@ class Supervisor:
         journal = self.journal
         if journal is None:
             return {"state": "off"}
-        return {"state": "failed" if journal.error else "ok", "path": str(journal.path), "written": journal.written, "error": journal.error or None, "stopped_after": journal.stopped_after}
+        return {"state": "failed" if journal.error else "ok", "path": str(journal.path), "written": journal.written, "error": journal.error or None, "stopped_after": journal.stopped_after,
+                "bytes": disk_bytes(journal.path)}
 
     def _tick(self) -> float | None:
         now = time.monotonic()
@@ -550,6 +570,9 @@ class Supervisor:
         if extra:
             raise RemoteProtocolError(f"message has {MAX_FRAMES + extra} frames, more than {MAX_FRAMES}", reason="bad-frames")
         event, raw = decode_engine([header, *(f.buffer for f in frames[1:])])
+        kinds, kind = self.received_kinds, event.KIND
+        kinds[kind] = kinds.get(kind, 0) + 1
+        self._newest_ts = event.ts
         via = source_of(frames[0], self.gatekeeper) if event.KIND == "hello" else ""  # (a hello may attach a remote engine)
         self._do(self.fleet.engine_event(event, frames[1:], raw, via))
 
@@ -634,7 +657,9 @@ class Supervisor:
             body = [header]
             size = len(header)
         self.counters["published"] += 1
-        entry = Entry(gseq, event.KIND, event.engine, event.ts, body, size)
+        kinds, kind = self.published_kinds, event.KIND
+        kinds[kind] = kinds.get(kind, 0) + 1
+        entry = Entry(gseq, kind, event.engine, event.ts, body, size)
         self.history.append(entry)
         if self.journal is not None and not self._journal_told:
             self._unjournaled.append(entry)

@@ -36,7 +36,7 @@ OPS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
     "runs": {},
     "snapshot": {},
     "down": {},
-    "spawn": {"name": ((str,), REQUIRED), "engine": ((dict,), REQUIRED)},  # engine: the keys of an engine's TOML table
+    "spawn": {"name": ((str,), REQUIRED), "engine": ((dict,), REQUIRED), "token": ((str, type(None)), None)},  # engine: the keys of an engine's TOML table; token: supervisor.json's (local TCP)
     "forget": {"name": ((str,), REQUIRED)},
     "start": {"name": ((str,), REQUIRED)},
     "stop": {"name": ((str,), REQUIRED)},
