@@ -263,3 +263,19 @@ def free_ports(count: int) -> int:
         except OSError:
             continue
     raise AssertionError(f"no {count} free ports in a row")
+
+
+def completions(line: str, **env: str) -> list[str]:
+    """What `bus` offers at Tab after `line` (a trailing space starts a new word), through
+    click's own completion in its test runner, as bash asks for it: the values, a type other
+    than plain written before them ("dir:./runs/"). Checks that nothing else was printed."""
+    from click.testing import CliRunner
+
+    from bus.cli import main
+
+    words = line.split()
+    cword = len(words) if line.endswith(" ") else len(words) - 1
+    result = CliRunner().invoke(main, prog_name="bus", env={"_BUS_COMPLETE": "bash_complete", "COMP_WORDS": line, "COMP_CWORD": str(cword), **env})
+    assert result.exit_code == 0 and result.stderr == "", f"exit {result.exit_code}, stderr {result.stderr!r}, {result.exception!r}"
+    rows = [row.split(",", 1) for row in result.stdout.splitlines() if row]  # (nothing offered: one empty line)
+    return [value if kind == "plain" else f"{kind}:{value}" for kind, value in rows]

@@ -11,6 +11,7 @@ from bus.errors import UsageError
 from bus.runtime import default_name, engine_name, resolve
 
 from .common import Seconds, command_body, key_options
+from .complete import complete_address
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -18,7 +19,7 @@ from .common import Seconds, command_body, key_options
 @click.option("--heartbeat", type=Seconds(0, 3600), default=2.0, show_default=True, metavar="SECONDS", help="How often we tell the supervisor the engine is alive; it reports the engine lost after three times as long without word.")
 @click.option("--timeout", type=Seconds(), default=10.0, show_default=True, metavar="SECONDS", help="How long to wait for the supervisor to answer and admit us.")
 @key_options
-@click.argument("address")
+@click.argument("address", shell_complete=complete_address)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @command_body
 def attach(name: str | None, heartbeat: float, timeout: float, address: str, command: tuple[str, ...]) -> int:

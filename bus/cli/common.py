@@ -19,6 +19,7 @@ from bus.protocol import AnyEvent
 from bus.runtime import MAX_WAIT
 from bus.subscriber import Subscriber
 
+from .complete import complete_session
 from .render import JsonRenderer, LineRenderer, LiveRenderer, ShotSaver
 
 
@@ -46,7 +47,7 @@ def stop_timeout_option(default: float | None) -> Callable[[Callable[..., Any]],
 
 def session_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
-        "--session", "-S", metavar="NAME", envvar="BUS_SESSION",
+        "--session", "-S", metavar="NAME", envvar="BUS_SESSION", shell_complete=complete_session,
         help="Local session to run in (default: $BUS_SESSION or 'default'); one supervisor per session.",
     )(f)
 

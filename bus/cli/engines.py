@@ -11,6 +11,7 @@ from bus import exitcodes
 from bus.subscriber import Subscriber
 
 from .common import Seconds, command_body, events_until, key_options, watching
+from .complete import complete_address, complete_engine
 
 # What each command waits for: the states that end the wait for an instance,
 # and whether they count only after a new process was seen starting.
@@ -31,8 +32,8 @@ def _command(op: str, summary: str, example: str) -> click.Command:
       bus {op} {example}
       bus {op} {example} tcp://10.0.0.5:7010
     """)
-    @click.argument("name")
-    @click.argument("address", required=False)
+    @click.argument("name", shell_complete=complete_engine)
+    @click.argument("address", required=False, shell_complete=complete_address)
     @click.option("--wait/--no-wait", default=True, help="Wait until the instances got there (default).")
     @click.option("--timeout", type=Seconds(), default=60.0, show_default=True, metavar="SECONDS", help="How long to wait.")
     @key_options

@@ -12,12 +12,13 @@ from bus.supervisor import SupervisorConfig
 from bus.supervisor.hub import Hub, parse_upstream
 
 from .common import command_body, journal_option, make_renderer, output_options, quiet_option, security_settings, server_security_options
+from .complete import complete_session, complete_upstream
 from .launch import launch
 
 
 @click.command()
-@click.argument("upstreams", nargs=-1, required=True, metavar="[NAME=]ADDRESS...")
-@click.option("--session", metavar="NAME", default="hub", show_default=True, help="The hub's own session: `bus tail NAME`, `bus status NAME` find it here.")
+@click.argument("upstreams", nargs=-1, required=True, metavar="[NAME=]ADDRESS...", shell_complete=complete_upstream)
+@click.option("--session", metavar="NAME", default="hub", show_default=True, shell_complete=complete_session, help="The hub's own session: `bus tail NAME`, `bus status NAME` find it here.")
 @click.option("--listen", metavar="tcp://HOST:PORT", help="Also listen on TCP: control on PORT, pub on PORT+1 (and PORT+2, unused by a hub).")
 @server_security_options
 @click.option("--key", metavar="FILE", help="The hub's own key pair (NAME.key_secret), a subscriber key at each upstream; or set BUS_KEY.")

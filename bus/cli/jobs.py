@@ -21,13 +21,14 @@ from bus.runtime import resolve
 from bus.work_client import read_payloads, submit_all
 
 from .common import Seconds, command_body, key_options
+from .complete import complete_address, complete_queue, complete_submit
 from .render import printable
 
 STATE_STYLE = {"queued": "", "running": "cyan", "done": "green", "dead": "bold red"}
 
 
 @click.command()
-@click.argument("words", nargs=-1, required=True, metavar="[ADDRESS] QUEUE PAYLOAD")
+@click.argument("words", nargs=-1, required=True, metavar="[ADDRESS] QUEUE PAYLOAD", shell_complete=complete_submit)
 @click.option("--wait", is_flag=True, help="When the queue is full, wait for room (default: refuse, exit 1).")
 @click.option("--timeout", type=Seconds(), default=10.0, show_default=True, metavar="SECONDS", help="How long to wait for each answer (and, with --wait, for room).")
 @click.option("--json", "as_json", is_flag=True, help="Print the ids as one JSON list.")
@@ -88,8 +89,8 @@ def _payloads(payload: str) -> list[dict[str, Any]]:
 
 
 @click.command()
-@click.argument("queue", required=False)
-@click.argument("address", required=False)
+@click.argument("queue", required=False, shell_complete=complete_queue)
+@click.argument("address", required=False, shell_complete=complete_address)
 @click.option("--state", type=click.Choice(["queued", "running", "done", "dead"]), help="Only jobs in this state.")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=1000, show_default=True, help="Show at most this many.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per job.")
@@ -146,7 +147,7 @@ def print_queues(console: Console, queues: dict[str, dict[str, Any]]) -> None:
 
 @click.command()
 @click.argument("job_ids", nargs=-1, required=True, metavar="JOB...")
-@click.option("--address", "-a", metavar="ADDRESS", help="The supervisor, as for `bus status` (default: the local session).")
+@click.option("--address", "-a", metavar="ADDRESS", shell_complete=complete_address, help="The supervisor, as for `bus status` (default: the local session).")
 @click.option("--timeout", type=Seconds(), default=5.0, show_default=True, metavar="SECONDS", help="How long to wait for an answer.")
 @key_options
 @command_body

@@ -15,6 +15,7 @@ from bus.errors import UsageError
 from bus.runtime import default_name, engine_name, resolve
 
 from .common import Seconds, command_body, key_options
+from .complete import complete_address, complete_engine
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -75,8 +76,8 @@ def spawn(name: str | None, instances: int | None, restart: str | None, stop_sig
 
 
 @click.command()
-@click.argument("name")
-@click.argument("address", required=False)
+@click.argument("name", shell_complete=complete_engine)
+@click.argument("address", required=False, shell_complete=complete_address)
 @click.option("--timeout", type=Seconds(), default=10.0, show_default=True, metavar="SECONDS", help="How long to wait for the supervisor's answer.")
 @key_options
 @command_body

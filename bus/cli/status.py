@@ -18,12 +18,13 @@ from bus.control_client import ControlClient
 from bus.runtime import resolve
 
 from .common import Seconds, command_body, events_until, key_options, watching
+from .complete import complete_address
 from .jobs import print_queues
 from .render import printable
 
 
 @click.command()
-@click.argument("address", required=False)
+@click.argument("address", required=False, shell_complete=complete_address)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
 @click.option("--timeout", type=Seconds(), default=3.0, show_default=True, metavar="SECONDS", help="How long to wait for an answer.")
 @key_options
@@ -130,7 +131,7 @@ def _duration(seconds: float | None) -> str:
 
 
 @click.command()
-@click.argument("address", required=False)
+@click.argument("address", required=False, shell_complete=complete_address)
 @click.option("--timeout", type=Seconds(), default=60.0, show_default=True, metavar="SECONDS", help="How long to wait for the run to end.")
 @key_options
 @command_body

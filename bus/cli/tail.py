@@ -17,6 +17,7 @@ from bus.follow import GONE_AFTER
 from bus.subscriber import ALL, Subscriber
 
 from .common import Seconds, command_body, key_options, make_renderer, output_options
+from .complete import complete_address, complete_engine, complete_kind
 from .render import LiveRenderer, LineRenderer
 
 WAIT_NOTICE = 1.0  # seconds without a supervisor before saying we are waiting
@@ -26,9 +27,9 @@ MAX_SINCE = 100 * 365 * 86400.0
 
 
 @click.command()
-@click.argument("address", required=False)
-@click.option("-e", "--engine", "engines", multiple=True, metavar="NAME", help="Only this engine (and its instances NAME.1, ...); repeatable.")
-@click.option("-k", "--kind", "kinds", multiple=True, metavar="KIND", help="Only this event kind, e.g. progress, log, screenshot; repeatable.")
+@click.argument("address", required=False, shell_complete=complete_address)
+@click.option("-e", "--engine", "engines", multiple=True, metavar="NAME", shell_complete=complete_engine, help="Only this engine (and its instances NAME.1, ...); repeatable.")
+@click.option("-k", "--kind", "kinds", multiple=True, metavar="KIND", shell_complete=complete_kind, help="Only this event kind, e.g. progress, log, screenshot; repeatable.")
 @click.option("-n", "--last", "last", default="all", show_default=True, metavar="N|all", help="Replay the newest N matching events first; 0 for live only.")
 @click.option("--since", metavar="DURATION", help="Replay what happened in the last DURATION (30s, 10m, 2h, 1d) instead.")
 @click.option("--no-follow", is_flag=True, help="Print what the run holds so far and exit.")
@@ -176,7 +177,7 @@ def _duration(text: str) -> float:
 
 
 @click.command()
-@click.argument("address", required=False)
+@click.argument("address", required=False, shell_complete=complete_address)
 @key_options
 @command_body
 def runs(address: str | None) -> int:

@@ -16,12 +16,13 @@ from bus.keys import is_loopback
 from bus.runtime import resolve
 
 from .common import command_body, key_options
+from .complete import complete_address
 
 DEFAULT_PORT = 8700
 
 
 @click.command()
-@click.argument("address", required=False)
+@click.argument("address", required=False, shell_complete=complete_address)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to serve on.")
 @click.option("--port", "-p", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True, help="Port to serve on; 0 picks a free one (the URL is printed).")
 @click.option("--public", is_flag=True, help="Allow a --host beyond loopback: anyone who reaches it sees every log and screenshot (no login).")
