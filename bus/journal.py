@@ -157,6 +157,17 @@ def _used_bytes(conn: sqlite3.Connection) -> int:
     return pages * conn.execute("PRAGMA page_size").fetchone()[0]
 
 
+def disk_bytes(path: Path) -> int:
+    """What a journal takes on disk now: its database and its write-ahead log (status `journal.bytes`)."""
+    total = 0
+    for part in (path, path.with_name(path.name + "-wal")):
+        try:
+            total += part.stat().st_size
+        except OSError:
+            pass  # (no WAL between checkpoints, or gone)
+    return total
+
+
 class JournalError(BusError):
     """A journal that cannot be read (damaged, or not a journal)."""
 

@@ -135,6 +135,8 @@ def engine_env(child: Child, *, endpoint: str, session_dir: str, control: str = 
     for inherited in ("BUS_SPOOL", "BUS_HEARTBEAT", "BUS_INSTANCE", "BUS_QUEUE", "BUS_CONTROL"):  # never pass ours on
         env.pop(inherited, None)
     env.update(child.spec.env)
+    if child.spec.port is not None:  # foreman's $PORT: the engine's base, +1 per instance
+        env["PORT"] = str(child.spec.port + child.instance - 1)
     env.update(
         BUS_ENDPOINT=endpoint,
         BUS_ENGINE=child.name,

@@ -11,6 +11,7 @@
     insecure = false              # allow a non-loopback listen without keys (warned on every start)
     remote_timeout = 30           # a remote engine (bus attach) whose hello names no heartbeat: lost after this much silence
     serve_after = 30              # after the run, serve history this long at most to subscribers that said they are behind
+    env_file = ".env"             # KEY=VALUE lines for every engine's environment (relative to this file; `bus up --env-file` names another)
 
     [security]                    # CurveZMQ on every TCP endpoint (docs/SECURITY.md)
     server_key = "keys/server.key_secret"
@@ -21,6 +22,7 @@
     [engines.audit]
     command = ["python", "audit_engine.py", "--site", "shop"]   # a list; a string only with shell = true
     env = { AUDIT_PAGES = "12" }  # added to the supervisor's environment
+    env_file = "audit.env"        # more variables, over [supervisor]'s env_file and under env (supervisor/envfile.py)
     cwd = "."                     # relative to the config file; default: its directory
     instances = 3                 # audit.1, audit.2, audit.3
     restart = "on-failure"        # never | on-failure | always
@@ -47,13 +49,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from bus.errors import BusError
+from bus.errors import BusError, UsageError
 from bus.keys import Security, is_loopback, load_security
 from bus.process import MAX_LINE
 from bus.protocol import MAY_BE_DROPPED
 from bus.protocol.limits import ENGINE_NAME
 from bus.runtime import tcp_endpoints
 
+from .envfile import read_env_file
 from .queues import QueueSpec
 
 MAX_INSTANCES = 1000
@@ -86,6 +89,7 @@ class EngineSpec:
     on_exit: str = "ignore"             # ignore | stop-all (restart is `restart`'s job)
     droppable: tuple[str, ...] | None = None  # kinds its SDK may drop under pressure (None: the SDK's default)
     queue: str | None = None            # the work queue its instances take jobs from (supervisor/work.py)
+    port: int | None = None             # $PORT of its first instance, the next one's +1 (a Procfile's engines: supervisor/procfile.py)
     explicit: frozenset[str] = frozenset()    # the keys its config set (a setting that cannot apply to it is warned about)
 
     def instance_names(self) -> list[str]:
@@ -155,9 +159,11 @@ class ConfigError(BusError):
     pass
 
 
-def load_config(path: str | Path, *, remote_only: bool = False) -> tuple[tuple[EngineSpec, ...], dict[str, Any]]:
+def load_config(path: str | Path, *, remote_only: bool = False, env_file: Path | None = None,
+                instances: Mapping[str, int] | None = None) -> tuple[tuple[EngineSpec, ...], dict[str, Any]]:
     """Engine specs and supervisor settings (SupervisorConfig keywords) from a TOML file.
-    `remote_only`: a file without engines is fine (a supervisor kept for remote engines)."""
+    `remote_only`: a file without engines is fine (a supervisor kept for remote engines).
+    `env_file` takes the place of [supervisor]'s; `instances` sets engines' (`bus up -c`; 0: not run)."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -172,7 +178,9 @@ def load_config(path: str | Path, *, remote_only: bool = False) -> tuple[tuple[E
     unknown = set(data) - {"engines", "supervisor", "security", "queues"}
     if unknown:
         raise ConfigError(f"{path}: unknown section {sorted(unknown)[0]!r} (known: engines, supervisor, security, queues)")
-    settings = supervisor_settings(path, data.get("supervisor", {}))
+    supervisor = data.get("supervisor", {})
+    shared = supervisor.pop("env_file", None) if isinstance(supervisor, dict) else None
+    settings = supervisor_settings(path, supervisor)
     if "queues" in data:
         settings["queues"] = _queues(path, data["queues"])
     if "security" in data:
@@ -182,7 +190,15 @@ def load_config(path: str | Path, *, remote_only: bool = False) -> tuple[tuple[E
         raise ConfigError(f"{path}: no engines: add a table like [engines.worker] with command = [\"python\", \"worker.py\"] "
                           "(or start it with --keep, to wait for remote engines: docs/DEPLOY.md)")
     base = path.parent.resolve()
-    specs = tuple(_engine(path, base, name, table) for name, table in engines.items())
+    instances = instances or {}
+    check_overrides(instances, list(engines), f"{path} has no engine")
+    env: dict[str, str] = {}  # every engine's, under its own env_file and env
+    if env_file is not None:
+        env = read_env_file(env_file)
+    elif shared is not None:
+        env = _env_file(f"{path}: [supervisor]:", base, shared)
+    tables = {name: {**table, "instances": instances[name]} if name in instances and isinstance(table, dict) else table for name, table in engines.items()}
+    specs = tuple(_engine(path, base, name, table, env) for name, table in tables.items() if instances.get(name) != 0)
     seen: set[str] = set()
     clash = next((n for spec in specs for n in spec.instance_names() if n in seen or seen.add(n)), None)  # (not names.count: quadratic in 10,000 names)
     if clash:
@@ -280,7 +296,7 @@ ENGINE_CHECKS: dict[str, Check] = {
     "droppable": _kinds_to_drop,
     "queue": lambda value: _queue_name(value),
 }
-ENGINE_KEYS = {"command", "env", "cwd", *ENGINE_CHECKS}
+ENGINE_KEYS = {"command", "env", "env_file", "cwd", *ENGINE_CHECKS}
 SUPERVISOR_CHECKS: dict[str, Check] = {
     "stop_timeout": _number(0, DAY),
     "history_events": _integer(1, 100_000_000),
@@ -374,11 +390,29 @@ def spawned_engine(name: str, table: Any, base: Path) -> EngineSpec:
     return spec
 
 
-def _engine(path: Path, base: Path, name: str, table: Any) -> EngineSpec:
-    return _engine_at(f"{path}: engine {name!r}", base, name, table)
+def _engine(path: Path, base: Path, name: str, table: Any, shared_env: Mapping[str, str]) -> EngineSpec:
+    return _engine_at(f"{path}: engine {name!r}", base, name, table, shared_env)
 
 
-def _engine_at(where: str, base: Path, name: str, table: Any) -> EngineSpec:
+def check_overrides(overrides: Mapping[str, int], names: list[str], missing: str) -> None:
+    """Every engine `bus up -c NAME=N` names is there: UsageError says which is not."""
+    for name in overrides:
+        if name not in names:
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"it has {', '.join(names) or 'none'}"
+            raise UsageError(f"-c/--concurrency {name}=...: {missing} {name!r}; {hint}")
+
+
+def _env_file(where: str, base: Path, value: Any) -> dict[str, str]:
+    """The variables of an `env_file` key's file (relative to `base`); it must be there."""
+    if not isinstance(value, str) or not value or "\0" in value:
+        raise ConfigError(f"{where} env_file must be a file's path (KEY=VALUE lines, relative to the config file), got {value!r}")
+    if not (base / value).is_file():
+        raise ConfigError(f"{where} env_file {value!r} is not a file ({base / value}): create it (KEY=VALUE lines), or correct the path")
+    return read_env_file(base / value)
+
+
+def _engine_at(where: str, base: Path, name: str, table: Any, shared_env: Mapping[str, str] | None = None) -> EngineSpec:
     if not ENGINE_NAME.fullmatch(name):
         raise ConfigError(f"{where}: the name may hold only letters, digits, '_', '.', '-' (at most 128)")
     if not isinstance(table, dict):
@@ -399,6 +433,7 @@ def _engine_at(where: str, base: Path, name: str, table: Any) -> EngineSpec:
     env = table.get("env", {})
     if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
         raise ConfigError(f"{where}: env must be a table of strings, e.g. env = {{ LEVEL = \"2\" }}")
+    env = {**(shared_env or {}), **(_env_file(f"{where}:", base, table["env_file"]) if "env_file" in table else {}), **env}
     problem = env_problem(env)
     if problem:
         raise ConfigError(f"{where}: env {problem}")

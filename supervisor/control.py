@@ -61,6 +61,9 @@ class Served(Protocol):
     endpoints: dict[str, list[str]]
     counters: dict[str, int]
     internal_errors: int
+    received_kinds: dict[str, int]   # engine events decoded, by kind
+    published_kinds: dict[str, int]  # events published, by kind
+    relay_lag: float                 # seconds from an engine's emit to the loop taking it (the latest pass that took one)
     rejects: dict[str, int]
     reject_sources: dict[str, dict[str, int]]
     stop_reason: str
@@ -270,6 +273,8 @@ def status(sup: Served) -> dict[str, Any]:
         "connections": sup.connections.report(),
         "rejects": dict(sup.rejects),
         "reject_sources": {source: dict(counts) for source, counts in sup.reject_sources.items()},
+        "kinds": {"received": dict(sup.received_kinds), "published": dict(sup.published_kinds)},  # (bus/metrics.py's by-kind counters)
+        "relay": {"lag": sup.relay_lag},
         "security": security_status(sup),
         "history": {"first": sup.history.first, "events": len(sup.history), "bytes": sup.history.bytes},
         "journal": sup.journal_status(),

@@ -38,7 +38,7 @@ from bus._version import __version__
 from bus.protocol import Event, Log, RemoteProtocolError, SupervisorStarted, SupervisorStopped, Welcome
 from bus.protocol.codec import batch_raws, decode_engine, encode, is_batch, pack_event_header, stamp_header, topic_of
 from bus.errors import BusError
-from bus.journal import Entry, JournalReader, load_jobs
+from bus.journal import Entry, JournalReader, disk_bytes, load_jobs
 from bus.journal_writer import JournalWriter
 from bus.keys import Gatekeeper
 from bus.process import Inbox, OutputLines, ProcessExited, StreamClosed
@@ -105,6 +105,10 @@ class Supervisor:
         self.endpoints: dict[str, list[str]] = {}
         self.counters = {"received": 0, "rejected": 0, "published": 0}  # (what the fleet took: fleet.accepted, fleet.lines)
         self.internal_errors = 0  # bugs of ours that a message or request reached (each said on stderr)
+        self.received_kinds: dict[str, int] = {}   # engine events decoded, by kind (status `kinds`; rejects by reason apart)
+        self.published_kinds: dict[str, int] = {}  # events published, by kind
+        self.relay_lag = 0.0  # seconds from an engine's emit (its ts) to our taking it: the last engine event of the latest pass that took one
+        self._newest_ts = 0.0  # the ts of the last engine event this pass took (0: none)
         self.rejects: dict[str, int] = {}
         self.reject_sources: dict[str, dict[str, int]] = {}  # who sent what was rejected, by reason
         self.gatekeeper: Gatekeeper | None = None
@@ -293,6 +297,8 @@ class Supervisor:
                     self.stop(f"signal {signal.Signals(signum).name}", Cause.SIGNAL, signum=signum)
             if self.pull in ready:
                 self._ingest()
+                if self._newest_ts:  # (once per pass, not per event; a remote engine's clock may be ahead: never below 0)
+                    self.relay_lag, self._newest_ts = max(0.0, time.time() - self._newest_ts), 0.0
             if self._inbox.fileno() in ready:
                 self._drain_inbox()
             if self.pub in ready:
@@ -353,7 +359,8 @@ class Supervisor:
         journal = self.journal
         if journal is None:
             return {"state": "off"}
-        return {"state": "failed" if journal.error else "ok", "path": str(journal.path), "written": journal.written, "error": journal.error or None, "stopped_after": journal.stopped_after}
+        return {"state": "failed" if journal.error else "ok", "path": str(journal.path), "written": journal.written, "error": journal.error or None, "stopped_after": journal.stopped_after,
+                "bytes": disk_bytes(journal.path)}
 
     def _tick(self) -> float | None:
         now = time.monotonic()
@@ -563,6 +570,9 @@ class Supervisor:
         if extra:
             raise RemoteProtocolError(f"message has {MAX_FRAMES + extra} frames, more than {MAX_FRAMES}", reason="bad-frames")
         event, raw = decode_engine([header, *(f.buffer for f in frames[1:])])
+        kinds, kind = self.received_kinds, event.KIND
+        kinds[kind] = kinds.get(kind, 0) + 1
+        self._newest_ts = event.ts
         via = source_of(frames[0], self.gatekeeper) if event.KIND == "hello" else ""  # (a hello may attach a remote engine)
         self._do(self.fleet.engine_event(event, frames[1:], raw, via))
 
@@ -647,7 +657,9 @@ class Supervisor:
             body = [header]
             size = len(header)
         self.counters["published"] += 1
-        entry = Entry(gseq, event.KIND, event.engine, event.ts, body, size)
+        kinds, kind = self.published_kinds, event.KIND
+        kinds[kind] = kinds.get(kind, 0) + 1
+        entry = Entry(gseq, kind, event.engine, event.ts, body, size)
         self.history.append(entry)
         if self.journal is not None and not self._journal_told:
             self._unjournaled.append(entry)

@@ -8,10 +8,13 @@ never slows the bus down.
 
 from __future__ import annotations
 
-from typing import IO, Any, Callable
+from contextlib import contextmanager
+from typing import IO, Any, Callable, Iterator
 
 import click
 import zmq
+
+from bus.errors import UsageError
 
 from bus.protocol import AnyEvent
 from bus.supervisor import Supervisor, SupervisorConfig
@@ -51,3 +54,30 @@ def launch(config: SupervisorConfig, renderer: Any, *, announce: bool, make: Cal
         if renderer is not None:
             renderer.close()
         ctx.term()
+
+
+@contextmanager
+def metrics_served(listen: str | None, address: str | None, *, announce: bool) -> Iterator[None]:
+    """`--metrics HOST:PORT`: /metrics of the supervisor at `address` (this process's session),
+    served from a thread of this process for the block (bus/metrics.py); bound before it starts."""
+    if listen is None:
+        yield
+        return
+    try:
+        from bus.metrics import MetricsServer, StatusCollector, listen_address, registry_for
+    except ImportError as exc:
+        if not (exc.name or "").startswith("prometheus_client"):
+            raise
+        raise UsageError("--metrics needs prometheus-client: install bus-orchestrator[metrics] (pip install 'bus-orchestrator[metrics]')") from None
+    host, port = listen_address(listen)
+    collector = StatusCollector(address)
+    try:
+        server = MetricsServer(registry_for(collector), host, port)
+        try:
+            if announce:
+                click.echo(f"bus: metrics at {server.url}", err=True)
+            yield
+        finally:
+            server.close()
+    finally:
+        collector.close()

@@ -188,7 +188,8 @@ class Progress(Event):
     phase: Label = doc("phase this progress belongs to; empty if none", "")
     done: Number | None = doc("units done (>= 0)", None)
     total: Number | None = doc("units in all (>= 0), if known", None)
-    pct: float | None = doc("percent 0..100; computed from done/total when they are given without it", None)
+    pct: float | None = doc("percent 0..100 (outside it: rejected, `bad-field`); when absent, min(100, 100 * done / total) "
+                            "if done is given and total is above 0 (not rounded), else nil: total 0 or nil is an unknown extent", None)
     detail: Text = doc("free text, e.g. the item being worked on", "")
 
     def _validate(self) -> None:

@@ -9,7 +9,8 @@ One asyncio loop runs four things:
 - the streamer: ten times a second, the board's changes, serialized once and
   queued for every connected page;
 - aiohttp, serving the page, the feed (server-sent events), the snapshot and
-  the screenshots (docs/WEB.md).
+  the screenshots (docs/WEB.md), and /metrics for Prometheus (bus/metrics.py,
+  the metrics extra: it asks the supervisor at each scrape, in a worker thread).
 
 A page that connects, or reconnects, first gets a snapshot of the whole board,
 then updates; a page too slow to take its updates gets a fresh snapshot instead
@@ -20,11 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import sys
 import time
 from importlib import resources
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 import zmq
 from aiohttp import web
@@ -88,6 +90,7 @@ class Bridge:
         self._cleared = False  # the board was cleared: pages get a snapshot, not an update
         self._tasks: list[asyncio.Task[None]] = []
         self._zmq = zmq.Context()
+        self._metrics = _metrics_for(address)  # (None without the metrics extra)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -104,6 +107,8 @@ class Bridge:
             page.resync = False
             with contextlib.suppress(asyncio.QueueFull):
                 page.queue.put_nowait(None)
+        if self._metrics is not None:
+            await asyncio.to_thread(self._metrics[0].close)  # (waits for a scrape in flight: at most its timeout)
         self._zmq.destroy(linger=0)
 
     # -- the three loops ------------------------------------------------------------
@@ -236,6 +241,14 @@ class Bridge:
         mime, data = found
         return web.Response(body=data, content_type=mime, headers={"Cache-Control": "private, max-age=86400, immutable", **PAGE_HEADERS})
 
+    async def metrics(self, request: web.Request) -> web.Response:
+        """Prometheus' scrape: the supervisor's status as metrics, asked now, off the loop (a blocking request)."""
+        if self._metrics is None:
+            return web.Response(status=501, text="bus web serves /metrics with the metrics extra: install bus-orchestrator[metrics] (pip install 'bus-orchestrator[metrics]')\n")
+        _, scrape = self._metrics
+        body, content_type = await asyncio.to_thread(scrape, request.headers.get("Accept"))
+        return web.Response(body=body, headers={"Content-Type": content_type, "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+
     async def static(self, request: web.Request) -> web.Response:
         name = request.match_info.get("name", "index.html")
         if name not in STATIC:
@@ -251,9 +264,22 @@ class Bridge:
             web.get("/feed", self.feed),
             web.get("/api/snapshot", self.snapshot),
             web.get("/shots/{run}/{gseq}", self.shot),
+            web.get("/metrics", self.metrics),
             web.get("/favicon.ico", lambda _: web.Response(status=204)),
         ])
         return app
+
+
+def _metrics_for(address: Address) -> tuple[Any, Callable[[str | None], tuple[bytes, str]]] | None:
+    """(the collector, scrape(accept) -> (body, content type)) for /metrics; None without prometheus-client."""
+    try:
+        from bus.metrics import StatusCollector, registry_for, render
+    except ImportError as exc:
+        if not (exc.name or "").startswith("prometheus_client"):
+            raise
+        return None
+    collector = StatusCollector(address)
+    return collector, functools.partial(render, registry_for(collector))
 
 
 async def _messages(page: Page, bridge: Bridge) -> AsyncIterator[bytes]:

@@ -53,7 +53,7 @@ def test_a_good_config(tmp_path: Path) -> None:
         ("[engines.a]\ncommand = []\n", "engine 'a': command must be a non-empty list of strings"),
         ("[engines.a]\ncommand = ['x']\ndroppable = ['result']\n", "engine 'a': droppable must be a list of kinds among finding, heartbeat, log, progress, screenshot (phase changes, results and errors are never dropped), got ['result']"),
         ("[engines.a]\ncomand = ['x']\n", "engine 'a': unknown key 'comand'; did you mean 'command'?"),
-        ("[engines.a]\ncommand = ['x']\nzzz = 1\n", "engine 'a': unknown key 'zzz' (known: backoff, backoff_jitter, backoff_max, command, cwd, droppable, env, heartbeat_timeout, idle_timeout, instances, max_restarts, on_exit, on_unresponsive, queue, restart, restart_window, shell, stable_after, stop_signal, stop_timeout)"),
+        ("[engines.a]\ncommand = ['x']\nzzz = 1\n", "engine 'a': unknown key 'zzz' (known: backoff, backoff_jitter, backoff_max, command, cwd, droppable, env, env_file, heartbeat_timeout, idle_timeout, instances, max_restarts, on_exit, on_unresponsive, queue, restart, restart_window, shell, stable_after, stop_signal, stop_timeout)"),
         ("[engines.a]\ncommand = ['x']\nenv = { X = 1 }\n", "engine 'a': env must be a table of strings"),
         ("[engines.a]\ncommand = ['x']\ncwd = 'nowhere'\n", "engine 'a': cwd 'nowhere' is not a directory"),
         ('[engines."a b"]\ncommand = ["x"]\n', "engine 'a b': the name may hold only"),
@@ -69,6 +69,9 @@ def test_a_good_config(tmp_path: Path) -> None:
         ("[engines.a]\ncommand = ['x']\nenv = { 'A=B' = '1' }\n", "engine 'a': env variable name 'A=B' is not valid: a name is not empty and holds no '=' or NUL"),
         ("[engines.a]\ncommand = ['x']\nenv = { A = \"x\\u0000y\" }\n", "engine 'a': env variable A holds a NUL character"),
         ("[engines.a]\ncommand = ['x', \"a\\u0000b\"]\n", "engine 'a': command argument 2 holds a NUL character"),
+        # env_file (issue 21): relative to the config file, and it must be there.
+        ("[supervisor]\nenv_file = 'nope.env'\n[engines.a]\ncommand = ['x']\n", "[supervisor]: env_file 'nope.env' is not a file ("),
+        ("[engines.a]\ncommand = ['x']\nenv_file = 3\n", "engine 'a': env_file must be a file's path (KEY=VALUE lines, relative to the config file), got 3"),
         ("[engines.a]\ncommand = ['x']\ninstances = 2\n[engines." + "n" * 127 + "]\ncommand = ['x']\ninstances = 2\n", "would be longer than 128 characters"),
     ],
 )
@@ -157,3 +160,19 @@ def test_a_spawned_engine_is_checked_as_a_config_engine_and_its_program_must_be_
         with pytest.raises(ConfigError) as caught:
             spawned_engine("job", table, tmp_path)
         assert str(caught.value).startswith(said), str(caught.value)
+
+
+def test_env_files_of_a_config_layer_under_env(tmp_path: Path) -> None:
+    """[supervisor] env_file for every engine, an engine's own over it, its env over both; paths from the config's directory."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "all.env").write_text("# shared\nA=all\nB=all\nC=all\n")
+    (tmp_path / "conf" / "b.env").write_text("export B=file\nC='file'\n")
+    path = tmp_path / "conf" / "bus.toml"
+    path.write_text('[supervisor]\nenv_file = "all.env"\n[engines.a]\ncommand = ["x"]\n[engines.b]\ncommand = ["y"]\nenv_file = "b.env"\nenv = { C = "table" }\n')
+    (a, b), settings = load_config(path)
+    assert a.env == {"A": "all", "B": "all", "C": "all"}
+    assert b.env == {"A": "all", "B": "file", "C": "table"}
+    assert settings == {}, "env_file is not a SupervisorConfig setting"
+    (tmp_path / "cli.env").write_text("A=cli\n")
+    (a, b), _ = load_config(path, env_file=tmp_path / "cli.env")  # bus up --env-file: in place of [supervisor]'s
+    assert a.env == {"A": "cli"} and b.env == {"A": "cli", "B": "file", "C": "table"}
