@@ -72,7 +72,7 @@ class ControlClient:
         if self.address.pub is not None:
             return self.address.pub
         reply, _ = self.request("hello", timeout=timeout)
-        return pick_endpoint(reply["endpoints"]["pub"], self.address.control)
+        return pick_endpoint(reply["endpoints"], "pub", self.address.control)
 
     def _reset(self) -> None:
         # Drop a request nobody answered so it is not delivered later by surprise.
@@ -149,16 +149,30 @@ def no_answer(address: Address, wait: float | None) -> NotRunning:
     )
 
 
-def pick_endpoint(endpoints: list[str], control: str) -> str:
-    """The endpoint reachable the way `control` was: same transport, same host if it
-    was bound to a wildcard address."""
-    host = re.match(r"tcp://(\[[^\]]+\]|[^:/]+):", control)
-    for endpoint in endpoints:
-        if endpoint.startswith("tcp://") and host:
-            bound = re.match(r"tcp://(\[[^\]]+\]|[^:/]+):(\d+)", endpoint)
-            if bound and bound.group(1) in ("0.0.0.0", "[::]", "*"):
-                return f"tcp://{host.group(1)}:{bound.group(2)}"
-            return endpoint
-        if endpoint.startswith("ipc://") and not host:
-            return endpoint
-    raise BusError(f"the supervisor at {control} publishes on no endpoint reachable from here: {endpoints}")
+def pick_endpoint(endpoints: dict[str, list[str]], role: str, control: str) -> str:
+    """The `role` endpoint (pub, pull) of a hello's `endpoints`, reachable the way `control`
+    was (PROTOCOL.md section 7, "Which endpoint to use"): over ipc the ipc entry; over TCP
+    the entry at the index of the `control` entry with the port `control` reached (the
+    lists are parallel: the local one, then --listen's), or the last one if none has it (a
+    port forward), with a wildcard host replaced by the host `control` named."""
+    listed = endpoints.get(role) or []
+    reached = _host_port(control)
+    if reached is None:
+        for endpoint in listed:
+            if endpoint.startswith("ipc://"):
+                return endpoint
+        raise BusError(f"the supervisor at {control} lists no local {role} endpoint: {listed}")
+    ports = [bound[1] if (bound := _host_port(entry)) else None for entry in endpoints.get("control") or []]
+    chosen = listed[ports.index(reached[1])] if reached[1] in ports and ports.index(reached[1]) < len(listed) else (listed[-1] if listed else "")
+    bound = _host_port(chosen)
+    if bound is None:
+        raise BusError(f"the supervisor at {control} lists no {role} endpoint reachable over TCP: {listed}")
+    return f"tcp://{reached[0] if bound[0] in WILDCARDS else bound[0]}:{bound[1]}"
+
+
+WILDCARDS = ("0.0.0.0", "[::]", "*")
+
+
+def _host_port(endpoint: str) -> tuple[str, str] | None:
+    match = re.fullmatch(r"tcp://(\[[^\]]+\]|[^:/]+):(\d+)/?", endpoint)
+    return (match.group(1), match.group(2)) if match else None

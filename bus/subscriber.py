@@ -325,7 +325,7 @@ class AsyncSubscriber(Following):
             reply, _ = await self.request("hello", timeout=timeout)
         except NotRunning as exc:
             raise TimeoutError(str(exc)) from None
-        return self._subscribe(pick_endpoint(reply["endpoints"]["pub"], self.address.control))
+        return self._subscribe(pick_endpoint(reply["endpoints"], "pub", self.address.control))
 
     def _subscribe(self, endpoint: str) -> zmq.asyncio.Socket:
         self._sub = sockets.sub(self.ctx, endpoint, hwm=self.hwm, keys=self.address.keys)
