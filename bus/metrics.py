@@ -8,8 +8,8 @@ the only owner of what it counts. A supervisor that does not answer within the
 timeout gives `bus_up 0` and nothing else, so the scrape itself still succeeds.
 
 `bus web` serves it at /metrics, off its event loop (bus/web/server.py);
-`bus up --metrics HOST:PORT` serves it with `MetricsServer`, a small WSGI
-server in a thread of the launcher's process, beside (never inside) the
+`bus up --metrics HOST:PORT` serves it with `MetricsServer` (prometheus_client's
+own HTTP server) in a thread of the launcher's process, beside (never inside) the
 supervisor's loop. The names are listed in README.md, "Metrics".
 
 Needs the `metrics` extra (prometheus-client): importing this module without
@@ -21,13 +21,11 @@ from __future__ import annotations
 import errno
 import socket
 import threading
-from socketserver import ThreadingMixIn
-from typing import Any, Callable, Iterable, Iterator
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from typing import Any, Iterable, Iterator
 
 import zmq
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
-from prometheus_client.exposition import choose_encoder
+from prometheus_client.exposition import choose_encoder, start_http_server
 from prometheus_client.registry import CollectorRegistry
 
 from .control_client import ControlClient
@@ -244,13 +242,13 @@ def listen_address(text: str) -> tuple[str, int]:
 
 
 class MetricsServer:
-    """/metrics of `registry` over HTTP, from a daemon thread (a thread per scrape), until `close()`.
-    BusError in one line when it cannot bind (the port is taken, the host is not here)."""
+    """/metrics of `registry` over HTTP (prometheus_client's own threaded server, a daemon
+    thread), until `close()`. BusError in one line when it cannot bind (the port is taken,
+    the host is not here)."""
 
     def __init__(self, registry: CollectorRegistry, host: str, port: int) -> None:
-        server = _Server6 if ":" in host else _Server
         try:
-            self._httpd = make_server(host, port, _app(registry), server_class=server, handler_class=_Quiet)
+            self._httpd, self._thread = start_http_server(port, addr=host, registry=registry)
         except socket.gaierror as exc:
             raise UsageError(f"cannot serve metrics on {host}:{port}: no such host or address here ({exc.strerror})") from None
         except OSError as exc:
@@ -259,35 +257,8 @@ class MetricsServer:
             raise
         bound = self._httpd.server_address
         self.url = f"http://{f'[{bound[0]}]' if ':' in bound[0] else bound[0]}:{bound[1]}/metrics"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="bus-metrics", daemon=True)
-        self._thread.start()
 
     def close(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(5)
-
-
-class _Server(ThreadingMixIn, WSGIServer):
-    daemon_threads = True  # (a scrape in flight never holds up the exit)
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
-class _Quiet(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # (a line per scrape on bus up's stderr would bury what it shows)
-
-
-def _app(registry: CollectorRegistry) -> Callable[..., list[bytes]]:
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        if environ.get("PATH_INFO") != "/metrics":
-            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
-            return [b"not here: the metrics are at /metrics\n"]
-        body, content_type = render(registry, environ.get("HTTP_ACCEPT"))
-        start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body))), ("Cache-Control", "no-store")])
-        return [body]
-
-    return app

@@ -17,7 +17,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bus import Bus
@@ -141,9 +140,6 @@ def test_bus_up_serves_metrics_of_its_run_while_it_runs(runtime_dir: Path, tmp_p
         with urllib.request.urlopen(urllib.request.Request(url, headers={"Accept": "application/openmetrics-text; version=1.0.0"}), timeout=30) as response:
             assert response.headers["Content-Type"].startswith("application/openmetrics-text"), response.headers["Content-Type"]
             assert response.read().decode().rstrip().endswith("# EOF")
-        with pytest.raises(urllib.error.HTTPError) as elsewhere:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30)  # (only /metrics)
-        assert elsewhere.value.code == 404
         gate.touch()  # (the jobs end, so the pool stops at once)
     with socket.socket() as probe:  # the launcher has exited: nothing listens on its metrics port (scrapes may leave it in TIME_WAIT)
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
