@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator
 
 from bus import Subscriber
 from bus.protocol import AnyEvent
+from bus.runtime import HAS_IPC, live_info, local_session
 
 ROOT = Path(__file__).resolve().parent.parent
 ENGINES = ROOT / "tests" / "engines"
@@ -279,3 +280,15 @@ def completions(line: str, **env: str) -> list[str]:
     assert result.exit_code == 0 and result.stderr == "", f"exit {result.exit_code}, stderr {result.stderr!r}, {result.exception!r}"
     rows = [row.split(",", 1) for row in result.stdout.splitlines() if row]  # (nothing offered: one empty line)
     return [value if kind == "plain" else f"{kind}:{value}" for kind, value in rows]
+
+
+def local_endpoint(role: str, session: str | None = None, *, wait: float = 30.0) -> str:
+    """The local supervisor's `role` endpoint (ctl, pub, pull), as a peer that connects to it
+    by hand needs it: its ipc file, or without ipc (BUS_LOCAL_TCP=1, Windows) the 127.0.0.1
+    port supervisor.json lists, waiting up to `wait` seconds for a live supervisor to write it."""
+    where = local_session(session)
+    if HAS_IPC:
+        return where.ipc(role)
+    info = live_info(where, wait)
+    assert info is not None, f"no live supervisor wrote {where.dir}/supervisor.json within {wait} s"
+    return info["control" if role == "ctl" else role][0]

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import msgpack
 import zmq
-from helpers import ENGINES, bus, bus_result, scripted, supervisor_memory, write_config
+from helpers import ENGINES, bus, bus_result, local_endpoint, scripted, supervisor_memory, write_config
 
 from bus import Subscriber
 from bus.control_client import ControlClient
 from bus.protocol import Log, encode
-from bus.runtime import local_session, resolve
+from bus.runtime import resolve
 
 sys.path.insert(0, str(ENGINES))
 from scripted import script  # noqa: E402
@@ -100,7 +100,7 @@ def pour(ctx: zmq.Context, cases: list[tuple[list[bytes], str]]) -> None:
     sentinel comes out, the supervisor has read everything before it."""
     push = ctx.socket(zmq.PUSH)
     push.setsockopt(zmq.LINGER, 5000)
-    push.connect(local_session(None).ipc("pull"))
+    push.connect(local_endpoint("pull"))
     for frames, _ in cases:
         push.send_multipart(frames)
     push.send_multipart(encode(Log(engine="streamer", message="sentinel")))
@@ -115,7 +115,7 @@ def test_bad_control_requests_get_error_replies(runtime_dir: Path, tmp_path: Pat
             sub.wait_ready(timeout=60)
         dealer = ctx.socket(zmq.DEALER)
         dealer.setsockopt(zmq.LINGER, 0)
-        dealer.connect(local_session(None).ipc("ctl"))
+        dealer.connect(local_endpoint("ctl"))
         requests = [  # (what is sent, the code and the id of the error reply: the request's id whenever it could be read)
             ([b"", b"\xc1 not msgpack"], "bad-msgpack", None),
             ([b"", packed(op="reboot", id=1)], "unknown-op", 1),
@@ -159,7 +159,7 @@ def test_a_flood_of_100k_garbage_messages_cannot_starve_a_real_engine(runtime_di
         try:
             push = ctx.socket(zmq.PUSH)
             push.setsockopt(zmq.LINGER, 5000)
-            push.connect(local_session(None).ipc("pull"))
+            push.connect(local_endpoint("pull"))
             n = 0
             while n < FLOOD or not engine_done.is_set():
                 frames, reason = small[n % len(small)]
@@ -223,7 +223,7 @@ def test_a_frame_over_the_size_limit_drops_its_sender_not_the_supervisor(runtime
             big = ctx.socket(zmq.PUSH)
             big.setsockopt(zmq.LINGER, 0)
             monitor = big.get_monitor_socket(zmq.EVENT_DISCONNECTED)
-            big.connect(local_session(None).ipc("pull"))
+            big.connect(local_endpoint("pull"))
             big.send_multipart([b"\x81", b"x" * (80 * 1024 * 1024)])  # one 80 MB frame: beyond ZMQ_MAXMSGSIZE
             assert monitor.poll(30_000), "the supervisor did not drop a peer sending an oversized frame"
             big.disable_monitor()
@@ -231,7 +231,7 @@ def test_a_frame_over_the_size_limit_drops_its_sender_not_the_supervisor(runtime
             monitor.close(linger=0)
             ok = ctx.socket(zmq.PUSH)
             ok.setsockopt(zmq.LINGER, 5000)
-            ok.connect(local_session(None).ipc("pull"))
+            ok.connect(local_endpoint("pull"))
             ok.send_multipart(encode(Log(engine="idle", message="still here")))
             ok.close()
             while (event := sub.recv(timeout=30)).fields()["message"] != "still here":

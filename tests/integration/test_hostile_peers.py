@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import zmq
-from helpers import Watcher, bus_result, finish, free_ports, is_state, running, scripted, write_config
+from helpers import Watcher, bus_result, finish, free_ports, is_state, local_endpoint, running, scripted, write_config
 
 from bus import Subscriber
 from bus.control_client import ControlClient
 from bus.protocol import EngineHello, Log, encode
-from bus.runtime import local_session, resolve
+from bus.runtime import resolve
 
 
 def status(ctx: zmq.Context) -> dict:  # type: ignore[type-arg]
@@ -25,7 +25,7 @@ def status(ctx: zmq.Context) -> dict:  # type: ignore[type-arg]
 def push_local(ctx: zmq.Context, *events: object) -> None:
     push = ctx.socket(zmq.PUSH)
     push.setsockopt(zmq.LINGER, 5000)
-    push.connect(local_session(None).ipc("pull"))
+    push.connect(local_endpoint("pull"))
     for event in events:
         push.send_multipart(encode(event))  # type: ignore[arg-type]
     push.close()
@@ -67,7 +67,7 @@ def test_pipelined_control_requests_all_get_their_replies_in_order(runtime_dir: 
             sub.wait_ready(timeout=60)
         dealer = ctx.socket(zmq.DEALER)
         dealer.setsockopt(zmq.LINGER, 0)
-        dealer.connect(local_session(None).ipc("ctl"))
+        dealer.connect(local_endpoint("ctl"))
         others = [ControlClient(ctx, resolve(None), timeout=10) for _ in range(3)]
         for round_ in range(3):
             for i in range(300):

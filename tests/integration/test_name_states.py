@@ -24,6 +24,7 @@ import msgpack
 import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from helpers import local_endpoint
 
 from bus.protocol import EngineBye, EngineExited, EngineHello, Heartbeat, Log, Progress, encode
 from bus.protocol.control import encode_request
@@ -90,13 +91,12 @@ class Bench:
         self.failed: list[BaseException] = []
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
-        run_dir = self.tmp / "prop"
         self.push = self.ctx.socket(zmq.PUSH)
         self.push.setsockopt(zmq.LINGER, 0)
-        self.push.connect(f"ipc://{run_dir}/pull")
+        self.push.connect(local_endpoint("pull", "prop"))
         self.ctl = self.ctx.socket(zmq.DEALER)
         self.ctl.setsockopt(zmq.LINGER, 0)
-        self.ctl.connect(f"ipc://{run_dir}/ctl")
+        self.ctl.connect(local_endpoint("ctl", "prop"))
         self.sentinels = 0
         deadline = time.monotonic() + 30
         while self.status()["engines"][1]["state"] != "exited":  # 'done' has run and ended

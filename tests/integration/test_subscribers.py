@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import zmq
-from helpers import ENGINES, Collector, Watcher, bus, bus_result, finish, results_from, scripted, supervisor_memory, write_config
+from helpers import Collector, ENGINES, Watcher, bus, bus_result, finish, local_endpoint, results_from, scripted, supervisor_memory, write_config
 
 from bus import AsyncSubscriber, Subscriber
 from bus.control_client import ControlClient
@@ -108,7 +108,6 @@ def test_a_stalled_subscriber_holds_bounded_image_bytes_and_the_others_get_every
     """libzmq keeps a screenshot for each subscriber's queue; one that reads nothing would keep
     up to 10,000 of them. Past the budget, screenshots are not published and every subscriber
     takes them from history instead: the one that reads gets them all, byte for byte, in order."""
-    from bus.runtime import local_session
     from supervisor.blobs import BUDGET
 
     go = tmp_path / "go"
@@ -122,7 +121,7 @@ def test_a_stalled_subscriber_holds_bounded_image_bytes_and_the_others_get_every
     try:
         with Subscriber(timeout=30, connect_timeout=60, kinds=["screenshot", "result"]) as sub:
             sub.wait_ready(timeout=60)
-            stalled.connect(local_session(None).ipc("pub"))
+            stalled.connect(local_endpoint("pub"))
             assert stalled.poll(60_000), "the stalled subscriber was never welcomed"  # from now on it reads nothing
             os.write(hold, b"g")
             shots = []
