@@ -132,8 +132,7 @@ class AsyncBus:
         try:
             if self._hosted is not None:
                 await asyncio.to_thread(self._hosted.wait_endpoints)
-            wait = 0.0 if self._hosted is not None else self.timeout
-            self.address = self._address if isinstance(self._address, Address) else await asyncio.to_thread(resolve, self._address, wait=wait)
+            self.address = self._address if isinstance(self._address, Address) else await asyncio.to_thread(resolve, self._address)
         except BaseException:
             if self._hosted is not None:
                 self._hosted.let_go()

@@ -275,7 +275,7 @@ class Bus:
     """A client of one supervisor: `Bus(ADDRESS)` for a running one, `Bus.start()` for a private one."""
 
     def __init__(self, address: str | Address | None = None, *, timeout: float = 10.0, _hosted: HostedSupervisor | None = None) -> None:
-        self.address = address if isinstance(address, Address) else resolve(address, wait=0.0 if _hosted is not None else timeout)
+        self.address = address if isinstance(address, Address) else resolve(address)
         self.timeout = timeout
         self.ctx = zmq.Context()
         self._control = ControlClient(self.ctx, self.address, timeout=timeout)

@@ -55,7 +55,7 @@ def attach(address: Address, command: tuple[str, ...], *, name: str, heartbeat: 
             control.close()
         if reply.get("engine") == "supervised":
             raise BusError(f"the supervisor at {address.label} runs an engine named {name!r} itself: attach under another name (-n NAME)")
-        endpoint = pick_endpoint(reply["endpoints"], "pull", address.control)
+        endpoint = pick_endpoint(reply["endpoints"], "pull", control.address.control)
         push = sockets.push(ctx, endpoint, linger_ms=int(LINGER * 1000), keys=address.keys if endpoint.startswith("tcp://") else None)
         _wait_handshake(push, endpoint, address, timeout)
         return _Run(push, command, name=name, heartbeat=heartbeat, endpoint=endpoint, echo=echo).run()

@@ -16,7 +16,7 @@ from .errors import BusError, Denied, NotRunning
 from .keys import HandshakeWatch
 from .protocol import RemoteProtocolError
 from .protocol.control import decode_reply, encode_request
-from .runtime import Address
+from .runtime import Address, locate, relocatable
 
 
 class RequestFailed(BusError):
@@ -39,12 +39,28 @@ class ControlClient:
         self.address = address
         self.timeout = timeout
         self._ids = itertools.count(1)
-        self._sock = sockets.dealer(ctx, address.control, keys=address.keys)
+        self._sock: zmq.Socket | None = None  # (none until a local TCP session's supervisor.json names the port)
+        self._watch: HandshakeWatch | None = None
+        if address.located:
+            self._connect(address)
+
+    def _connect(self, address: Address) -> zmq.Socket:
+        self.address = address
+        self._sock = sockets.dealer(self.ctx, address.control, keys=address.keys)
         self._watch = HandshakeWatch(self._sock, address.control, address.keys)
+        return self._sock
 
     def request(self, op: str, *, timeout: float | None = -1.0, **args: Any) -> tuple[dict[str, Any], list[bytes]]:
         """Send `op`; return (reply, extra frames). `timeout=None` waits for ever."""
         wait = self.timeout if timeout == -1.0 else timeout
+        if self._sock is None:
+            start = time.monotonic()
+            found = locate(self.address, wait)
+            if found is None:
+                raise no_answer(self.address, wait)
+            self._connect(found)
+            wait = None if wait is None else max(0.0, wait - (time.monotonic() - start))
+        assert self._sock is not None and self._watch is not None
         req_id = next(self._ids)
         if op == "spawn" and self.address.token:
             args = {**args, "token": self.address.token}  # (local TCP: proves we may read the owner's supervisor.json)
@@ -76,14 +92,17 @@ class ControlClient:
 
     def _reset(self) -> None:
         # Drop a request nobody answered so it is not delivered later by surprise.
-        self._watch.close()
-        self._sock.close(linger=0)
-        self._sock = sockets.dealer(self.ctx, self.address.control, keys=self.address.keys)
-        self._watch = HandshakeWatch(self._sock, self.address.control, self.address.keys)
+        self.close()
+        self.address = relocatable(self.address)  # (local TCP: read supervisor.json again at the next request)
+        if self.address.located:
+            self._connect(self.address)
 
     def close(self) -> None:
-        self._watch.close()
-        self._sock.close(linger=0)
+        if self._watch is not None:
+            self._watch.close()
+        if self._sock is not None:
+            self._sock.close(linger=0)
+        self._sock = self._watch = None
 
 
 class AsyncControlClient:
@@ -94,7 +113,7 @@ class AsyncControlClient:
         self.address = address
         self.timeout = timeout
         self._ids = itertools.count(1)
-        self._sock = sockets.dealer(ctx, address.control, keys=address.keys)
+        self._sock: zmq.asyncio.Socket | None = sockets.dealer(ctx, address.control, keys=address.keys) if address.located else None
         self._turn: asyncio.Lock | None = None  # (made in the loop that first uses it)
 
     async def request(self, op: str, *, timeout: float | None = -1.0, **args: Any) -> tuple[dict[str, Any], list[Any]]:
@@ -106,6 +125,14 @@ class AsyncControlClient:
 
     async def _request(self, op: str, timeout: float | None, args: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
         wait = self.timeout if timeout == -1.0 else timeout
+        if self._sock is None:
+            start = time.monotonic()
+            found = await asyncio.to_thread(locate, self.address, wait)
+            if found is None:
+                raise no_answer(self.address, wait)
+            self.address = found
+            self._sock = sockets.dealer(self.ctx, found.control, keys=found.keys)
+            wait = None if wait is None else max(0.0, wait - (time.monotonic() - start))
         req_id = next(self._ids)
         if op == "spawn" and self.address.token:
             args = {**args, "token": self.address.token}
@@ -116,14 +143,17 @@ class AsyncControlClient:
             if not await self._sock.poll(left):
                 # Drop a request nobody answered so it is not delivered later by surprise.
                 self._sock.close(linger=0)
-                self._sock = sockets.dealer(self.ctx, self.address.control, keys=self.address.keys)
+                self.address = relocatable(self.address)  # (local TCP: read supervisor.json again at the next request)
+                self._sock = sockets.dealer(self.ctx, self.address.control, keys=self.address.keys) if self.address.located else None
                 raise no_answer(self.address, wait)
             answer = read_answer(await self._sock.recv_multipart(), req_id, op)
             if answer is not None:
                 return answer
 
     def close(self) -> None:
-        self._sock.close(linger=0)
+        if self._sock is not None:
+            self._sock.close(linger=0)
+            self._sock = None
 
 
 def read_answer(frames: list[Any], req_id: int, op: str) -> tuple[dict[str, Any], list[Any]] | None:

@@ -64,7 +64,7 @@ class Following:
         messages queued for us before the publisher drops (then refilled from
         history); `gone_after`: how long a supervisor may not answer before
         `recv` raises SupervisorGone (None: for ever)."""
-        self.address = address if isinstance(address, Address) else resolve(address, wait=MAX_WAIT if connect_timeout is None else connect_timeout)
+        self.address = address if isinstance(address, Address) else resolve(address)
         if not (history in (ALL, None) or (isinstance(history, int) and history >= 0)):
             raise BusError(f"history must be 'all', a number >= 0 or None, got {history!r}")
         if gone_after is not None and not 0 < gone_after <= MAX_WAIT:

@@ -30,7 +30,7 @@ from typing import Any
 
 import zmq
 
-from .errors import BusError, NotRunning, UsageError
+from .errors import BusError, UsageError
 from .keys import ClientKeys, client_keys
 from .protocol.limits import ENGINE_NAME
 
@@ -210,6 +210,37 @@ class Address:
     keys: ClientKeys | None = None  # CURVE keys for tcp (BUS_SERVER_KEY, BUS_KEY)
     token: str | None = None        # local TCP (no ipc): supervisor.json's owner token, which `spawn` needs
 
+    @property
+    def located(self) -> bool:
+        """False for a local session without ipc whose supervisor had not written supervisor.json
+        yet: its ports are read when a client first asks (`locate`), as an ipc client connects
+        before the supervisor binds."""
+        return bool(self.control)
+
+
+def locate(address: Address, wait: float | None) -> Address | None:
+    """`address` with its endpoints: itself if known, else (local TCP) those of the
+    supervisor.json a live supervisor of its session writes within `wait` seconds (None:
+    a week), or None."""
+    if address.located:
+        return address
+    assert address.session is not None
+    info = live_info(address.session, MAX_WAIT if wait is None else wait)
+    return None if info is None else _local_tcp(address.session, info)
+
+
+def relocatable(address: Address) -> Address:
+    """For a client whose supervisor stopped answering: a local TCP session's address to read
+    again from supervisor.json at the next request (a restarted supervisor may have other
+    ports); any other address as it is."""
+    if HAS_IPC or address.session is None or not address.located:
+        return address
+    return Address(control="", pub=None, label=address.label, session=address.session, keys=address.keys)
+
+
+def _local_tcp(session: Session, info: dict[str, Any]) -> Address:
+    return Address(control=info["control"][0], pub=info["pub"][0], label=session.label, session=session, token=info.get("token"))
+
 
 def resolve(address: str | None, *, wait: float = 0.0) -> Address:
     """`None` or a session name -> the local session; `tcp://HOST:PORT` -> remote
@@ -232,9 +263,9 @@ def resolve(address: str | None, *, wait: float = 0.0) -> Address:
     if HAS_IPC:
         return Address(control=session.ipc("ctl"), pub=session.ipc("pub"), label=session.label, session=session)
     info = live_info(session, wait)  # (Windows, or BUS_LOCAL_TCP=1: tcp endpoints from the info file)
-    if info is None:
-        raise NotRunning(f"no supervisor is running in {session.label}: start one with `bus up`")
-    return Address(control=info["control"][0], pub=info["pub"][0], label=session.label, session=session, token=info.get("token"))
+    if info is None:  # (none yet: its clients read the file when they first ask, and say "no answer" as over ipc)
+        return Address(control="", pub=None, label=session.label, session=session)
+    return _local_tcp(session, info)
 
 
 INFO_POLL = 0.02  # seconds between looks at supervisor.json while waiting for one

@@ -119,7 +119,12 @@ class Subscriber(Following):
 
     def wait_ready(self, timeout: float | None = None) -> None:
         """Return once the subscription is live (welcomed, history fetched); TimeoutError if not."""
-        sub = self._sub or self._connect(timeout)
+        try:
+            sub = self._sub or self._connect(timeout)
+        except TimeoutError:
+            if timeout is None:
+                raise
+            raise TimeoutError(f"no supervisor answered at {self.address.label} within {timeout:g}s") from None
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.catchup.live:
             if self.catchup.need is not None:
@@ -325,7 +330,7 @@ class AsyncSubscriber(Following):
             reply, _ = await self.request("hello", timeout=timeout)
         except NotRunning as exc:
             raise TimeoutError(str(exc)) from None
-        return self._subscribe(pick_endpoint(reply["endpoints"], "pub", self.address.control))
+        return self._subscribe(pick_endpoint(reply["endpoints"], "pub", self._ctl.address.control))
 
     def _subscribe(self, endpoint: str) -> zmq.asyncio.Socket:
         self._sub = sockets.sub(self.ctx, endpoint, hwm=self.hwm, keys=self.address.keys)
