@@ -22,8 +22,8 @@ open-files limit, which the supervisor raises to its hard limit at start
 (`files`): half of what is left after a reserve for engines and our own files,
 shared by the TCP sockets, so refusals always happen with descriptors to
 spare. Connections that never finish their handshake are closed by libzmq
-after sockets.HANDSHAKE_MS. Local (ipc) clients are counted, never refused:
-they are this user's own processes.
+after sockets.HANDSHAKE_MS. Local clients (ipc, or without ipc the 127.0.0.1
+endpoint) are counted, never refused: they are this user's own processes.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class Listener:
     tcp: dict[int, str] = field(default_factory=dict)    # fd -> endpoint, TCP connections we let in
     local: set[int] = field(default_factory=set)         # fds of ipc connections
     ports: set[int] = field(default_factory=set)         # its TCP ports (to check a reported fd is one of its connections)
+    own: frozenset[str] = frozenset()                    # its local endpoint when that is TCP (no ipc: 127.0.0.1), counted as local
     refused: int = 0                                     # TCP connections refused past the bound
     accept_failed: int = 0                               # accepts that failed in libzmq (e.g. out of descriptors)
     handshakes_failed: int = 0                           # TCP handshakes that failed (no key, wrong key, refused key, timed out)
@@ -82,10 +83,14 @@ class Connections:
         self.max_tcp = max(MIN_CONNECTIONS, spare // (2 * max(1, tcp_sockets)))
 
     def watch(self, name: str, sock: zmq.Socket, endpoints: list[str]) -> None:
-        """Monitor `sock` (bound to `endpoints`) from now on (before `start`)."""
+        """Monitor `sock` (bound to `endpoints`: the local one first, then --listen's) from now on
+        (before `start`). The local one is ipc, or without ipc (Windows) TCP on 127.0.0.1: its
+        connections are this user's processes too, counted as local, never refused or gated,
+        so a flood of the --listen port cannot lock the local clients out."""
         monitor = sock.get_monitor_socket(WATCHED)
-        ports = {int(e.rsplit(":", 1)[1]) for e in endpoints if e.startswith("tcp://")}
-        self.listeners[monitor] = Listener(name, ports=ports, gates=listening_sockets(ports))
+        own = frozenset(endpoints[:1]) if endpoints and endpoints[0].startswith("tcp://") else frozenset()
+        ports = {int(e.rsplit(":", 1)[1]) for e in endpoints[1:] if e.startswith("tcp://")}
+        self.listeners[monitor] = Listener(name, ports=ports, own=own, gates=listening_sockets(ports))
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="bus-connections", daemon=True)
@@ -106,7 +111,7 @@ class Connections:
         """Take what the monitor says: count, and refuse what is over the bound."""
         listener = self.listeners[monitor]
         for event, value, endpoint in monitor_messages(monitor):
-            tcp = endpoint.startswith(b"tcp://")
+            tcp = endpoint.startswith(b"tcp://") and endpoint.decode("ascii", "replace") not in listener.own
             with self._lock:
                 if event == zmq.EVENT_ACCEPTED:
                     if not tcp:
