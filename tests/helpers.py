@@ -189,9 +189,14 @@ class Watcher:
     def wait(self, wanted: Callable[[AnyEvent], bool], *, since: int = 0, timeout: float = 60) -> AnyEvent:
         """The first event from `since` on that `wanted` accepts (one already read counts)."""
         found: list[AnyEvent] = []
+        at = since  # (each event is looked at once: a wait through 30,000 events is not quadratic)
 
         def hit() -> bool:
-            found.extend(e for e in self.events[since:] if wanted(e))
+            nonlocal at
+            while not found and at < len(self.events):
+                if wanted(self.events[at]):
+                    found.append(self.events[at])
+                at += 1
             return bool(found)
 
         self.until(hit, timeout)

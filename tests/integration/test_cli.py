@@ -117,7 +117,7 @@ def test_a_busy_session_is_refused_and_tcp_control_works(runtime_dir: Path, tmp_
         assert f"is in use by another supervisor (pid {first.pid})" in one_clean_line(second.stderr)
 
         info = json.loads(local_session(None).info_file.read_text())
-        control = next(e for e in info["control"] if e.startswith("tcp://"))
+        control = info["control"][-1]
         status = bus_result("status", "--json", control)
         assert status.returncode == 0, status.stderr
         body = json.loads(status.stdout)
@@ -147,7 +147,7 @@ def test_tail_over_tcp_replays_the_last_20_then_follows(runtime_dir: Path, tmp_p
                 seen["done"] |= event.kind == "log" and event.fields()["message"].startswith("scripted engine done")
             last = sub.control.request("hello")[0]["last"]
         info = json.loads(local_session(None).info_file.read_text())
-        control = next(e for e in info["control"] if e.startswith("tcp://"))
+        control = info["control"][-1]
         tail = bus("tail", "--json", "-n", "20", control)
         first = read_line(tail, timeout=60)  # it has replayed history, so it is subscribed
         down = bus_result("down", control)

@@ -33,7 +33,7 @@ def supervisor(runtime_dir: Path, tmp_path: Path, keys: dict[str, Path]):  # typ
             watcher = Watcher(sub)
             watcher.wait(lambda e: e.kind == "sup.start")
             info = json.loads(local_session(None).info_file.read_text())
-            tcp = {name: next(e for e in info[name] if e.startswith("tcp://")) for name in ("control", "pub", "pull")}
+            tcp = {name: info[name][-1] for name in ("control", "pub", "pull")}  # (--listen's entry is the last; the first is the local one)
             yield tcp, watcher
         assert bus_result("down").returncode == 0
         assert finish(launcher) == 0

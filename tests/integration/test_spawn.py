@@ -24,7 +24,7 @@ def test_an_admin_key_spawns_into_a_kept_supervisor_and_the_engine_is_like_any_o
         with Subscriber(timeout=30, connect_timeout=60, history=None) as local:
             local.wait_ready(timeout=60)  # (ipc: no key needed)
         info = json.loads(local_session(None).info_file.read_text())
-        control = next(e for e in info["control"] if e.startswith("tcp://"))
+        control = info["control"][-1]
         admin = ["--server-key", str(keys["server"]), "--key", str(keys["ops"])]
         viewer = ["--server-key", str(keys["server"]), "--key", str(keys["viewer"])]
         worker = scripted("--seed", "3", "--events", "20", "--hold")
@@ -104,7 +104,7 @@ def test_without_keys_spawn_over_tcp_is_refused_and_a_hub_refuses_it(runtime_dir
         with Subscriber(timeout=30, connect_timeout=60, history=None) as local:
             local.wait_ready(timeout=60)
         info = json.loads(local_session(None).info_file.read_text())
-        control = next(e for e in info["control"] if e.startswith("tcp://"))
+        control = info["control"][-1]
         refused = bus_result("spawn", control, "-n", "w", "--", *scripted("--events", "1"))
         assert refused.returncode == 5
         assert "spawn over TCP needs CURVE keys and an admin key" in one_line(refused.stderr)
