@@ -45,7 +45,7 @@ except ImportError:  # a tree from before batches (measured "before" in one sitt
 
     def decode_sent(frames: Any) -> list[Any]:
         return [_decode(frames)]
-from bus.runtime import resolve  # noqa: E402
+from bus.runtime import HAS_IPC, Session, live_info, resolve  # noqa: E402
 
 WORKERS = ROOT / "bench" / "workers.py"
 SESSION = "bench"
@@ -102,8 +102,16 @@ class Bench:
             "heartbeat_timeout": 0,
         }
 
-    def ipc(self, name: str) -> str:
-        return f"ipc://{self.tmp / 'rt' / SESSION / name}"
+    def local(self, name: str) -> str:
+        """The session's local endpoint `name` (ctl, pub, pull): its ipc file, or without ipc
+        (Windows, BUS_LOCAL_TCP=1) the 127.0.0.1 port its supervisor wrote in supervisor.json."""
+        where = Session(SESSION, self.tmp / "rt" / SESSION)
+        if HAS_IPC:
+            return where.ipc(name)
+        info = live_info(where, 60)
+        if info is None:
+            raise RuntimeError(f"no supervisor wrote {where.dir}/supervisor.json within 60 s")
+        return info["control" if name == "ctl" else name][0]
 
     def sub(self, endpoint: str, prefix: bytes) -> zmq.Socket:
         sock = self.ctx.socket(zmq.SUB)
@@ -309,7 +317,7 @@ class Bench:
         stalled = self.ctx.socket(zmq.SUB)  # subscribes, never reads: zmq's default 1,000-message queue fills, then the publisher's
         stalled.setsockopt(zmq.LINGER, 0)
         stalled.setsockopt(zmq.SUBSCRIBE, b"")
-        stalled.connect(self.ipc("pub"))
+        stalled.connect(self.local("pub"))
         try:
             with Subscriber(kinds=["exit"], timeout=600, connect_timeout=60, history=None) as sub:
                 sub.wait_ready(timeout=60)
