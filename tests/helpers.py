@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -297,3 +299,27 @@ def local_endpoint(role: str, session: str | None = None, *, wait: float = 30.0)
     info = live_info(where, wait)
     assert info is not None, f"no live supervisor wrote {where.dir}/supervisor.json within {wait} s"
     return info["control" if role == "ctl" else role][0]
+
+
+def start_web(*args: str) -> tuple[subprocess.Popen[str], str]:
+    """`bus web --port 0`, and the URL it prints once it serves."""
+    proc = bus("web", "--port", "0", *args)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
+    try:
+        first = lines.get(timeout=30)
+    except queue.Empty:
+        proc.kill()
+        raise AssertionError(f"bus web printed no URL in 30 s: {proc.stderr.read()}")  # type: ignore[union-attr]
+    assert first.startswith("bus web: serving http://127.0.0.1:"), first
+    return proc, first.split()[3]
+
+
+def stop_web(proc: subprocess.Popen[str]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError("bus web did not stop within 15 s of SIGTERM") from None

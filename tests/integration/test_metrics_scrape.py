@@ -4,23 +4,20 @@ and through `bus web`, and read with prometheus_client's own parser."""
 
 from __future__ import annotations
 
-import queue
-import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from bus import Bus
-from helpers import ENGINES, bus, bus_result, free_ports, running, scripted, write_config
+from helpers import ENGINES, bus_result, free_ports, running, scripted, start_web, stop_web, write_config
 
 sys.path.insert(0, str(ENGINES))
 from scripted import kind_of, script  # noqa: E402
@@ -184,27 +181,3 @@ def test_bus_up_metrics_says_in_one_line_what_it_cannot_do(runtime_dir: Path, tm
     )
     assert blocked.returncode == 2, blocked
     assert "install bus-orchestrator[metrics]" in blocked.stderr and blocked.stderr.count("\n") == 1, blocked.stderr
-
-
-def start_web() -> tuple[subprocess.Popen[str], str]:
-    """`bus web --port 0`, and the URL it prints once it serves."""
-    proc = bus("web", "--port", "0")
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
-    try:
-        first = lines.get(timeout=30)
-    except queue.Empty:
-        proc.kill()
-        raise AssertionError(f"bus web printed no URL in 30 s: {proc.stderr.read()}")  # type: ignore[union-attr]
-    assert first.startswith("bus web: serving http://127.0.0.1:"), first
-    return proc, first.split()[3]
-
-
-def stop_web(proc: subprocess.Popen[Any]) -> int:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        raise AssertionError("bus web did not stop within 15 s of SIGTERM") from None

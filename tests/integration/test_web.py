@@ -7,13 +7,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import queue
 import shutil
-import signal
 import socket
-import subprocess
 import sys
-import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from helpers import EXAMPLES, bus, bus_result, scripted
+from helpers import EXAMPLES, bus, bus_result, scripted, start_web, stop_web
 
 sys.path.insert(0, str(EXAMPLES))
 import pngdraw  # noqa: E402
@@ -44,29 +40,6 @@ def demo_config(directory: Path, hold: Path) -> Path:
     path = directory / "demo.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def start_web(*args: str) -> tuple[subprocess.Popen[str], str]:
-    """`bus web --port 0`, and the URL it prints once it serves."""
-    proc = bus("web", "--port", "0", *args)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()  # type: ignore[union-attr]
-    try:
-        first = lines.get(timeout=30)
-    except queue.Empty:
-        proc.kill()
-        raise AssertionError(f"bus web printed no URL in 30 s: {proc.stderr.read()}")  # type: ignore[union-attr]
-    assert first.startswith("bus web: serving http://127.0.0.1:"), first
-    return proc, first.split()[3]
-
-
-def stop_web(proc: subprocess.Popen[str]) -> int:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise AssertionError("bus web did not stop within 15 s of SIGTERM")
 
 
 def expected_images() -> dict[str, set[str]]:
