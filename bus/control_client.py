@@ -16,7 +16,7 @@ from .errors import BusError, Denied, NotRunning
 from .keys import HandshakeWatch
 from .protocol import RemoteProtocolError
 from .protocol.control import decode_reply, encode_request
-from .runtime import Address, locate, relocatable
+from .runtime import INFO_POLL, Address, locate, relocatable
 
 
 class RequestFailed(BusError):
@@ -41,6 +41,7 @@ class ControlClient:
         self._ids = itertools.count(1)
         self._sock: zmq.Socket | None = None  # (none until a local TCP session's supervisor.json names the port)
         self._watch: HandshakeWatch | None = None
+        self._closed = False
         if address.located:
             self._connect(address)
 
@@ -53,19 +54,19 @@ class ControlClient:
     def request(self, op: str, *, timeout: float | None = -1.0, **args: Any) -> tuple[dict[str, Any], list[bytes]]:
         """Send `op`; return (reply, extra frames). `timeout=None` waits for ever."""
         wait = self.timeout if timeout == -1.0 else timeout
+        if self._closed:
+            raise BusError(f"the control client of {self.address.label} is closed")
+        deadline = None if wait is None else time.monotonic() + wait
         if self._sock is None:
-            start = time.monotonic()
             found = locate(self.address, wait)
             if found is None:
                 raise no_answer(self.address, wait)
             self._connect(found)
-            wait = None if wait is None else max(0.0, wait - (time.monotonic() - start))
         assert self._sock is not None and self._watch is not None
         req_id = next(self._ids)
         if op == "spawn" and self.address.token:
             args = {**args, "token": self.address.token}  # (local TCP: proves we may read the owner's supervisor.json)
         self._sock.send_multipart([b"", encode_request(op, req_id, **args)])
-        deadline = None if wait is None else time.monotonic() + wait
         poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)
         if self._watch.monitor is not None:
@@ -92,17 +93,21 @@ class ControlClient:
 
     def _reset(self) -> None:
         # Drop a request nobody answered so it is not delivered later by surprise.
-        self.close()
+        self._drop()
         self.address = relocatable(self.address)  # (local TCP: read supervisor.json again at the next request)
         if self.address.located:
             self._connect(self.address)
 
-    def close(self) -> None:
+    def _drop(self) -> None:
         if self._watch is not None:
             self._watch.close()
         if self._sock is not None:
             self._sock.close(linger=0)
         self._sock = self._watch = None
+
+    def close(self) -> None:
+        self._closed = True
+        self._drop()
 
 
 class AsyncControlClient:
@@ -115,6 +120,7 @@ class AsyncControlClient:
         self._ids = itertools.count(1)
         self._sock: zmq.asyncio.Socket | None = sockets.dealer(ctx, address.control, keys=address.keys) if address.located else None
         self._turn: asyncio.Lock | None = None  # (made in the loop that first uses it)
+        self._closed = False
 
     async def request(self, op: str, *, timeout: float | None = -1.0, **args: Any) -> tuple[dict[str, Any], list[Any]]:
         """As ControlClient.request: (reply, extra frames); `timeout=None` waits for ever."""
@@ -125,19 +131,19 @@ class AsyncControlClient:
 
     async def _request(self, op: str, timeout: float | None, args: dict[str, Any]) -> tuple[dict[str, Any], list[Any]]:
         wait = self.timeout if timeout == -1.0 else timeout
+        if self._closed:
+            raise BusError(f"the control client of {self.address.label} is closed")
+        deadline = None if wait is None else time.monotonic() + wait
         if self._sock is None:
-            start = time.monotonic()
-            found = await asyncio.to_thread(locate, self.address, wait)
+            found = await _located(self.address, deadline)
             if found is None:
                 raise no_answer(self.address, wait)
             self.address = found
             self._sock = sockets.dealer(self.ctx, found.control, keys=found.keys)
-            wait = None if wait is None else max(0.0, wait - (time.monotonic() - start))
         req_id = next(self._ids)
         if op == "spawn" and self.address.token:
             args = {**args, "token": self.address.token}
         await self._sock.send_multipart([b"", encode_request(op, req_id, **args)])
-        deadline = None if wait is None else time.monotonic() + wait
         while True:
             left = None if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
             if not await self._sock.poll(left):
@@ -151,9 +157,20 @@ class AsyncControlClient:
                 return answer
 
     def close(self) -> None:
+        self._closed = True
         if self._sock is not None:
             self._sock.close(linger=0)
             self._sock = None
+
+
+async def _located(address: Address, deadline: float | None) -> Address | None:
+    """`locate` on the event loop: supervisor.json looked at every INFO_POLL seconds until
+    `deadline` (None: for ever), so a cancelled task stops waiting (a thread would not)."""
+    while True:
+        found = locate(address, 0.0)
+        if found is not None or (deadline is not None and time.monotonic() >= deadline):
+            return found
+        await asyncio.sleep(INFO_POLL)
 
 
 def read_answer(frames: list[Any], req_id: int, op: str) -> tuple[dict[str, Any], list[Any]] | None:
@@ -174,7 +191,7 @@ def read_answer(frames: list[Any], req_id: int, op: str) -> tuple[dict[str, Any]
 
 def no_answer(address: Address, wait: float | None) -> NotRunning:
     return NotRunning(
-        f"no answer from a supervisor at {address.label} within {wait:g}s: "
+        f"no answer from a supervisor at {address.label} {'at all' if wait is None else f'within {wait:g}s'}: "
         "is one running there? (start one with `bus up`)"
     )
 
@@ -182,9 +199,10 @@ def no_answer(address: Address, wait: float | None) -> NotRunning:
 def pick_endpoint(endpoints: dict[str, list[str]], role: str, control: str) -> str:
     """The `role` endpoint (pub, pull) of a hello's `endpoints`, reachable the way `control`
     was (PROTOCOL.md section 7, "Which endpoint to use"): over ipc the ipc entry; over TCP
-    the entry at the index of the `control` entry with the port `control` reached (the
-    lists are parallel: the local one, then --listen's), or the last one if none has it (a
-    port forward), with a wildcard host replaced by the host `control` named."""
+    the entry at the index of the `control` entry with the port `control` reached and its
+    host (or a wildcard) (the lists are parallel: the local one, then --listen's), else the
+    last one (a port forward, a host name), with a wildcard host replaced by the host
+    `control` named."""
     listed = endpoints.get(role) or []
     reached = _host_port(control)
     if reached is None:
@@ -192,8 +210,12 @@ def pick_endpoint(endpoints: dict[str, list[str]], role: str, control: str) -> s
             if endpoint.startswith("ipc://"):
                 return endpoint
         raise BusError(f"the supervisor at {control} lists no local {role} endpoint: {listed}")
-    ports = [bound[1] if (bound := _host_port(entry)) else None for entry in endpoints.get("control") or []]
-    chosen = listed[ports.index(reached[1])] if reached[1] in ports and ports.index(reached[1]) < len(listed) else (listed[-1] if listed else "")
+    chosen = listed[-1] if listed else ""
+    for index, entry in enumerate(endpoints.get("control") or []):
+        bound = _host_port(entry)
+        if bound is not None and bound[1] == reached[1] and index < len(listed) and (bound[0] == reached[0] or bound[0] in WILDCARDS):
+            chosen = listed[index]
+            break
     bound = _host_port(chosen)
     if bound is None:
         raise BusError(f"the supervisor at {control} lists no {role} endpoint reachable over TCP: {listed}")

@@ -235,7 +235,7 @@ def relocatable(address: Address) -> Address:
     ports); any other address as it is."""
     if HAS_IPC or address.session is None or not address.located:
         return address
-    return Address(control="", pub=None, label=address.label, session=address.session, keys=address.keys)
+    return Address(control="", pub=None, label=address.label, session=address.session)
 
 
 def _local_tcp(session: Session, info: dict[str, Any]) -> Address:
@@ -246,8 +246,10 @@ def resolve(address: str | None, *, wait: float = 0.0) -> Address:
     """`None` or a session name -> the local session; `tcp://HOST:PORT` -> remote
     control socket (PUB found through it), with CURVE keys from the environment
     if set; a directory -> that run directory. Without ipc (Windows, BUS_LOCAL_TCP=1)
-    the local endpoints are read from supervisor.json: `wait` seconds for a supervisor
-    to write it (as a client of ipc endpoints may connect before the supervisor binds)."""
+    the local endpoints are read from supervisor.json of a live supervisor, waiting
+    up to `wait` seconds for one; without one yet, an Address not `located`, whose
+    clients read the file at their first request (`locate`), as a client of ipc
+    endpoints may connect before the supervisor binds."""
     if address and address.startswith("tcp://"):
         tcp_address(address, "address")
         return Address(control=address, pub=None, label=address, keys=client_keys())
