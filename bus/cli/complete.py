@@ -63,10 +63,10 @@ def ask_status(ctx: click.Context, address: str | None) -> dict[str, Any] | None
     asking raise (the callbacks' `_quiet` swallows them)."""
     try:
         target = resolve(address)
-    except BusError:  # not an address, or (local TCP) no supervisor.json: nobody to ask
+    except BusError:  # not an address: nobody to ask
         return None
-    if HAS_IPC and target.session is not None and not (target.session.dir / "ctl").exists():
-        return None  # no supervisor has bound there: do not wait for one
+    if not target.located or (HAS_IPC and target.session is not None and not (target.session.dir / "ctl").exists()):
+        return None  # no supervisor has bound there (ipc), or none has written supervisor.json (local TCP): do not wait for one
     keys = ctx.params.get("server_key"), ctx.params.get("key")  # (key_options, not yet in the environment)
     if any(keys) and target.session is None:  # (tcp://HOST:PORT: as resolve() takes them from the environment)
         target = dataclasses.replace(target, keys=client_keys(*keys))

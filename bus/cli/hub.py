@@ -52,7 +52,7 @@ def hub(upstreams: tuple[str, ...], session: str, listen: str | None, keys_dir: 
     specs = []
     for text in upstreams:
         spec = parse_upstream(text)
-        if spec.address.control.startswith("tcp://"):  # its own server key, else the shared one (client_keys falls back to BUS_SERVER_KEY, BUS_KEY)
+        if spec.address.session is None:  # tcp://HOST:PORT (a local session's TCP is keyless): its own server key, else the shared one (client_keys falls back to BUS_SERVER_KEY, BUS_KEY)
             keys = client_keys(named.pop(spec.origin, None) or (shared[0] if shared else None), key)
             spec = dataclasses.replace(spec, address=dataclasses.replace(spec.address, keys=keys))
         specs.append(spec)
