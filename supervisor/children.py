@@ -134,6 +134,9 @@ def engine_env(child: Child, *, endpoint: str, session_dir: str, control: str = 
         env["VIRTUAL_ENV"] = sys.prefix
     for inherited in ("BUS_SPOOL", "BUS_HEARTBEAT", "BUS_INSTANCE", "BUS_QUEUE", "BUS_CONTROL"):  # never pass ours on
         env.pop(inherited, None)
+    if endpoint.startswith("tcp://"):  # (no ipc: our local endpoints are keyless TCP on 127.0.0.1; CURVE keys of our environment would fail the handshake)
+        env.pop("BUS_SERVER_KEY", None)
+        env.pop("BUS_KEY", None)
     env.update(child.spec.env)
     if child.spec.port is not None:  # foreman's $PORT: the engine's base, +1 per instance
         env["PORT"] = str(child.spec.port + child.instance - 1)
