@@ -40,6 +40,8 @@ def test_a_port_no_control_entry_has_takes_the_last_entry_as_behind_a_port_forwa
     # the client reached its own port 9001, forwarded to the supervisor's 7001
     assert pick_endpoint(WINDOWS, "pub", "tcp://127.0.0.1:9001") == "tcp://127.0.0.1:7002"
     assert pick_endpoint(LINUX, "pull", "tcp://gateway:9001") == "tcp://gateway:7003"
+    # a forward whose port happens to be the supervisor's random local one is not taken for it
+    assert pick_endpoint(WINDOWS, "pub", "tcp://gateway:50001") == "tcp://gateway:7002"
 
 
 def test_no_reachable_entry_is_one_line():
