@@ -235,21 +235,25 @@ def relocatable(address: Address) -> Address:
     ports); any other address as it is."""
     if HAS_IPC or address.session is None or not address.located:
         return address
-    return Address(control="", pub=None, label=address.label, session=address.session)
+    return _unlocated(address.session)
+
+
+def _unlocated(session: Session) -> Address:
+    return Address(control="", pub=None, label=session.label, session=session)
 
 
 def _local_tcp(session: Session, info: dict[str, Any]) -> Address:
     return Address(control=info["control"][0], pub=info["pub"][0], label=session.label, session=session, token=info.get("token"))
 
 
-def resolve(address: str | None, *, wait: float = 0.0) -> Address:
+def resolve(address: str | None) -> Address:
     """`None` or a session name -> the local session; `tcp://HOST:PORT` -> remote
     control socket (PUB found through it), with CURVE keys from the environment
     if set; a directory -> that run directory. Without ipc (Windows, BUS_LOCAL_TCP=1)
-    the local endpoints are read from supervisor.json of a live supervisor, waiting
-    up to `wait` seconds for one; without one yet, an Address not `located`, whose
-    clients read the file at their first request (`locate`), as a client of ipc
-    endpoints may connect before the supervisor binds."""
+    the local endpoints are read from supervisor.json of a live supervisor; without
+    one yet, the Address is not `located`: its clients read the file at their first
+    request (`locate`), as a client of ipc endpoints may connect before the
+    supervisor binds."""
     if address and address.startswith("tcp://"):
         tcp_address(address, "address")
         return Address(control=address, pub=None, label=address, keys=client_keys())
@@ -264,10 +268,8 @@ def resolve(address: str | None, *, wait: float = 0.0) -> Address:
         session = local_session(address)
     if HAS_IPC:
         return Address(control=session.ipc("ctl"), pub=session.ipc("pub"), label=session.label, session=session)
-    info = live_info(session, wait)  # (Windows, or BUS_LOCAL_TCP=1: tcp endpoints from the info file)
-    if info is None:  # (none yet: its clients read the file when they first ask, and say "no answer" as over ipc)
-        return Address(control="", pub=None, label=session.label, session=session)
-    return _local_tcp(session, info)
+    unlocated = _unlocated(session)  # (Windows, or BUS_LOCAL_TCP=1: tcp endpoints from the info file, when there is one)
+    return locate(unlocated, 0.0) or unlocated
 
 
 INFO_POLL = 0.02  # seconds between looks at supervisor.json while waiting for one
