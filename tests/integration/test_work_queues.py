@@ -50,7 +50,9 @@ def test_ten_instances_ten_thousand_jobs_five_random_kills_every_job_done_once(r
             rng = random.Random(20)
             for k in range(5):
                 client.result(ids[1500 * (k + 1)], timeout=120)  # (FIFO: about that many are done)
-                running = {j["instance"] for j in client.jobs("q", state="running")}
+                deadline = time.monotonic() + 30
+                while not (running := {j["instance"] for j in client.jobs("q", state="running")}):  # (all ten between a job's end and their next take: ask again)
+                    assert time.monotonic() < deadline, "no job was running for 30 s with thousands queued"
                 victim = rng.choice(sorted(running))
                 pid = next(e["pid"] for e in client.status()["engines"] if e["name"] == victim)
                 os.kill(pid, signal.SIGKILL)
